@@ -1,0 +1,20 @@
+//! Domain types of certseal: identifiers, actors, departments, templates and their rules.
+//!
+//! No I/O happens here: the registry crate stores these types, the binary converts them to and
+//! from the API, and every rule about what a valid value is lives in this crate once.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod department;
+pub mod error;
+pub mod ids;
+pub mod template;
+
+pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
+pub use error::{Error, FieldViolation};
+pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
+pub use template::{
+    FieldSpec, FieldType, FieldValue, Template, TemplateCategory, TemplateContent, TemplateStatus,
+    Visibility,
+};

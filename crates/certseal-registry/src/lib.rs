@@ -1,0 +1,99 @@
+//! The registry: the operations of certseal on stored records, independent of any transport.
+//!
+//! Each write is one sequenced, atomic, durable operation ([`certseal_store::Sequencer`]) that
+//! checks its preconditions against the latest state and writes the record with its indexes.
+//! Reads go to the store directly, listing from one snapshot. Every operation runs for an
+//! [`Actor`] and checks what that actor may do.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+mod departments;
+mod error;
+mod paging;
+mod templates;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use certseal_core::{Actor, Role, Timestamp};
+use certseal_store::{
+    Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
+};
+
+pub use error::RegistryError;
+pub use paging::{PageRequest, Paged};
+pub use templates::{TemplateFilter, TemplateSelector};
+
+/// Written into a new data folder; a folder with another value is refused.
+pub const DATA_FORMAT: &str = "certseal-data/1";
+const META_FORMAT_KEY: &[u8] = b"format";
+const META_CREATED_KEY: &[u8] = b"created_at";
+
+/// The registry over one store.
+#[derive(Debug)]
+pub struct Registry {
+    store: Arc<dyn KvStore>,
+    sequencer: Sequencer,
+}
+
+impl Registry {
+    /// Opens the data folder `data_dir`, initialising it on first start.
+    pub fn open(data_dir: &Path, rocks: &RocksOptions) -> Result<Self, RegistryError> {
+        let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(&data_dir.join("db"), rocks)?);
+        Self::with_store(store, SequencerOptions::default())
+    }
+
+    /// Runs the registry over any conforming store.
+    pub fn with_store(
+        store: Arc<dyn KvStore>,
+        sequencer: SequencerOptions,
+    ) -> Result<Self, RegistryError> {
+        init_meta(store.as_ref())?;
+        let sequencer = Sequencer::start(store.clone(), sequencer);
+        Ok(Self { store, sequencer })
+    }
+
+    /// Checks that the store answers; used by the health service.
+    pub fn check_health(&self) -> Result<(), RegistryError> {
+        self.store.get(Table::Meta, META_FORMAT_KEY)?;
+        Ok(())
+    }
+}
+
+fn init_meta(store: &dyn KvStore) -> Result<(), RegistryError> {
+    match store.get(Table::Meta, META_FORMAT_KEY)? {
+        Some(f) if f == DATA_FORMAT.as_bytes() => Ok(()),
+        Some(f) => Err(certseal_store::StoreError::Incompatible(format!(
+            "written as '{}', this build reads '{DATA_FORMAT}'",
+            String::from_utf8_lossy(&f)
+        ))
+        .into()),
+        None => {
+            let mut b = Batch::new();
+            b.put(Table::Meta, META_FORMAT_KEY, DATA_FORMAT);
+            b.put(
+                Table::Meta,
+                META_CREATED_KEY,
+                Timestamp::now().0.to_be_bytes().to_vec(),
+            );
+            store.write(&b, true)?;
+            tracing::info!(format = DATA_FORMAT, "initialised a new data folder");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses actors that do not hold `role`.
+fn require_role(actor: &Actor, role: Role, action: &str) -> Result<(), RegistryError> {
+    if actor.role == role {
+        Ok(())
+    } else {
+        Err(RegistryError::PermissionDenied(format!(
+            "{action} needs the {} role; the caller acts as {}",
+            role.as_str(),
+            actor.role.as_str()
+        )))
+    }
+}

@@ -1,0 +1,60 @@
+//! Paged listing: page sizes and opaque page tokens.
+
+use crate::RegistryError;
+
+/// Page size when the caller gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page; larger requests are served this many.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Which page to list.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Items wanted; 0 means the default, more than the maximum means the maximum.
+    pub size: u32,
+    /// Token from the previous page, empty for the first.
+    pub token: String,
+}
+
+impl PageRequest {
+    pub(crate) fn limit(&self) -> usize {
+        match self.size {
+            0 => DEFAULT_PAGE_SIZE as usize,
+            n => n.min(MAX_PAGE_SIZE) as usize,
+        }
+    }
+
+    /// The key to continue after. Tokens are the hex of the last key, checked to lie under
+    /// `prefix` so a token cannot steer a scan into another record kind.
+    pub(crate) fn after(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+        if self.token.is_empty() {
+            return Ok(None);
+        }
+        let bad = || RegistryError::invalid("page_token", "not a token this list returned");
+        if self.token.len() > 512 || self.token.len() % 2 != 0 {
+            return Err(bad());
+        }
+        let key = (0..self.token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&self.token[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        if !key.starts_with(prefix) {
+            return Err(bad());
+        }
+        Ok(Some(key))
+    }
+}
+
+pub(crate) fn token_for(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Token for the next page; empty on the last page.
+    pub next_token: String,
+}

@@ -1,0 +1,421 @@
+//! Templates: versioned licence types, draft → published → deprecated.
+//!
+//! Keys: `Templates` holds `type code (21 bytes) ‖ version (u32 BE)`, so one type's versions
+//! are adjacent and ordered, and a department's types share its credit code as prefix.
+//! `TemplateHeads` holds the latest version number of each type, read by the sequenced
+//! operations that create versions.
+
+use certseal_core::{
+    Actor, DepartmentStatus, Role, Template, TemplateCategory, TemplateContent, TemplateStatus,
+    Timestamp, TypeCode,
+};
+use certseal_store::{Direction, Table, Txn};
+
+use crate::codec::{decode, encode};
+use crate::departments::{load_department, parse_credit_code};
+use crate::paging::token_for;
+use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
+
+/// Which version of a licence type to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateSelector {
+    /// The highest version that is published (not draft, not deprecated).
+    LatestPublished,
+    /// One version.
+    Version(u32),
+}
+
+/// What to list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFilter {
+    /// Only this category.
+    pub category: Option<TemplateCategory>,
+    /// Only this status.
+    pub status: Option<TemplateStatus>,
+    /// Only types defined by this department (credit code).
+    pub defining_department: Option<String>,
+}
+
+/// Most stored versions one list call reads before it returns a short page.
+const MAX_SCANNED_PER_LIST: usize = 10_000;
+
+fn template_key(type_code: &TypeCode, version: u32) -> Vec<u8> {
+    [type_code.as_str().as_bytes(), &version.to_be_bytes()].concat()
+}
+
+fn parse_type_code(value: &str) -> Result<TypeCode, RegistryError> {
+    value
+        .parse()
+        .map_err(|e: certseal_core::IdError| RegistryError::invalid("type_code", e.0))
+}
+
+fn check_version(version: u32) -> Result<(), RegistryError> {
+    if version == 0 {
+        Err(RegistryError::invalid("version", "versions start at 1"))
+    } else {
+        Ok(())
+    }
+}
+
+fn load_template(
+    txn: &Txn<'_>,
+    type_code: &TypeCode,
+    version: u32,
+) -> Result<Option<Template>, RegistryError> {
+    txn.get(Table::Templates, &template_key(type_code, version))?
+        .map(|b| decode("template", &b))
+        .transpose()
+}
+
+fn latest_version(txn: &Txn<'_>, type_code: &TypeCode) -> Result<u32, RegistryError> {
+    match txn.get(Table::TemplateHeads, type_code.as_str().as_bytes())? {
+        None => Ok(0),
+        Some(b) => Ok(u32::from_be_bytes(b.as_slice().try_into().map_err(
+            |_| RegistryError::Corrupt(format!("template head of {type_code}")),
+        )?)),
+    }
+}
+
+fn require_active_definer(txn: &Txn<'_>, type_code: &TypeCode) -> Result<(), RegistryError> {
+    let code = type_code.defining_department();
+    let dept = load_department(txn, &code)?.ok_or_else(|| {
+        RegistryError::NotFound(format!(
+            "department {code}, which defines type {type_code}, is not registered"
+        ))
+    })?;
+    if dept.status == DepartmentStatus::Deactivated {
+        return Err(RegistryError::FailedPrecondition(format!(
+            "department {code}, which defines type {type_code}, is deactivated"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Creates a draft. `base_version` 0 starts a new licence type (`AlreadyExists` if the
+    /// type has versions); N creates version N+1 and must name the type's latest version,
+    /// which must not itself be a draft. Needs the admin role.
+    pub async fn create_template_draft(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        base_version: u32,
+        content: TemplateContent,
+    ) -> Result<Template, RegistryError> {
+        require_role(actor, Role::Admin, "creating a template")?;
+        let (type_code, content) = check_template_input(type_code, content)?;
+        let actor = actor.clone();
+        self.sequencer
+            .submit(move |txn| {
+                require_active_definer(txn, &type_code)?;
+                let latest = latest_version(txn, &type_code)?;
+                if base_version == 0 && latest > 0 {
+                    return Err(RegistryError::AlreadyExists(format!(
+                        "licence type {type_code} exists (latest version {latest}); give base_version {latest} to create version {}",
+                        latest + 1
+                    )));
+                }
+                if base_version != latest {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "base_version is {base_version} but the latest version of {type_code} is {latest}"
+                    )));
+                }
+                if latest > 0 {
+                    let prev = load_template(txn, &type_code, latest)?.ok_or_else(|| {
+                        RegistryError::Corrupt(format!("template {type_code} v{latest} missing"))
+                    })?;
+                    if prev.status == TemplateStatus::Draft {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "version {latest} of {type_code} is still a draft; update or publish it first"
+                        )));
+                    }
+                }
+                let now = Timestamp::now();
+                let template = Template {
+                    type_code,
+                    version: latest + 1,
+                    content,
+                    status: TemplateStatus::Draft,
+                    created_at: now,
+                    created_by: actor.clone(),
+                    updated_at: now,
+                    updated_by: actor,
+                    published_at: None,
+                };
+                txn.put(
+                    Table::Templates,
+                    template_key(&template.type_code, template.version),
+                    encode(&template),
+                );
+                txn.put(
+                    Table::TemplateHeads,
+                    template.type_code.as_str().as_bytes(),
+                    template.version.to_be_bytes().to_vec(),
+                );
+                Ok(template)
+            })
+            .await
+    }
+
+    /// Replaces the content of a draft. Needs the admin role.
+    pub async fn update_template_draft(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        version: u32,
+        content: TemplateContent,
+    ) -> Result<Template, RegistryError> {
+        require_role(actor, Role::Admin, "updating a template")?;
+        check_version(version)?;
+        let (type_code, content) = check_template_input(type_code, content)?;
+        self.change_template(actor, type_code, version, move |t| {
+            if t.status != TemplateStatus::Draft {
+                return Err(immutable(t));
+            }
+            t.content = content;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Publishes a draft: from now on it is immutable and licences can be issued from it.
+    pub async fn publish_template(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        version: u32,
+    ) -> Result<Template, RegistryError> {
+        self.transition(
+            actor,
+            type_code,
+            version,
+            TemplateStatus::Draft,
+            TemplateStatus::Published,
+        )
+        .await
+    }
+
+    /// Deprecates a published version: no new licences from it; issued ones are unaffected.
+    pub async fn deprecate_template(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        version: u32,
+    ) -> Result<Template, RegistryError> {
+        self.transition(
+            actor,
+            type_code,
+            version,
+            TemplateStatus::Published,
+            TemplateStatus::Deprecated,
+        )
+        .await
+    }
+
+    /// Moves one version along its lifecycle, from `from` to `to`. Needs the admin role.
+    async fn transition(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        version: u32,
+        from: TemplateStatus,
+        to: TemplateStatus,
+    ) -> Result<Template, RegistryError> {
+        require_role(actor, Role::Admin, "changing a template's status")?;
+        check_version(version)?;
+        let type_code = parse_type_code(type_code)?;
+        self.change_template(actor, type_code, version, move |t| {
+            if t.status != from {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "template {} version {} is {}, only a {} template can be {}",
+                    t.type_code,
+                    t.version,
+                    t.status.as_str(),
+                    from.as_str(),
+                    to.as_str()
+                )));
+            }
+            t.status = to;
+            if to == TemplateStatus::Published {
+                t.published_at = Some(Timestamp::now());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_template(
+        &self,
+        actor: &Actor,
+        type_code: TypeCode,
+        version: u32,
+        change: impl FnOnce(&mut Template) -> Result<(), RegistryError> + Send + 'static,
+    ) -> Result<Template, RegistryError> {
+        let actor = actor.clone();
+        self.sequencer
+            .submit(move |txn| {
+                let mut t = load_template(txn, &type_code, version)?.ok_or_else(|| {
+                    RegistryError::NotFound(format!("template {type_code} version {version}"))
+                })?;
+                change(&mut t)?;
+                require_active_definer(txn, &type_code)?;
+                t.updated_at = Timestamp::now();
+                t.updated_by = actor;
+                txn.put(
+                    Table::Templates,
+                    template_key(&type_code, version),
+                    encode(&t),
+                );
+                Ok(t)
+            })
+            .await
+    }
+
+    /// Reads one version of a licence type, or its latest published version.
+    pub fn get_template(
+        &self,
+        _actor: &Actor,
+        type_code: &str,
+        selector: TemplateSelector,
+    ) -> Result<Template, RegistryError> {
+        let type_code = parse_type_code(type_code)?;
+        match selector {
+            TemplateSelector::Version(v) => {
+                check_version(v)?;
+                self.store
+                    .get(Table::Templates, &template_key(&type_code, v))?
+                    .map(|b| decode("template", &b))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        RegistryError::NotFound(format!("template {type_code} version {v}"))
+                    })
+            }
+            TemplateSelector::LatestPublished => {
+                let snap = self.store.snapshot();
+                let mut after = None;
+                loop {
+                    let page = snap.scan(
+                        Table::Templates,
+                        type_code.as_str().as_bytes(),
+                        after.as_deref(),
+                        16,
+                        Direction::Reverse,
+                    )?;
+                    for (_, v) in &page.items {
+                        let t: Template = decode("template", v)?;
+                        if t.status == TemplateStatus::Published {
+                            return Ok(t);
+                        }
+                    }
+                    match (page.more, page.items.last()) {
+                        (true, Some((k, _))) => after = Some(k.clone()),
+                        _ => break,
+                    }
+                }
+                Err(RegistryError::NotFound(format!(
+                    "no published version of template {type_code}"
+                )))
+            }
+        }
+    }
+
+    /// Lists template versions in type-code and version order.
+    pub fn list_templates(
+        &self,
+        _actor: &Actor,
+        filter: &TemplateFilter,
+        page: &PageRequest,
+    ) -> Result<Paged<Template>, RegistryError> {
+        let prefix = match &filter.defining_department {
+            Some(code) => parse_credit_code("defining_department", code)?
+                .as_str()
+                .as_bytes()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let limit = page.limit();
+        let mut after = page.after(&prefix)?;
+        let snap = self.store.snapshot();
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let batch = snap.scan(
+                Table::Templates,
+                &prefix,
+                after.as_deref(),
+                limit,
+                Direction::Forward,
+            )?;
+            let mut stopped_early = false;
+            for (i, (k, v)) in batch.items.iter().enumerate() {
+                scanned += 1;
+                after = Some(k.clone());
+                let t: Template = decode("template", v)?;
+                if filter.category.is_none_or(|c| c == t.content.category)
+                    && filter.status.is_none_or(|s| s == t.status)
+                {
+                    items.push(t);
+                    if items.len() == limit {
+                        stopped_early = i + 1 < batch.items.len();
+                        break;
+                    }
+                }
+            }
+            if !batch.more && !stopped_early {
+                return Ok(Paged {
+                    items,
+                    next_token: String::new(),
+                });
+            }
+            // A full page, or one cut short to bound the work, continues after the last key read.
+            if items.len() == limit || scanned >= MAX_SCANNED_PER_LIST {
+                let next_token = after.as_deref().map(token_for).unwrap_or_default();
+                return Ok(Paged { items, next_token });
+            }
+        }
+    }
+}
+
+fn immutable(t: &Template) -> RegistryError {
+    RegistryError::FailedPrecondition(format!(
+        "template {} version {} is {} and cannot change; create a new version",
+        t.type_code,
+        t.version,
+        t.status.as_str()
+    ))
+}
+
+/// Checks the type code and the content together, so the caller hears every problem at once.
+fn check_template_input(
+    type_code: &str,
+    content: TemplateContent,
+) -> Result<(TypeCode, TemplateContent), RegistryError> {
+    let code = parse_type_code(type_code);
+    // The core names fields relative to the content; the request nests them under `content`.
+    let content = content
+        .validate()
+        .map_err(|e| match RegistryError::from(e) {
+            RegistryError::InvalidArgument(v) => RegistryError::InvalidArgument(
+                v.into_iter()
+                    .map(|mut f| {
+                        f.field = format!("content.{}", f.field);
+                        f
+                    })
+                    .collect(),
+            ),
+            other => other,
+        });
+    match (code, content) {
+        (Ok(c), Ok(t)) => Ok((c, t)),
+        (Err(a), Err(b)) => {
+            let mut v = Vec::new();
+            for e in [a, b] {
+                if let RegistryError::InvalidArgument(x) = e {
+                    v.extend(x);
+                }
+            }
+            Err(RegistryError::InvalidArgument(v))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}

@@ -1,0 +1,168 @@
+//! Storage of the registry: small key-value traits, the RocksDB implementation, and the
+//! sequencer that turns many concurrent operations into group-committed, durable batches.
+//!
+//! Only this crate sees RocksDB. Callers name a [`Table`] (one column family per kind of
+//! record), encode keys big-endian so iteration is ordered, and change state only through the
+//! [`Sequencer`]: one operation is one atomic batch, acknowledged once its WAL is synced.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod rocks;
+mod sequencer;
+pub mod testing;
+
+use std::fmt;
+
+pub use rocks::{RocksOptions, RocksStore};
+pub use sequencer::{Sequencer, SequencerOptions, Txn};
+
+/// A kind of record; each is its own column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Table {
+    /// Facts about the data folder itself (format version, creation time).
+    Meta,
+    /// Departments by credit code.
+    Departments,
+    /// Template versions by type code + big-endian version.
+    Templates,
+    /// Per licence type: its latest version and latest published version.
+    TemplateHeads,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 4] = [
+        Table::Meta,
+        Table::Departments,
+        Table::Templates,
+        Table::TemplateHeads,
+    ];
+
+    /// The column family's name, fixed forever once data exists.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Departments => "departments",
+            Table::Templates => "templates",
+            Table::TemplateHeads => "template_heads",
+        }
+    }
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption detected by the engine, a held lock).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// The data folder was written by an incompatible version or is not a certseal folder.
+    #[error("data folder: {0}")]
+    Incompatible(String),
+    /// The sequencer has stopped; nothing was written.
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// One change inside a [`Batch`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Sets `key` to `value`.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Removes `key`.
+    Delete(Table, Vec<u8>),
+}
+
+impl fmt::Debug for Op {
+    // Values can be large; a debug line shows their size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Put(t, k, v) => write!(f, "Put({}, {}, {} bytes)", t.name(), hex(k), v.len()),
+            Op::Delete(t, k) => write!(f, "Delete({}, {})", t.name(), hex(k)),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Changes written together: after a crash either all of them are there or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a put.
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(table, key.into(), value.into()));
+    }
+    /// Adds a delete.
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(table, key.into()));
+    }
+    /// The changes in order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+    /// Whether there are no changes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    /// Appends another batch's changes after this one's.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// Order of a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending keys.
+    Forward,
+    /// Descending keys (newest first for time-ordered keys).
+    Reverse,
+}
+
+/// One page of a prefix scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Keys and values in scan order.
+    pub items: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether more keys with the prefix follow the last item.
+    pub more: bool,
+}
+
+/// Reads, from the latest committed state or from a snapshot.
+pub trait Read {
+    /// The value of `key`, if any.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` keys that start with `prefix`, in `direction`, strictly after `after`
+    /// (in scan order) when it is given.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Page, StoreError>;
+}
+
+/// A key-value store the registry can run on. Implementations must make [`KvStore::write`]
+/// atomic, and durable before it returns when `durable` is set.
+pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
+    /// A consistent view of the committed state at this instant.
+    fn snapshot(&self) -> Box<dyn Read + '_>;
+
+    /// Writes all of `batch` or none of it.
+    fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError>;
+}

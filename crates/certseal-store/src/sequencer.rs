@@ -1,0 +1,204 @@
+//! The single writer: operations from many concurrent requests run one at a time on one
+//! thread, each against the state its predecessors left, and a whole group of them is written
+//! as one batch with one WAL sync before any of them is acknowledged.
+//!
+//! Running check-and-write on one thread is what makes "register unless it exists" race-free
+//! without locks, and it is where the audit log will take its sequence numbers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Batch, KvStore, Op, StoreError, Table};
+
+/// Tuning of the sequencer.
+#[derive(Debug, Clone)]
+pub struct SequencerOptions {
+    /// Most operations written in one batch (one WAL sync).
+    pub max_group: usize,
+    /// Operations that may wait for the writer before submitters are slowed down.
+    pub queue_depth: usize,
+}
+
+impl Default for SequencerOptions {
+    fn default() -> Self {
+        Self {
+            max_group: 1024,
+            queue_depth: 8192,
+        }
+    }
+}
+
+/// What an operation hands back to the writer: a callback to run once its group's write has
+/// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Option<Completion> + Send>;
+
+/// The view of one operation: reads see everything committed plus the writes of earlier
+/// operations in the same group; writes are buffered and kept only if the operation succeeds.
+pub struct Txn<'a> {
+    store: &'a dyn KvStore,
+    group: &'a HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    batch: Batch,
+}
+
+impl std::fmt::Debug for Txn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn").field("batch", &self.batch).finish()
+    }
+}
+
+impl Txn<'_> {
+    /// The current value of `key`, including writes not yet synced.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        // Latest own write wins, then the group's, then the store.
+        for op in self.batch.ops().iter().rev() {
+            match op {
+                Op::Put(t, k, v) if *t == table && k == key => return Ok(Some(v.clone())),
+                Op::Delete(t, k) if *t == table && k == key => return Ok(None),
+                _ => {}
+            }
+        }
+        if let Some(v) = self.group.get(&(table, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        self.store.get(table, key)
+    }
+
+    /// Buffers a put.
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.batch.put(table, key, value);
+    }
+
+    /// Buffers a delete.
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        self.batch.delete(table, key);
+    }
+}
+
+/// Handle to the writer thread. Dropping it drains the queue and stops the thread.
+#[derive(Debug)]
+pub struct Sequencer {
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Sequencer {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Arc<dyn KvStore>, opts: SequencerOptions) -> Self {
+        let (queue, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let max_group = opts.max_group.max(1);
+        let writer = std::thread::Builder::new()
+            .name("certseal-sequencer".into())
+            .spawn(move || run(store, rx, max_group))
+            .expect("spawning the sequencer thread");
+        Self {
+            queue: Some(queue),
+            writer: Some(writer),
+        }
+    }
+
+    /// Runs `op` on the writer and resolves once its writes are durable (or it failed).
+    ///
+    /// `op` must be quick and must not block: every other write waits for it. Do signing,
+    /// parsing and validation before submitting.
+    pub async fn submit<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Txn<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (done, result) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |txn: &mut Txn<'_>| match op(txn) {
+            Ok(value) => Some(Box::new(move |written: Result<(), StoreError>| {
+                let _ = done.send(written.map(|()| value).map_err(E::from));
+            }) as Completion),
+            Err(e) => {
+                let _ = done.send(Err(e));
+                None
+            }
+        });
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue.send(job).await.map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for Sequencer {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what was queued, then exit.
+        self.queue.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn run(store: Arc<dyn KvStore>, mut rx: mpsc::Receiver<Job>, max_group: usize) {
+    let mut pending: Vec<Completion> = Vec::new();
+    let mut group_batch = Batch::new();
+    let mut group_view: HashMap<(Table, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        // Take whatever else is already waiting: that is the group.
+        while let Some(job) = next.take() {
+            let mut txn = Txn {
+                store: store.as_ref(),
+                group: &group_view,
+                batch: Batch::new(),
+            };
+            // A panicking operation fails alone (its caller sees the store as closed for it);
+            // the writer and the rest of the group go on.
+            let completion =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut txn))) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        tracing::error!(
+                            "an operation panicked in the sequencer; nothing of it is written"
+                        );
+                        txn.batch = Batch::new();
+                        None
+                    }
+                };
+            let batch = txn.batch;
+            if let Some(c) = completion {
+                for op in batch.ops() {
+                    match op {
+                        Op::Put(t, k, v) => group_view.insert((*t, k.clone()), Some(v.clone())),
+                        Op::Delete(t, k) => group_view.insert((*t, k.clone()), None),
+                    };
+                }
+                group_batch.extend(batch);
+                pending.push(c);
+            }
+            if pending.len() < max_group {
+                next = rx.try_recv().ok();
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let written = if group_batch.is_empty() {
+            Ok(())
+        } else {
+            store.write(&group_batch, true)
+        };
+        if let Err(e) = &written {
+            tracing::error!(error = %e, operations = pending.len(), "group commit failed");
+        } else {
+            tracing::trace!(
+                operations = pending.len(),
+                changes = group_batch.ops().len(),
+                "group committed"
+            );
+        }
+        let msg = written.as_ref().map_err(ToString::to_string);
+        for c in pending.drain(..) {
+            c(msg.clone().map_err(StoreError::Backend));
+        }
+        group_batch = Batch::new();
+        group_view.clear();
+    }
+}

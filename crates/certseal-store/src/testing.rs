@@ -1,0 +1,320 @@
+//! The conformance suite every [`KvStore`] implementation must pass, and the sequencer with it.
+//!
+//! A backend's tests call [`run`] with a function that opens its store in a folder; each case
+//! gets a folder of its own under `base`, and reopening the same folder must find the data.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::{Batch, Direction, KvStore, Sequencer, SequencerOptions, StoreError, Table};
+
+/// Opens (or reopens) a store in a folder.
+pub type Opener<'a> = &'a dyn Fn(&Path) -> Arc<dyn KvStore>;
+
+/// Every case, by name.
+pub const CASES: &[(&str, fn(Opener<'_>, &Path))] = &[
+    ("put_get_delete", put_get_delete),
+    ("batch_is_ordered", batch_is_ordered),
+    ("scan_forward_pages", scan_forward_pages),
+    ("scan_reverse_pages", scan_reverse_pages),
+    ("scan_stays_in_prefix", scan_stays_in_prefix),
+    ("snapshot_is_isolated", snapshot_is_isolated),
+    ("data_survives_reopen", data_survives_reopen),
+    (
+        "sequencer_serialises_check_and_write",
+        sequencer_serialises_check_and_write,
+    ),
+    (
+        "sequencer_failed_operation_writes_nothing",
+        sequencer_failed_operation_writes_nothing,
+    ),
+    (
+        "sequencer_acknowledged_is_durable",
+        sequencer_acknowledged_is_durable,
+    ),
+];
+
+/// Runs every case, each in its own subfolder of `base`; panics naming the case that failed.
+pub fn run(open: Opener<'_>, base: &Path) {
+    for (name, case) in CASES {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).expect("creating a case folder");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(open, &dir)));
+        if let Err(p) = outcome {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("store conformance case '{name}' failed: {msg}");
+        }
+    }
+}
+
+fn key(prefix: &[u8], n: u64) -> Vec<u8> {
+    [prefix, &n.to_be_bytes()].concat()
+}
+
+fn put_get_delete(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    let mut b = Batch::new();
+    b.put(Table::Departments, b"k".to_vec(), b"dept".to_vec());
+    b.put(Table::Templates, b"k".to_vec(), b"tmpl".to_vec());
+    s.write(&b, true).unwrap();
+    assert_eq!(s.get(Table::Departments, b"k").unwrap().unwrap(), b"dept");
+    assert_eq!(
+        s.get(Table::Templates, b"k").unwrap().unwrap(),
+        b"tmpl",
+        "tables are separate"
+    );
+    assert_eq!(s.get(Table::Meta, b"k").unwrap(), None);
+    let mut b = Batch::new();
+    b.delete(Table::Departments, b"k".to_vec());
+    s.write(&b, true).unwrap();
+    assert_eq!(s.get(Table::Departments, b"k").unwrap(), None);
+    assert!(s.get(Table::Templates, b"k").unwrap().is_some());
+}
+
+fn batch_is_ordered(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    let mut b = Batch::new();
+    b.put(Table::Meta, b"a".to_vec(), b"1".to_vec());
+    b.delete(Table::Meta, b"a".to_vec());
+    b.put(Table::Meta, b"a".to_vec(), b"2".to_vec());
+    b.put(Table::Meta, b"b".to_vec(), b"1".to_vec());
+    b.delete(Table::Meta, b"b".to_vec());
+    s.write(&b, false).unwrap();
+    assert_eq!(s.get(Table::Meta, b"a").unwrap().unwrap(), b"2");
+    assert_eq!(s.get(Table::Meta, b"b").unwrap(), None);
+}
+
+fn fill(s: &dyn KvStore, prefix: &[u8], n: u64) {
+    let mut b = Batch::new();
+    for i in 0..n {
+        b.put(Table::Templates, key(prefix, i), i.to_be_bytes().to_vec());
+    }
+    s.write(&b, true).unwrap();
+}
+
+fn collect_pages(s: &dyn KvStore, prefix: &[u8], limit: usize, dir: Direction) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = s
+            .scan(Table::Templates, prefix, after.as_deref(), limit, dir)
+            .unwrap();
+        assert!(page.items.len() <= limit);
+        for (k, v) in &page.items {
+            assert!(k.starts_with(prefix));
+            out.push(u64::from_be_bytes(v.as_slice().try_into().unwrap()));
+        }
+        if !page.more {
+            return out;
+        }
+        assert_eq!(page.items.len(), limit, "a page with more after it is full");
+        after = page.items.last().map(|(k, _)| k.clone());
+    }
+}
+
+fn scan_forward_pages(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    fill(s.as_ref(), b"p", 10);
+    assert_eq!(
+        collect_pages(s.as_ref(), b"p", 3, Direction::Forward),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        collect_pages(s.as_ref(), b"p", 10, Direction::Forward).len(),
+        10
+    );
+    let page = s
+        .scan(Table::Templates, b"p", None, 10, Direction::Forward)
+        .unwrap();
+    assert!(!page.more, "an exactly full last page says no more");
+    let empty = s
+        .scan(Table::Templates, b"q", None, 10, Direction::Forward)
+        .unwrap();
+    assert!(empty.items.is_empty() && !empty.more);
+}
+
+fn scan_reverse_pages(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    fill(s.as_ref(), b"p", 10);
+    fill(s.as_ref(), b"q", 3);
+    assert_eq!(
+        collect_pages(s.as_ref(), b"p", 4, Direction::Reverse),
+        (0..10).rev().collect::<Vec<_>>()
+    );
+}
+
+fn scan_stays_in_prefix(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    fill(s.as_ref(), &[0x01, 0xff], 3);
+    fill(s.as_ref(), &[0x02], 3);
+    fill(s.as_ref(), &[0x01, 0xfe], 3);
+    for d in [Direction::Forward, Direction::Reverse] {
+        assert_eq!(collect_pages(s.as_ref(), &[0x01, 0xff], 2, d).len(), 3);
+        assert_eq!(collect_pages(s.as_ref(), &[0x01], 2, d).len(), 6);
+        assert_eq!(collect_pages(s.as_ref(), &[], 5, d).len(), 9);
+    }
+}
+
+fn snapshot_is_isolated(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    fill(s.as_ref(), b"p", 2);
+    let snap = s.snapshot();
+    fill(s.as_ref(), b"p", 5);
+    let mut b = Batch::new();
+    b.delete(Table::Templates, key(b"p", 0));
+    s.write(&b, true).unwrap();
+    assert!(snap.get(Table::Templates, &key(b"p", 0)).unwrap().is_some());
+    assert!(snap.get(Table::Templates, &key(b"p", 3)).unwrap().is_none());
+    let page = snap
+        .scan(Table::Templates, b"p", None, 100, Direction::Forward)
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(
+        s.scan(Table::Templates, b"p", None, 100, Direction::Forward)
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+}
+
+fn data_survives_reopen(open: Opener<'_>, dir: &Path) {
+    {
+        let s = open(dir);
+        fill(s.as_ref(), b"p", 100);
+    }
+    let s = open(dir);
+    assert_eq!(
+        collect_pages(s.as_ref(), b"p", 7, Direction::Forward),
+        (0..100).collect::<Vec<_>>()
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug)]
+enum CaseError {
+    Exists,
+    Refused,
+    Store(StoreError),
+}
+
+impl From<StoreError> for CaseError {
+    fn from(e: StoreError) -> Self {
+        CaseError::Store(e)
+    }
+}
+
+fn sequencer_serialises_check_and_write(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    let seq = Arc::new(Sequencer::start(s.clone(), SequencerOptions::default()));
+    runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let seq = seq.clone();
+            tasks.push(tokio::spawn(async move {
+                // Register-if-absent on one key, and a read-modify-write counter.
+                seq.submit(move |txn| {
+                    let n = txn
+                        .get(Table::Meta, b"counter")?
+                        .map(|v| u64::from_be_bytes(v.try_into().unwrap()))
+                        .unwrap_or(0);
+                    txn.put(
+                        Table::Meta,
+                        b"counter".to_vec(),
+                        (n + 1).to_be_bytes().to_vec(),
+                    );
+                    Ok::<_, CaseError>(())
+                })
+                .await
+                .unwrap();
+                seq.submit(move |txn| {
+                    if txn.get(Table::Departments, b"only-once")?.is_some() {
+                        return Err(CaseError::Exists);
+                    }
+                    txn.put(
+                        Table::Departments,
+                        b"only-once".to_vec(),
+                        i.to_be_bytes().to_vec(),
+                    );
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => won += 1,
+                Err(CaseError::Exists) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "exactly one register-if-absent succeeds");
+    });
+    let n = s.get(Table::Meta, b"counter").unwrap().unwrap();
+    assert_eq!(u64::from_be_bytes(n.try_into().unwrap()), 200);
+}
+
+fn sequencer_failed_operation_writes_nothing(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    let seq = Sequencer::start(s.clone(), SequencerOptions::default());
+    runtime().block_on(async {
+        let r = seq
+            .submit(|txn| {
+                txn.put(Table::Meta, b"half".to_vec(), b"done".to_vec());
+                Err::<(), _>(CaseError::Refused)
+            })
+            .await;
+        assert!(matches!(r, Err(CaseError::Refused)));
+        seq.submit(|txn| {
+            assert_eq!(
+                txn.get(Table::Meta, b"half")?,
+                None,
+                "a failed op leaves no trace"
+            );
+            txn.put(Table::Meta, b"next".to_vec(), b"ok".to_vec());
+            Ok::<_, CaseError>(())
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(s.get(Table::Meta, b"half").unwrap(), None);
+    assert_eq!(s.get(Table::Meta, b"next").unwrap().unwrap(), b"ok");
+}
+
+fn sequencer_acknowledged_is_durable(open: Opener<'_>, dir: &Path) {
+    {
+        let s = open(dir);
+        let seq = Sequencer::start(s, SequencerOptions::default());
+        runtime().block_on(async {
+            for i in 0..50u64 {
+                seq.submit(move |txn| {
+                    txn.put(Table::Departments, key(b"d", i), b"x".to_vec());
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+            }
+        });
+    }
+    let s = open(dir);
+    assert_eq!(collect_departments(s.as_ref()), 50);
+}
+
+fn collect_departments(s: &dyn KvStore) -> usize {
+    s.scan(Table::Departments, b"d", None, 1000, Direction::Forward)
+        .unwrap()
+        .items
+        .len()
+}

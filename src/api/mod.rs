@@ -1,0 +1,24 @@
+//! gRPC adapters: proto messages to domain values at the edge, registry calls, errors to
+//! statuses through [`crate::status`]. No rule of the domain lives here.
+
+mod convert;
+mod department;
+mod template;
+
+use std::sync::Arc;
+
+use certseal_registry::Registry;
+
+use crate::auth::Authenticator;
+
+pub use department::DepartmentApi;
+pub use template::TemplateApi;
+
+/// What every service adapter needs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The registry all calls go to.
+    pub registry: Arc<Registry>,
+    /// How callers are identified.
+    pub auth: Authenticator,
+}

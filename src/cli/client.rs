@@ -1,0 +1,283 @@
+//! Client subcommands: each makes one or a few gRPC calls and prints the result.
+
+use anyhow::{Context, bail};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+use tonic_types::StatusExt;
+
+use super::output::{self, print_list, print_one};
+use super::{ClientArgs, Command, DepartmentCommand, TemplateCommand, schema_file};
+use crate::auth::{DEPARTMENT_HEADER, ROLE_HEADER};
+use crate::pb;
+use crate::pb::department_service_client::DepartmentServiceClient;
+use crate::pb::template_service_client::TemplateServiceClient;
+
+/// A connection plus the identity to send.
+struct Client {
+    channel: Channel,
+    args: ClientArgs,
+}
+
+impl Client {
+    async fn connect(args: &ClientArgs) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(args.server.clone())
+            .with_context(|| format!("'{}' is not a server URL", args.server))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the certseal server at {}", args.server))?;
+        Ok(Self {
+            channel,
+            args: args.clone(),
+        })
+    }
+
+    /// Wraps a message with the development-mode identity metadata.
+    fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+        let mut r = Request::new(message);
+        if let Some(d) = &self.args.as_department {
+            r.metadata_mut()
+                .insert(DEPARTMENT_HEADER, d.parse().context("--as-department")?);
+        }
+        if let Some(role) = &self.args.as_role {
+            r.metadata_mut()
+                .insert(ROLE_HEADER, role.parse().context("--as-role")?);
+        }
+        Ok(r)
+    }
+
+    fn departments(&self) -> DepartmentServiceClient<Channel> {
+        DepartmentServiceClient::new(self.channel.clone())
+    }
+
+    fn templates(&self) -> TemplateServiceClient<Channel> {
+        TemplateServiceClient::new(self.channel.clone())
+    }
+}
+
+/// Explains a failed call: the status, its message and each field the server refused.
+fn explain(status: Status) -> anyhow::Error {
+    let mut msg = format!("{:?}: {}", status.code(), status.message());
+    if let Some(br) = status.get_error_details().bad_request() {
+        for v in &br.field_violations {
+            msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    let hint = match status.code() {
+        tonic::Code::Unauthenticated => {
+            "\nhint: give --as-department CODE --as-role ROLE (server started with --dev-auth)"
+        }
+        tonic::Code::PermissionDenied => "\nhint: this action needs another role",
+        tonic::Code::Unavailable => "\nhint: is the server running and reachable?",
+        _ => "",
+    };
+    anyhow::anyhow!("{msg}{hint}")
+}
+
+/// Runs a client subcommand.
+pub async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Department(c) => department(c).await,
+        Command::Template(c) => template(c).await,
+    }
+}
+
+async fn department(c: DepartmentCommand) -> anyhow::Result<()> {
+    use DepartmentCommand as D;
+    let (D::Register { client, .. }
+    | D::Get { client, .. }
+    | D::List { client, .. }
+    | D::Rename { client, .. }
+    | D::Deactivate { client, .. }) = &c;
+    let cl = Client::connect(client).await?;
+    let json = client.json;
+    let d = match c {
+        D::Register {
+            credit_code,
+            name,
+            region,
+            ..
+        } => {
+            cl.departments()
+                .register_department(cl.request(pb::RegisterDepartmentRequest {
+                    credit_code,
+                    name,
+                    region_code: region,
+                })?)
+                .await
+        }
+        D::Get { credit_code, .. } => {
+            cl.departments()
+                .get_department(cl.request(pb::GetDepartmentRequest { credit_code })?)
+                .await
+        }
+        D::Rename {
+            credit_code, name, ..
+        } => {
+            cl.departments()
+                .update_department_name(
+                    cl.request(pb::UpdateDepartmentNameRequest { credit_code, name })?,
+                )
+                .await
+        }
+        D::Deactivate { credit_code, .. } => {
+            cl.departments()
+                .deactivate_department(cl.request(pb::DeactivateDepartmentRequest { credit_code })?)
+                .await
+        }
+        D::List {
+            page_size,
+            mut page_token,
+            ..
+        } => {
+            let mut items = Vec::new();
+            loop {
+                let r = cl
+                    .departments()
+                    .list_departments(cl.request(pb::ListDepartmentsRequest {
+                        page_size: page_size.unwrap_or(0),
+                        page_token,
+                    })?)
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                items.extend(r.departments.iter().map(output::department));
+                page_token = r.next_page_token;
+                // Without --page-size the whole list is fetched.
+                if page_token.is_empty() || page_size.is_some() {
+                    break;
+                }
+            }
+            print_list(
+                &items,
+                &["credit_code", "region_code", "status", "name"],
+                &page_token,
+                json,
+            );
+            return Ok(());
+        }
+    };
+    print_one(&output::department(&d.map_err(explain)?.into_inner()), json);
+    Ok(())
+}
+
+async fn template(c: TemplateCommand) -> anyhow::Result<()> {
+    use TemplateCommand as T;
+    let (T::Create { client, .. }
+    | T::Update { client, .. }
+    | T::Publish { client, .. }
+    | T::Deprecate { client, .. }
+    | T::Get { client, .. }
+    | T::List { client, .. }) = &c;
+    let cl = Client::connect(client).await?;
+    let json = client.json;
+    let t = match c {
+        T::Create {
+            type_code,
+            base_version,
+            file,
+            ..
+        } => {
+            let content = schema_file::read(&file)?;
+            cl.templates()
+                .create_template_draft(cl.request(pb::CreateTemplateDraftRequest {
+                    type_code,
+                    base_version,
+                    content: Some(content),
+                })?)
+                .await
+        }
+        T::Update {
+            type_code,
+            version,
+            file,
+            ..
+        } => {
+            let content = schema_file::read(&file)?;
+            cl.templates()
+                .update_template_draft(cl.request(pb::UpdateTemplateDraftRequest {
+                    type_code,
+                    version,
+                    content: Some(content),
+                })?)
+                .await
+        }
+        T::Publish {
+            type_code, version, ..
+        } => {
+            cl.templates()
+                .publish_template(cl.request(pb::PublishTemplateRequest { type_code, version })?)
+                .await
+        }
+        T::Deprecate {
+            type_code, version, ..
+        } => {
+            cl.templates()
+                .deprecate_template(
+                    cl.request(pb::DeprecateTemplateRequest { type_code, version })?,
+                )
+                .await
+        }
+        T::Get {
+            type_code, version, ..
+        } => {
+            cl.templates()
+                .get_template(cl.request(pb::GetTemplateRequest {
+                    type_code,
+                    version: version.unwrap_or(0),
+                })?)
+                .await
+        }
+        T::List {
+            category,
+            status,
+            department,
+            page_size,
+            mut page_token,
+            ..
+        } => {
+            let category = match category.as_deref() {
+                None => pb::TemplateCategory::Unspecified,
+                Some("licence") => pb::TemplateCategory::Licence,
+                Some("approval") => pb::TemplateCategory::Approval,
+                Some(other) => bail!("--category '{other}': licence or approval"),
+            };
+            let status = match status.as_deref() {
+                None => pb::TemplateStatus::Unspecified,
+                Some("draft") => pb::TemplateStatus::Draft,
+                Some("published") => pb::TemplateStatus::Published,
+                Some("deprecated") => pb::TemplateStatus::Deprecated,
+                Some(other) => bail!("--status '{other}': draft, published or deprecated"),
+            };
+            let mut items = Vec::new();
+            loop {
+                let r = cl
+                    .templates()
+                    .list_templates(cl.request(pb::ListTemplatesRequest {
+                        page_size: page_size.unwrap_or(0),
+                        page_token,
+                        category: category as i32,
+                        status: status as i32,
+                        defining_department: department.clone().unwrap_or_default(),
+                    })?)
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                items.extend(r.templates.iter().map(output::template));
+                page_token = r.next_page_token;
+                if page_token.is_empty() || page_size.is_some() {
+                    break;
+                }
+            }
+            print_list(
+                &items,
+                &["type_code", "version", "status", "category", "name"],
+                &page_token,
+                json,
+            );
+            return Ok(());
+        }
+    };
+    print_one(&output::template(&t.map_err(explain)?.into_inner()), json);
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The command line: `certseal serve` and the client subcommands.
+
+mod client;
+mod output;
+mod schema_file;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::run_client;
+
+/// certseal: registry for electronic licences and electronic seals.
+#[derive(Debug, Parser)]
+#[command(name = "certseal", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry service.
+    Serve(ServeArgs),
+    /// Manage departments.
+    #[command(subcommand)]
+    Department(DepartmentCommand),
+    /// Manage templates (licence types).
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+/// `certseal serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see certseal.example.toml).
+    #[arg(long, env = "CERTSEAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder [default: ./certseal-data].
+    #[arg(long, env = "CERTSEAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address HOST:PORT [default: 127.0.0.1:50051].
+    #[arg(long, env = "CERTSEAL_LISTEN")]
+    pub listen: Option<String>,
+    /// Development mode: trust identity from request metadata. Never in production.
+    #[arg(long, env = "CERTSEAL_DEV_AUTH")]
+    pub dev_auth: bool,
+    /// Log format: text or json.
+    #[arg(long, env = "CERTSEAL_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Options every client subcommand takes.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "CERTSEAL_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Act as this department (credit code); development mode only.
+    #[arg(long, env = "CERTSEAL_AS_DEPARTMENT")]
+    pub as_department: Option<String>,
+    /// Act in this role (admin, issuer, verifier, auditor); development mode only.
+    #[arg(long, env = "CERTSEAL_AS_ROLE")]
+    pub as_role: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `certseal department …`
+#[derive(Debug, Subcommand)]
+pub enum DepartmentCommand {
+    /// Register a department.
+    Register {
+        /// Unified social credit code (18 characters).
+        #[arg(long)]
+        credit_code: String,
+        /// Official name.
+        #[arg(long)]
+        name: String,
+        /// 6-digit region code.
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one department.
+    Get {
+        /// Credit code.
+        credit_code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List departments (every page unless --page-size is given).
+    List {
+        /// Fetch one page of this size.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Continue from this token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a department's name.
+    Rename {
+        /// Credit code.
+        credit_code: String,
+        /// New name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deactivate a department.
+    Deactivate {
+        /// Credit code.
+        credit_code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `certseal template …`
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Create a draft from a schema file (JSON or TOML).
+    Create {
+        /// 21-character type code.
+        #[arg(long)]
+        type_code: String,
+        /// Latest existing version, to create the next one; 0 for a new type.
+        #[arg(long, default_value_t = 0)]
+        base_version: u32,
+        /// Schema file: .json or .toml.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace a draft's content from a schema file.
+    Update {
+        /// Type code.
+        type_code: String,
+        /// Draft version.
+        version: u32,
+        /// Schema file: .json or .toml.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Publish a draft.
+    Publish {
+        /// Type code.
+        type_code: String,
+        /// Version.
+        version: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deprecate a published version.
+    Deprecate {
+        /// Type code.
+        type_code: String,
+        /// Version.
+        version: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a version (default: the latest published).
+    Get {
+        /// Type code.
+        type_code: String,
+        /// Version; omit for the latest published.
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List template versions.
+    List {
+        /// licence or approval.
+        #[arg(long)]
+        category: Option<String>,
+        /// draft, published or deprecated.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only types of this department (credit code).
+        #[arg(long)]
+        department: Option<String>,
+        /// Fetch one page of this size.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Continue from this token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}

@@ -1,0 +1,174 @@
+//! How the client prints results: aligned text for people, JSON with `--json`.
+
+use serde_json::{Value, json};
+
+use crate::pb;
+
+fn time(t: Option<&prost_types::Timestamp>) -> Value {
+    match t {
+        Some(t) => json!(t.to_string()),
+        None => Value::Null,
+    }
+}
+
+fn actor(a: Option<&pb::Actor>) -> Value {
+    match a {
+        Some(a) => json!({
+            "department": a.department,
+            "role": short(pb::Role::try_from(a.role).map(|r| r.as_str_name()).unwrap_or("?"), "ROLE_"),
+        }),
+        None => Value::Null,
+    }
+}
+
+fn short(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+}
+
+fn record(r: Option<&pb::RecordInfo>) -> Value {
+    let r = r.cloned().unwrap_or_default();
+    json!({
+        "created_at": time(r.created_at.as_ref()),
+        "created_by": actor(r.created_by.as_ref()),
+        "updated_at": time(r.updated_at.as_ref()),
+        "updated_by": actor(r.updated_by.as_ref()),
+    })
+}
+
+/// A department as JSON.
+pub fn department(d: &pb::Department) -> Value {
+    json!({
+        "credit_code": d.credit_code,
+        "name": d.name,
+        "region_code": d.region_code,
+        "status": short(d.status().as_str_name(), "DEPARTMENT_STATUS_"),
+        "record": record(d.record.as_ref()),
+    })
+}
+
+/// A template as JSON.
+pub fn template(t: &pb::Template) -> Value {
+    let c = t.content.clone().unwrap_or_default();
+    json!({
+        "type_code": t.type_code,
+        "version": t.version,
+        "status": short(t.status().as_str_name(), "TEMPLATE_STATUS_"),
+        "defining_department": t.defining_department,
+        "name": c.name,
+        "category": short(c.category().as_str_name(), "TEMPLATE_CATEGORY_"),
+        "default_validity_days": c.default_validity_days,
+        "fields": c.fields.iter().map(|f| json!({
+            "name": f.name,
+            "label": f.label,
+            "type": short(f.r#type().as_str_name(), "FIELD_TYPE_"),
+            "required": f.required,
+            "max_length": f.max_length,
+            "pattern": f.pattern,
+            "enum_values": f.enum_values,
+            "scale": f.scale,
+            "visibility": short(f.visibility().as_str_name(), "VISIBILITY_"),
+        })).collect::<Vec<_>>(),
+        "published_at": time(t.published_at.as_ref()),
+        "record": record(t.record.as_ref()),
+    })
+}
+
+/// Prints one record: JSON, or `key: value` lines.
+pub fn print_one(v: &Value, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("JSON values print")
+        );
+        return;
+    }
+    if let Value::Object(map) = v {
+        let width = map.keys().map(String::len).max().unwrap_or(0);
+        for (k, val) in map {
+            match val {
+                Value::Array(items) if k == "fields" => {
+                    println!("{k:width$}  {} field(s)", items.len());
+                    for f in items {
+                        println!(
+                            "  - {:<24} {:<12} {:<9} {}{}",
+                            f["name"].as_str().unwrap_or(""),
+                            f["type"].as_str().unwrap_or(""),
+                            f["visibility"].as_str().unwrap_or(""),
+                            if f["required"] == json!(true) {
+                                "required "
+                            } else {
+                                ""
+                            },
+                            f["label"].as_str().unwrap_or(""),
+                        );
+                    }
+                }
+                _ => println!("{k:width$}  {}", scalar(val)),
+            }
+        }
+    }
+}
+
+/// Prints a list: a JSON array, or one row per item with the given columns.
+pub fn print_list(items: &[Value], columns: &[&str], next_token: &str, as_json: bool) {
+    if as_json {
+        let v = json!({ "items": items, "next_page_token": next_token });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values print")
+        );
+        return;
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| columns.iter().map(|c| scalar(&i[*c])).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(n, c)| {
+            rows.iter()
+                .map(|r| r[n].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
+    for r in rows {
+        println!("{}", line(r));
+    }
+    if !next_token.is_empty() {
+        println!("(more: --page-token {next_token})");
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Object(m) if m.contains_key("created_at") => format!(
+            "created {} by {}, updated {} by {}",
+            scalar(&m["created_at"]),
+            scalar(&m["created_by"]["department"]),
+            scalar(&m["updated_at"]),
+            scalar(&m["updated_by"]["department"])
+        ),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,262 @@
+//! Configuration in two steps: [`RawConfig`] is what a TOML file says (every key optional),
+//! [`RawConfig::validate`] applies command-line and environment overrides and checks it into a
+//! [`Config`] the server can trust. `certseal.example.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use certseal_store::{RocksOptions, SequencerOptions};
+use serde::Deserialize;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default data folder, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./certseal-data";
+/// Largest request accepted by default, in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    pub server: RawServer,
+    /// `[log]`
+    pub log: RawLog,
+    /// `[storage]`
+    pub storage: RawStorage,
+}
+
+/// `[server]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Data folder.
+    pub data_dir: Option<PathBuf>,
+    /// Trust identity metadata (development only).
+    pub dev_auth: Option<bool>,
+    /// Largest request message in bytes.
+    pub max_message_bytes: Option<usize>,
+}
+
+/// `[log]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// A tracing filter such as `info` or `certseal=debug,info`; `RUST_LOG` overrides it.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+}
+
+/// `[storage]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStorage {
+    /// RocksDB block cache in MiB.
+    pub block_cache_mb: Option<usize>,
+    /// Most operations per group commit.
+    pub max_group: Option<usize>,
+}
+
+/// Values from the command line or environment; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen` / `CERTSEAL_LISTEN`
+    pub listen: Option<String>,
+    /// `--data-dir` / `CERTSEAL_DATA_DIR`
+    pub data_dir: Option<PathBuf>,
+    /// `--dev-auth` / `CERTSEAL_DEV_AUTH`
+    pub dev_auth: bool,
+    /// `--log-format` / `CERTSEAL_LOG_FORMAT`
+    pub log_format: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Whether identity is read from request metadata.
+    pub dev_auth: bool,
+    /// Largest request message in bytes.
+    pub max_message_bytes: usize,
+    /// Default tracing filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// RocksDB tuning.
+    pub rocks: RocksOptions,
+    /// Group commit tuning.
+    pub sequencer: SequencerOptions,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the line and key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `server.listen`.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl RawConfig {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies overrides and checks every value.
+    pub fn validate(self, o: Overrides) -> Result<Config, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let listen_text = o
+            .listen
+            .or(self.server.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("'{listen_text}' is not HOST:PORT with an IP address"),
+            )
+        })?;
+        let max_message_bytes = self
+            .server
+            .max_message_bytes
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if !(4096..=64 << 20).contains(&max_message_bytes) {
+            return Err(invalid(
+                "server.max_message_bytes",
+                "between 4096 and 67108864".into(),
+            ));
+        }
+        let log_format = match o
+            .log_format
+            .or(self.log.format)
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log.format", format!("'{other}': text or json"))),
+        };
+        let block_cache_mb = self.storage.block_cache_mb.unwrap_or(256);
+        if !(8..=65536).contains(&block_cache_mb) {
+            return Err(invalid(
+                "storage.block_cache_mb",
+                "between 8 and 65536".into(),
+            ));
+        }
+        let max_group = self.storage.max_group.unwrap_or(1024);
+        if !(1..=65536).contains(&max_group) {
+            return Err(invalid("storage.max_group", "between 1 and 65536".into()));
+        }
+        Ok(Config {
+            listen,
+            data_dir: o
+                .data_dir
+                .or(self.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            dev_auth: o.dev_auth || self.server.dev_auth.unwrap_or(false),
+            max_message_bytes,
+            log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
+            log_format,
+            rocks: RocksOptions {
+                block_cache_bytes: block_cache_mb << 20,
+                ..RocksOptions::default()
+            },
+            sequencer: SequencerOptions {
+                max_group,
+                ..SequencerOptions::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let raw = RawConfig::parse(include_str!("../certseal.example.toml")).unwrap();
+        let c = raw.validate(Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(!c.dev_auth);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let raw =
+            RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\ndata_dir = \"/a\"\n").unwrap();
+        let c = raw
+            .validate(Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                data_dir: Some("/b".into()),
+                dev_auth: true,
+                log_format: Some("json".into()),
+            })
+            .unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert!(c.dev_auth);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = RawConfig::parse("[server]\nlisten = \"nowhere\"\n")
+            .unwrap()
+            .validate(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let e = RawConfig::parse("[server]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(e.contains("listen_on"), "{e}");
+    }
+}

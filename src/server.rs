@@ -1,0 +1,146 @@
+//! `certseal serve`: opens the registry, serves the v1 API with health and reflection, and
+//! shuts down gracefully, draining acknowledged writes before the store closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use certseal_registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{Context, DepartmentApi, TemplateApi};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::pb;
+use crate::pb::department_service_server::DepartmentServiceServer;
+use crate::pb::template_service_server::TemplateServiceServer;
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting calls, finishes those in flight, closes the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        self.task.await.context("server task")?
+    }
+}
+
+/// Opens the data folder and starts serving; returns once the listener is bound.
+pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
+    let (tx, rx) = oneshot::channel::<()>();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let serving = serve_on(config, listener, async {
+        let _ = rx.await;
+    })?;
+    let task = tokio::spawn(serving);
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub fn serve_on(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let registry = Registry::open(&config.data_dir, &config.rocks)
+        .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
+    let registry = Arc::new(registry);
+    let auth = if config.dev_auth {
+        tracing::warn!(
+            "DEVELOPMENT MODE: caller identity is taken from request metadata without proof; never use --dev-auth in production"
+        );
+        Authenticator::DevMetadata
+    } else {
+        tracing::warn!(
+            "no authentication is configured: every API call will be refused (use --dev-auth for development)"
+        );
+        Authenticator::Refuse
+    };
+    let ctx = Context {
+        registry: registry.clone(),
+        auth,
+    };
+    let max = config.max_message_bytes;
+    let departments =
+        DepartmentServiceServer::new(DepartmentApi(ctx.clone())).max_decoding_message_size(max);
+    let templates = TemplateServiceServer::new(TemplateApi(ctx)).max_decoding_message_size(max);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let addr = listener.local_addr()?;
+    let data_dir = config.data_dir.clone();
+
+    Ok(async move {
+        health
+            .set_serving::<DepartmentServiceServer<DepartmentApi>>()
+            .await;
+        health
+            .set_serving::<TemplateServiceServer<TemplateApi>>()
+            .await;
+        tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(departments)
+            .add_service(templates)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing calls in flight");
+            })
+            .await;
+        // The services held clones of the registry; this is the last one. Dropping it drains
+        // the sequencer, so every acknowledged write is synced before the store closes.
+        drop(registry);
+        tracing::info!("stopped");
+        result.context("gRPC server")
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,52 @@
+//! The one place registry errors become gRPC statuses. Internal causes are logged here and
+//! never sent to the client; bad input carries a `google.rpc.BadRequest` naming each field.
+
+use certseal_registry::RegistryError;
+use certseal_store::StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// Maps a registry error to the status a client sees.
+pub fn to_status(e: RegistryError) -> Status {
+    match e {
+        RegistryError::InvalidArgument(violations) => {
+            let message = format!("invalid argument: {}", summary(&violations));
+            let details = ErrorDetails::with_bad_request(
+                violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .collect::<Vec<_>>(),
+            );
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        RegistryError::NotFound(m) => Status::not_found(m),
+        RegistryError::AlreadyExists(m) => Status::already_exists(m),
+        RegistryError::FailedPrecondition(m) => Status::failed_precondition(m),
+        RegistryError::PermissionDenied(m) => {
+            tracing::info!(reason = %m, "permission denied");
+            Status::permission_denied(m)
+        }
+        RegistryError::Store(StoreError::Closed) => {
+            Status::unavailable("the server is shutting down")
+        }
+        RegistryError::Store(e) => {
+            tracing::error!(error = %e, "storage failure");
+            Status::unavailable("storage is unavailable; the operation was not acknowledged")
+        }
+        RegistryError::Corrupt(m) => {
+            tracing::error!(record = %m, "corrupt record");
+            Status::internal("internal error reading a stored record")
+        }
+        other => {
+            tracing::error!(error = %other, "unmapped registry error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn summary(v: &[certseal_core::FieldViolation]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

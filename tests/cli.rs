@@ -1,0 +1,153 @@
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn certseal(server: &ChildServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args(args)
+        .args(["--server", &server.url()])
+        .output()
+        .unwrap()
+}
+
+fn as_admin<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(["--as-department", ADMIN_DEPT, "--as-role", "admin"]);
+    v
+}
+
+fn json_ok(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn departments_and_templates_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(&dir.path().join("data"));
+    let dept = dept_code(1);
+
+    let d = json_ok(certseal(
+        &server,
+        &as_admin(&[
+            "department",
+            "register",
+            "--credit-code",
+            &dept,
+            "--name",
+            "厦门市市场监督管理局",
+            "--region",
+            "350200",
+            "--json",
+        ]),
+    ));
+    assert_eq!(d["credit_code"], dept.as_str());
+    assert_eq!(d["status"], "active");
+    assert_eq!(d["record"]["created_by"]["role"], "admin");
+
+    let list = json_ok(certseal(
+        &server,
+        &as_admin(&["department", "list", "--json"]),
+    ));
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let text = certseal(&server, &as_admin(&["department", "list"]));
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("CREDIT_CODE"), "{text}");
+    assert!(text.contains("厦门市市场监督管理局"));
+
+    let schema = dir.path().join("schema.toml");
+    std::fs::write(
+        &schema,
+        r#"
+name = "食品经营许可证"
+category = "licence"
+default_validity_days = 1825
+
+[[fields]]
+name = "operator_name"
+label = "经营者名称"
+type = "string"
+required = true
+max_length = 100
+visibility = "public"
+
+[[fields]]
+name = "business_kind"
+label = "经营项目"
+type = "enum"
+enum_values = ["预包装食品销售", "热食类食品制售"]
+visibility = "public"
+
+[[fields]]
+name = "legal_rep_id"
+label = "法定代表人身份证号"
+type = "resident_id"
+required = true
+"#,
+    )
+    .unwrap();
+    let code = format!("{dept}001");
+    let t = json_ok(certseal(
+        &server,
+        &as_admin(&[
+            "template",
+            "create",
+            "--type-code",
+            &code,
+            "--file",
+            schema.to_str().unwrap(),
+            "--json",
+        ]),
+    ));
+    assert_eq!(t["version"], 1);
+    assert_eq!(t["status"], "draft");
+    assert_eq!(
+        t["fields"][2]["visibility"], "personal",
+        "personal is the default"
+    );
+    json_ok(certseal(
+        &server,
+        &as_admin(&["template", "publish", &code, "1", "--json"]),
+    ));
+    let got = json_ok(certseal(
+        &server,
+        &as_admin(&["template", "get", &code, "--json"]),
+    ));
+    assert_eq!(got["status"], "published");
+    assert_eq!(got["fields"][1]["enum_values"][1], "热食类食品制售");
+    let listed = json_ok(certseal(
+        &server,
+        &as_admin(&["template", "list", "--status", "published", "--json"]),
+    ));
+    assert_eq!(listed["items"][0]["type_code"], code.as_str());
+
+    // A refused call exits non-zero and explains the status and the field.
+    let out = certseal(
+        &server,
+        &as_admin(&[
+            "department",
+            "register",
+            "--credit-code",
+            "9135052155323005XM",
+            "--name",
+            "x",
+            "--region",
+            "350200",
+        ]),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("credit_code"),
+        "{err}"
+    );
+    let out = certseal(&server, &["department", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--as-department"));
+}

@@ -1,0 +1,94 @@
+use certseal::pb;
+use certseal::pb::department_service_client::DepartmentServiceClient;
+use certseal::pb::template_service_client::TemplateServiceClient;
+
+use crate::util::*;
+
+#[tokio::test]
+async fn data_is_read_back_after_a_graceful_restart() {
+    let mut s = TestServer::start().await;
+    let mut d = s.departments().await;
+    register(&mut d, &dept_code(1), "厦门市市场监督管理局").await;
+    let code = format!("{}001", dept_code(1));
+    let mut t = s.templates().await;
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: code.clone(),
+        base_version: 0,
+        content: Some(content("食品经营许可证")),
+    }))
+    .await
+    .unwrap();
+    let published = t
+        .publish_template(admin(pb::PublishTemplateRequest {
+            type_code: code.clone(),
+            version: 1,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+
+    s.restart().await;
+
+    let mut d = s.departments().await;
+    let all = all_departments(&mut d, 0).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].name, "厦门市市场监督管理局");
+    let mut t = s.templates().await;
+    let got = t
+        .get_template(admin(pb::GetTemplateRequest {
+            type_code: code,
+            version: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, published);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    let channel = connect(server.addr).await;
+    // Concurrent writers, so acknowledgements come from shared group commits.
+    let mut tasks = Vec::new();
+    for n in 0..64 {
+        let mut d = DepartmentServiceClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            register(&mut d, &dept_code(n), &format!("部门{n}")).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut t = TemplateServiceClient::new(channel.clone());
+    let code = format!("{}001", dept_code(0));
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: code.clone(),
+        base_version: 0,
+        content: Some(content("许可证")),
+    }))
+    .await
+    .unwrap();
+    server.kill9();
+
+    let server = ChildServer::spawn(&data);
+    let channel = connect(server.addr).await;
+    let mut d = DepartmentServiceClient::new(channel.clone());
+    let all = all_departments(&mut d, 10).await;
+    assert_eq!(all.len(), 64);
+    let mut t = TemplateServiceClient::new(channel);
+    let draft = t
+        .get_template(admin(pb::GetTemplateRequest {
+            type_code: code,
+            version: 1,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(draft.status(), pb::TemplateStatus::Draft);
+    // The restarted server keeps going where the old one stopped.
+    register(&mut d, &dept_code(64), "新部门").await;
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests: a real certseal server on 127.0.0.1 with a temporary data folder, and a
+//! real gRPC client (or the `certseal` binary itself).
+
+// Shared helpers: starting servers, identities, valid identifiers.
+mod util;
+
+// Departments: register, read, list, rename, deactivate, and every bad input.
+mod departments;
+// Templates: draft, publish, versions, deprecate, list filters, and every bad input.
+mod templates;
+// Caller identity: development metadata, roles, and a server without authentication.
+mod identity;
+// Health and reflection services, as grpcurl and load balancers use them.
+mod service_meta;
+// Durability: data read back after a graceful restart and after kill -9.
+mod restart;
+// The command-line client against a running server.
+mod cli;

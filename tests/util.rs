@@ -1,0 +1,252 @@
+//! Helpers for the end-to-end tests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use certseal::config::{Overrides, RawConfig};
+use certseal::pb;
+use certseal::pb::department_service_client::DepartmentServiceClient;
+use certseal::pb::template_service_client::TemplateServiceClient;
+use certseal::server::{self, RunningServer};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// The department the tests act as when they administer the registry.
+pub const ADMIN_DEPT: &str = "11100000000013338W";
+
+/// A server in this process with its own data folder.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Some(start_in(dir.path(), true).await);
+        Self { server, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().addr
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(self.addr()).await
+    }
+
+    pub async fn departments(&self) -> DepartmentServiceClient<Channel> {
+        DepartmentServiceClient::new(self.channel().await)
+    }
+
+    pub async fn templates(&self) -> TemplateServiceClient<Channel> {
+        TemplateServiceClient::new(self.channel().await)
+    }
+
+    /// Stops the server and starts a new one on the same data folder.
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().stop().await.unwrap();
+        self.server = Some(start_in(self.dir.path(), true).await);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await.unwrap();
+        }
+    }
+}
+
+/// Starts a server on a free loopback port over `data_dir`.
+pub async fn start_in(data_dir: &Path, dev_auth: bool) -> RunningServer {
+    let config = RawConfig::default()
+        .validate(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_owned()),
+            dev_auth,
+            log_format: None,
+        })
+        .unwrap();
+    server::start(&config).await.unwrap()
+}
+
+pub async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A request made by `department` in `role` (development-mode metadata).
+pub fn as_actor<T>(department: &str, role: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("x-certseal-department", department.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-certseal-role", role.parse().unwrap());
+    r
+}
+
+/// A request made by the registry operator.
+pub fn admin<T>(message: T) -> Request<T> {
+    as_actor(ADMIN_DEPT, "admin", message)
+}
+
+/// A valid credit code: `body` (17 characters) with its check character.
+pub fn credit_code(body: &str) -> String {
+    assert_eq!(body.len(), 17);
+    "0123456789ABCDEFGHJKLMNPQRTUWXY"
+        .chars()
+        .map(|c| format!("{body}{c}"))
+        .find(|s| s.parse::<certseal_core::CreditCode>().is_ok())
+        .unwrap()
+}
+
+/// The n-th test department's credit code.
+pub fn dept_code(n: u32) -> String {
+    credit_code(&format!("1235020000{n:07}"))
+}
+
+/// Asserts the status code and returns the fields named in its BadRequest details.
+pub fn expect_code(status: Status, code: Code) -> Vec<(String, String)> {
+    assert_eq!(status.code(), code, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Registers a department as the admin.
+pub async fn register(
+    client: &mut DepartmentServiceClient<Channel>,
+    code: &str,
+    name: &str,
+) -> pb::Department {
+    client
+        .register_department(admin(pb::RegisterDepartmentRequest {
+            credit_code: code.into(),
+            name: name.into(),
+            region_code: "350200".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A small valid template content.
+pub fn content(name: &str) -> pb::TemplateContent {
+    pb::TemplateContent {
+        name: name.into(),
+        category: pb::TemplateCategory::Licence as i32,
+        default_validity_days: 1825,
+        fields: vec![
+            pb::FieldSpec {
+                name: "operator_name".into(),
+                label: "经营者名称".into(),
+                r#type: pb::FieldType::String as i32,
+                required: true,
+                max_length: 100,
+                visibility: pb::Visibility::Public as i32,
+                ..Default::default()
+            },
+            pb::FieldSpec {
+                name: "legal_rep_id".into(),
+                label: "法定代表人身份证号".into(),
+                r#type: pb::FieldType::ResidentId as i32,
+                required: true,
+                visibility: pb::Visibility::Personal as i32,
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+/// Lists every department, following page tokens.
+pub async fn all_departments(
+    client: &mut DepartmentServiceClient<Channel>,
+    page_size: u32,
+) -> Vec<pb::Department> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let r = client
+            .list_departments(admin(pb::ListDepartmentsRequest {
+                page_size,
+                page_token,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.departments.len() <= page_size.max(1) as usize || page_size == 0);
+        out.extend(r.departments);
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        page_token = r.next_page_token;
+    }
+}
+
+/// The `certseal` binary running as a child process, killed when dropped.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts `certseal serve --dev-auth` on a free port over `data_dir`; returns once it
+    /// accepts connections.
+    pub fn spawn(data_dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args([
+                "serve",
+                "--dev-auth",
+                "--listen",
+                &addr.to_string(),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Self { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
