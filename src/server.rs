@@ -115,8 +115,16 @@ pub fn serve_on(
                 tracing::info!("shutting down: finishing calls in flight");
             })
             .await;
-        // The services held clones of the registry; this is the last one. Dropping it drains
-        // the sequencer, so every acknowledged write is synced before the store closes.
+        // Connection tasks may still hold service clones for a moment after the server returns.
+        // Once ours is the last reference, dropping it drains the sequencer (every queued write
+        // is synced) and closes the store, releasing its lock for the next server.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&registry) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&registry) > 1 {
+            tracing::warn!("calls still hold the registry; the store closes when they end");
+        }
         drop(registry);
         tracing::info!("stopped");
         result.context("gRPC server")

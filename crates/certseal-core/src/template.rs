@@ -514,7 +514,7 @@ fn check_date(t: &str) -> Result<(), String> {
     let year: u32 = t[..4].parse().map_err(|_| bad())?;
     let month: u32 = t[5..7].parse().map_err(|_| bad())?;
     let day: u32 = t[8..].parse().map_err(|_| bad())?;
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

@@ -31,7 +31,7 @@ impl PageRequest {
             return Ok(None);
         }
         let bad = || RegistryError::invalid("page_token", "not a token this list returned");
-        if self.token.len() > 512 || self.token.len() % 2 != 0 {
+        if self.token.len() > 512 || !self.token.len().is_multiple_of(2) {
             return Err(bad());
         }
         let key = (0..self.token.len())

@@ -194,7 +194,7 @@ fn run(store: Arc<dyn KvStore>, mut rx: mpsc::Receiver<Job>, max_group: usize) {
                 "group committed"
             );
         }
-        let msg = written.as_ref().map_err(ToString::to_string);
+        let msg = written.map_err(|e| e.to_string());
         for c in pending.drain(..) {
             c(msg.clone().map_err(StoreError::Backend));
         }

@@ -11,8 +11,11 @@ use crate::{Batch, Direction, KvStore, Sequencer, SequencerOptions, StoreError, 
 /// Opens (or reopens) a store in a folder.
 pub type Opener<'a> = &'a dyn Fn(&Path) -> Arc<dyn KvStore>;
 
+/// One conformance case: it gets the opener and an empty folder of its own.
+pub type Case = fn(Opener<'_>, &Path);
+
 /// Every case, by name.
-pub const CASES: &[(&str, fn(Opener<'_>, &Path))] = &[
+pub const CASES: &[(&str, Case)] = &[
     ("put_get_delete", put_get_delete),
     ("batch_is_ordered", batch_is_ordered),
     ("scan_forward_pages", scan_forward_pages),
@@ -257,7 +260,8 @@ fn sequencer_serialises_check_and_write(open: Opener<'_>, dir: &Path) {
             match t.await.unwrap() {
                 Ok(()) => won += 1,
                 Err(CaseError::Exists) => {}
-                Err(e) => panic!("unexpected {e:?}"),
+                Err(CaseError::Store(e)) => panic!("store failed: {e}"),
+                Err(CaseError::Refused) => panic!("unexpected refusal"),
             }
         }
         assert_eq!(won, 1, "exactly one register-if-absent succeeds");
