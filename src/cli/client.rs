@@ -56,11 +56,15 @@ impl Client {
 
 /// Explains a failed call: the status, its message and each field the server refused.
 fn explain(status: Status) -> anyhow::Error {
-    let mut msg = format!("{:?}: {}", status.code(), status.message());
-    if let Some(br) = status.get_error_details().bad_request() {
-        for v in &br.field_violations {
-            msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+    let mut msg = format!("{:?}", status.code());
+    match status.get_error_details().bad_request() {
+        // The violations say it all, one per line.
+        Some(br) if !br.field_violations.is_empty() => {
+            for v in &br.field_violations {
+                msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+            }
         }
+        _ => msg.push_str(&format!(": {}", status.message())),
     }
     let hint = match status.code() {
         tonic::Code::Unauthenticated => {
