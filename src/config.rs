@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use certseal_registry::{DEFAULT_LOG_ORIGIN, RegistryOptions};
 use certseal_store::{RocksOptions, SequencerOptions};
 use serde::Deserialize;
 
@@ -25,6 +26,26 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[storage]`
     pub storage: RawStorage,
+    /// `[keys]`
+    pub keys: RawKeys,
+    /// `[audit]`
+    pub audit: RawAudit,
+}
+
+/// `[keys]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawKeys {
+    /// Key-encryption key file; default `<data_dir>/keys/kek`.
+    pub kek_file: Option<PathBuf>,
+}
+
+/// `[audit]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAudit {
+    /// The audit log's origin (checkpoint first line and key name), fixed at first start.
+    pub origin: Option<String>,
 }
 
 /// `[server]` section.
@@ -98,10 +119,8 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
-    /// RocksDB tuning.
-    pub rocks: RocksOptions,
-    /// Group commit tuning.
-    pub sequencer: SequencerOptions,
+    /// Storage, keys and audit log.
+    pub registry: RegistryOptions,
 }
 
 /// A configuration problem, naming the key.
@@ -191,6 +210,22 @@ impl RawConfig {
                 "between 8 and 65536".into(),
             ));
         }
+        let log_origin = self
+            .audit
+            .origin
+            .unwrap_or_else(|| DEFAULT_LOG_ORIGIN.to_owned());
+        if log_origin.is_empty()
+            || log_origin.len() > 255
+            || log_origin.contains('+')
+            || log_origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "audit.origin",
+                "1 to 255 characters without spaces or '+'".into(),
+            ));
+        }
         let max_group = self.storage.max_group.unwrap_or(1024);
         if !(1..=65536).contains(&max_group) {
             return Err(invalid("storage.max_group", "between 1 and 65536".into()));
@@ -205,13 +240,17 @@ impl RawConfig {
             max_message_bytes,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             log_format,
-            rocks: RocksOptions {
-                block_cache_bytes: block_cache_mb << 20,
-                ..RocksOptions::default()
-            },
-            sequencer: SequencerOptions {
-                max_group,
-                ..SequencerOptions::default()
+            registry: RegistryOptions {
+                rocks: RocksOptions {
+                    block_cache_bytes: block_cache_mb << 20,
+                    ..RocksOptions::default()
+                },
+                sequencer: SequencerOptions {
+                    max_group,
+                    ..SequencerOptions::default()
+                },
+                kek_file: self.keys.kek_file,
+                log_origin,
             },
         })
     }

@@ -61,7 +61,7 @@ pub fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let registry = Registry::open(&config.data_dir, &config.rocks)
+    let registry = Registry::open(&config.data_dir, &config.registry)
         .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
     let registry = Arc::new(registry);
     let auth = if config.dev_auth {

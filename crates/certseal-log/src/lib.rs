@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod entry;
 pub mod merkle;
 pub mod note;
 
+pub use entry::{Entry, Extra};
 pub use merkle::{Frontier, Hash, NewNode, NodeReader};
 pub use note::{Checkpoint, TlogProof, VerifierKey};
 
@@ -21,6 +23,9 @@ pub enum LogError {
     /// The request names entries or sizes the tree does not have.
     #[error("out of range: {0}")]
     OutOfRange(String),
+    /// An entry is malformed or not in its deterministic encoding.
+    #[error("invalid entry: {0}")]
+    InvalidEntry(String),
     /// A signed note or checkpoint is malformed or its signature does not verify.
     #[error("invalid note: {0}")]
     InvalidNote(String),

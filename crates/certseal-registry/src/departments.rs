@@ -3,8 +3,9 @@
 use certseal_core::department::MAX_DEPARTMENT_NAME;
 use certseal_core::error::check_name;
 use certseal_core::{Actor, CreditCode, Department, DepartmentStatus, RegionCode, Role, Timestamp};
-use certseal_store::{Direction, Table, Txn};
+use certseal_store::{Direction, Table};
 
+use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::paging::token_for;
 use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
@@ -17,7 +18,7 @@ pub(crate) fn parse_credit_code(field: &str, value: &str) -> Result<CreditCode, 
 }
 
 pub(crate) fn load_department(
-    txn: &Txn<'_>,
+    txn: &RegTxn<'_>,
     code: &CreditCode,
 ) -> Result<Option<Department>, RegistryError> {
     txn.get(Table::Departments, code.as_str().as_bytes())?
@@ -69,7 +70,16 @@ impl Registry {
                         dept.credit_code
                     )));
                 }
-                txn.put(Table::Departments, key, encode(&dept));
+                let record = encode(&dept);
+                txn.put(Table::Departments, key, record.clone());
+                append(
+                    txn,
+                    &dept.created_by,
+                    "department.registered",
+                    dept.credit_code.as_str(),
+                    &record,
+                    Default::default(),
+                );
                 Ok(dept)
             })
             .await
@@ -126,8 +136,7 @@ impl Registry {
         let code = parse_credit_code("credit_code", credit_code)?;
         let name = check_name("name", name, MAX_DEPARTMENT_NAME)
             .map_err(|v| RegistryError::InvalidArgument(vec![v]))?;
-        let actor = actor.clone();
-        self.change_department(code, move |d| {
+        self.change_department(actor, code, "department.renamed", move |d| {
             if d.status == DepartmentStatus::Deactivated {
                 return Err(RegistryError::FailedPrecondition(format!(
                     "department {} is deactivated",
@@ -135,7 +144,6 @@ impl Registry {
                 )));
             }
             d.name = name;
-            d.updated_by = actor;
             Ok(())
         })
         .await
@@ -150,8 +158,7 @@ impl Registry {
     ) -> Result<Department, RegistryError> {
         require_role(actor, Role::Admin, "deactivating a department")?;
         let code = parse_credit_code("credit_code", credit_code)?;
-        let actor = actor.clone();
-        self.change_department(code, move |d| {
+        self.change_department(actor, code, "department.deactivated", move |d| {
             if d.status == DepartmentStatus::Deactivated {
                 return Err(RegistryError::FailedPrecondition(format!(
                     "department {} is already deactivated",
@@ -159,24 +166,37 @@ impl Registry {
                 )));
             }
             d.status = DepartmentStatus::Deactivated;
-            d.updated_by = actor;
             Ok(())
         })
         .await
     }
 
+    /// Reads, changes and writes one department, logging the change as `kind`.
     async fn change_department(
         &self,
+        actor: &Actor,
         code: CreditCode,
+        kind: &'static str,
         change: impl FnOnce(&mut Department) -> Result<(), RegistryError> + Send + 'static,
     ) -> Result<Department, RegistryError> {
+        let actor = actor.clone();
         self.sequencer
             .submit(move |txn| {
                 let mut d = load_department(txn, &code)?
                     .ok_or_else(|| RegistryError::NotFound(format!("department {code}")))?;
                 change(&mut d)?;
                 d.updated_at = Timestamp::now();
-                txn.put(Table::Departments, code.as_str().as_bytes(), encode(&d));
+                d.updated_by = actor.clone();
+                let record = encode(&d);
+                txn.put(Table::Departments, code.as_str().as_bytes(), record.clone());
+                append(
+                    txn,
+                    &actor,
+                    kind,
+                    code.as_str(),
+                    &record,
+                    Default::default(),
+                );
                 Ok(d)
             })
             .await

@@ -8,20 +8,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
+mod audit_read;
 mod codec;
 mod departments;
 mod error;
 mod paging;
 mod templates;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use certseal_core::{Actor, Role, Timestamp};
+use certseal_log::VerifierKey;
 use certseal_store::{
     Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
 };
 
+use crate::audit::{AuditWriter, Latest};
+
+pub use audit::SignedCheckpoint;
+pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use error::RegistryError;
 pub use paging::{PageRequest, Paged};
 pub use templates::{TemplateFilter, TemplateSelector};
@@ -31,28 +38,69 @@ pub const DATA_FORMAT: &str = "certseal-data/1";
 const META_FORMAT_KEY: &[u8] = b"format";
 const META_CREATED_KEY: &[u8] = b"created_at";
 
+/// Default origin (and key name) of the audit log.
+pub const DEFAULT_LOG_ORIGIN: &str = "certseal.local/log";
+
+/// How to open a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// RocksDB tuning.
+    pub rocks: RocksOptions,
+    /// Group commit tuning.
+    pub sequencer: SequencerOptions,
+    /// Key-encryption key file; `None` means `<data_dir>/keys/kek`.
+    pub kek_file: Option<PathBuf>,
+    /// The audit log's origin line and key name, fixed at first start.
+    pub log_origin: String,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            rocks: RocksOptions::default(),
+            sequencer: SequencerOptions::default(),
+            kek_file: None,
+            log_origin: DEFAULT_LOG_ORIGIN.to_owned(),
+        }
+    }
+}
+
 /// The registry over one store.
 #[derive(Debug)]
 pub struct Registry {
     store: Arc<dyn KvStore>,
-    sequencer: Sequencer,
+    sequencer: Sequencer<AuditWriter>,
+    latest: Latest,
+    verifier_key: VerifierKey,
 }
 
 impl Registry {
     /// Opens the data folder `data_dir`, initialising it on first start.
-    pub fn open(data_dir: &Path, rocks: &RocksOptions) -> Result<Self, RegistryError> {
-        let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(&data_dir.join("db"), rocks)?);
-        Self::with_store(store, SequencerOptions::default())
+    pub fn open(data_dir: &Path, opts: &RegistryOptions) -> Result<Self, RegistryError> {
+        let store: Arc<dyn KvStore> =
+            Arc::new(RocksStore::open(&data_dir.join("db"), &opts.rocks)?);
+        let kek_file = opts
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("keys").join("kek"));
+        Self::with_store(store, opts, &kek_file)
     }
 
     /// Runs the registry over any conforming store.
     pub fn with_store(
         store: Arc<dyn KvStore>,
-        sequencer: SequencerOptions,
+        opts: &RegistryOptions,
+        kek_file: &Path,
     ) -> Result<Self, RegistryError> {
         init_meta(store.as_ref())?;
-        let sequencer = Sequencer::start(store.clone(), sequencer);
-        Ok(Self { store, sequencer })
+        let log = audit::open_log(store.as_ref(), kek_file, &opts.log_origin)?;
+        let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
+        Ok(Self {
+            store,
+            sequencer,
+            latest: log.latest,
+            verifier_key: log.verifier_key,
+        })
     }
 
     /// Checks that the store answers; used by the health service.

@@ -9,8 +9,10 @@ use certseal_core::{
     Actor, DepartmentStatus, Role, Template, TemplateCategory, TemplateContent, TemplateStatus,
     Timestamp, TypeCode,
 };
-use certseal_store::{Direction, Table, Txn};
+use certseal_log::Extra;
+use certseal_store::{Direction, Table};
 
+use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::token_for;
@@ -58,7 +60,7 @@ fn check_version(version: u32) -> Result<(), RegistryError> {
 }
 
 fn load_template(
-    txn: &Txn<'_>,
+    txn: &RegTxn<'_>,
     type_code: &TypeCode,
     version: u32,
 ) -> Result<Option<Template>, RegistryError> {
@@ -67,7 +69,7 @@ fn load_template(
         .transpose()
 }
 
-fn latest_version(txn: &Txn<'_>, type_code: &TypeCode) -> Result<u32, RegistryError> {
+fn latest_version(txn: &RegTxn<'_>, type_code: &TypeCode) -> Result<u32, RegistryError> {
     match txn.get(Table::TemplateHeads, type_code.as_str().as_bytes())? {
         None => Ok(0),
         Some(b) => Ok(u32::from_be_bytes(b.as_slice().try_into().map_err(
@@ -76,7 +78,7 @@ fn latest_version(txn: &Txn<'_>, type_code: &TypeCode) -> Result<u32, RegistryEr
     }
 }
 
-fn require_active_definer(txn: &Txn<'_>, type_code: &TypeCode) -> Result<(), RegistryError> {
+fn require_active_definer(txn: &RegTxn<'_>, type_code: &TypeCode) -> Result<(), RegistryError> {
     let code = type_code.defining_department();
     let dept = load_department(txn, &code)?.ok_or_else(|| {
         RegistryError::NotFound(format!(
@@ -142,15 +144,24 @@ impl Registry {
                     updated_by: actor,
                     published_at: None,
                 };
+                let record = encode(&template);
                 txn.put(
                     Table::Templates,
                     template_key(&template.type_code, template.version),
-                    encode(&template),
+                    record.clone(),
                 );
                 txn.put(
                     Table::TemplateHeads,
                     template.type_code.as_str().as_bytes(),
                     template.version.to_be_bytes().to_vec(),
+                );
+                append(
+                    txn,
+                    &template.created_by,
+                    "template.draft_created",
+                    template.type_code.as_str(),
+                    &record,
+                    version_field(template.version),
                 );
                 Ok(template)
             })
@@ -168,13 +179,19 @@ impl Registry {
         require_role(actor, Role::Admin, "updating a template")?;
         check_version(version)?;
         let (type_code, content) = check_template_input(type_code, content)?;
-        self.change_template(actor, type_code, version, move |t| {
-            if t.status != TemplateStatus::Draft {
-                return Err(immutable(t));
-            }
-            t.content = content;
-            Ok(())
-        })
+        self.change_template(
+            actor,
+            type_code,
+            version,
+            "template.draft_updated",
+            move |t| {
+                if t.status != TemplateStatus::Draft {
+                    return Err(immutable(t));
+                }
+                t.content = content;
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -224,7 +241,12 @@ impl Registry {
         require_role(actor, Role::Admin, "changing a template's status")?;
         check_version(version)?;
         let type_code = parse_type_code(type_code)?;
-        self.change_template(actor, type_code, version, move |t| {
+        let kind = match to {
+            TemplateStatus::Published => "template.published",
+            TemplateStatus::Deprecated => "template.deprecated",
+            TemplateStatus::Draft => "template.draft_updated",
+        };
+        self.change_template(actor, type_code, version, kind, move |t| {
             if t.status != from {
                 return Err(RegistryError::FailedPrecondition(format!(
                     "template {} version {} is {}, only a {} template can be {}",
@@ -249,6 +271,7 @@ impl Registry {
         actor: &Actor,
         type_code: TypeCode,
         version: u32,
+        kind: &'static str,
         change: impl FnOnce(&mut Template) -> Result<(), RegistryError> + Send + 'static,
     ) -> Result<Template, RegistryError> {
         let actor = actor.clone();
@@ -260,11 +283,20 @@ impl Registry {
                 change(&mut t)?;
                 require_active_definer(txn, &type_code)?;
                 t.updated_at = Timestamp::now();
-                t.updated_by = actor;
+                t.updated_by = actor.clone();
+                let record = encode(&t);
                 txn.put(
                     Table::Templates,
                     template_key(&type_code, version),
-                    encode(&t),
+                    record.clone(),
+                );
+                append(
+                    txn,
+                    &actor,
+                    kind,
+                    type_code.as_str(),
+                    &record,
+                    version_field(version),
                 );
                 Ok(t)
             })
@@ -374,6 +406,10 @@ impl Registry {
             }
         }
     }
+}
+
+fn version_field(version: u32) -> std::collections::BTreeMap<String, Extra> {
+    std::collections::BTreeMap::from([("version".to_owned(), Extra::Uint(version.into()))])
 }
 
 fn immutable(t: &Template) -> RegistryError {

@@ -15,7 +15,7 @@ pub mod testing;
 use std::fmt;
 
 pub use rocks::{RocksOptions, RocksStore};
-pub use sequencer::{Sequencer, SequencerOptions, Txn};
+pub use sequencer::{Sequencer, SequencerOptions, Txn, WriterState};
 
 /// A kind of record; each is its own column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,17 +27,32 @@ pub enum Table {
     Departments,
     /// Template versions by type code + big-endian version.
     Templates,
-    /// Per licence type: its latest version and latest published version.
+    /// Per licence type: its latest version number.
     TemplateHeads,
+    /// Audit log entries by sequence number (u64 BE).
+    LogEntries,
+    /// Audit log tree: complete subtree hashes by level (u8) ‖ index (u64 BE).
+    LogNodes,
+    /// Signed checkpoints by tree size (u64 BE).
+    LogCheckpoints,
+    /// Audit log entry sequence numbers by leaf hash.
+    LogLeafIndex,
+    /// Every version of every record the log commits to, by SHA-256 digest.
+    Records,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
         Table::TemplateHeads,
+        Table::LogEntries,
+        Table::LogNodes,
+        Table::LogCheckpoints,
+        Table::LogLeafIndex,
+        Table::Records,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -47,6 +62,11 @@ impl Table {
             Table::Departments => "departments",
             Table::Templates => "templates",
             Table::TemplateHeads => "template_heads",
+            Table::LogEntries => "log_entries",
+            Table::LogNodes => "log_nodes",
+            Table::LogCheckpoints => "log_checkpoints",
+            Table::LogLeafIndex => "log_leaf_index",
+            Table::Records => "records",
         }
     }
 }

@@ -34,23 +34,34 @@ impl Default for SequencerOptions {
 /// What an operation hands back to the writer: a callback to run once its group's write has
 /// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Option<Completion> + Send>;
+type Job<W> = Box<dyn FnOnce(&mut Txn<'_, W>) -> Option<Completion> + Send>;
+
+/// State the writer thread owns and hands to every operation (the audit log's right edge, for
+/// one). An operation that fails, and a group whose write fails, leave it as it was before them.
+pub trait WriterState: Clone + Send + 'static {
+    /// Runs on the writer after a group's batch is durable.
+    fn committed(&mut self, _store: &dyn KvStore) {}
+}
+
+impl WriterState for () {}
 
 /// The view of one operation: reads see everything committed plus the writes of earlier
 /// operations in the same group; writes are buffered and kept only if the operation succeeds.
-pub struct Txn<'a> {
+pub struct Txn<'a, W = ()> {
     store: &'a dyn KvStore,
     group: &'a HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     batch: Batch,
+    /// The writer's state; changes are undone if the operation fails.
+    pub state: &'a mut W,
 }
 
-impl std::fmt::Debug for Txn<'_> {
+impl<W> std::fmt::Debug for Txn<'_, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Txn").field("batch", &self.batch).finish()
     }
 }
 
-impl Txn<'_> {
+impl<W> Txn<'_, W> {
     /// The current value of `key`, including writes not yet synced.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         // Latest own write wins, then the group's, then the store.
@@ -79,20 +90,34 @@ impl Txn<'_> {
 }
 
 /// Handle to the writer thread. Dropping it drains the queue and stops the thread.
-#[derive(Debug)]
-pub struct Sequencer {
-    queue: Option<mpsc::Sender<Job>>,
+pub struct Sequencer<W: WriterState = ()> {
+    queue: Option<mpsc::Sender<Job<W>>>,
     writer: Option<JoinHandle<()>>,
 }
 
-impl Sequencer {
-    /// Starts the writer thread over `store`.
+impl<W: WriterState> std::fmt::Debug for Sequencer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("running", &self.queue.is_some())
+            .finish()
+    }
+}
+
+impl Sequencer<()> {
+    /// Starts the writer thread over `store`, with no writer state.
     pub fn start(store: Arc<dyn KvStore>, opts: SequencerOptions) -> Self {
+        Self::with_state(store, opts, ())
+    }
+}
+
+impl<W: WriterState> Sequencer<W> {
+    /// Starts the writer thread over `store`; `state` is handed to every operation.
+    pub fn with_state(store: Arc<dyn KvStore>, opts: SequencerOptions, state: W) -> Self {
         let (queue, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_group = opts.max_group.max(1);
         let writer = std::thread::Builder::new()
             .name("certseal-sequencer".into())
-            .spawn(move || run(store, rx, max_group))
+            .spawn(move || run(store, rx, max_group, state))
             .expect("spawning the sequencer thread");
         Self {
             queue: Some(queue),
@@ -106,12 +131,12 @@ impl Sequencer {
     /// parsing and validation before submitting.
     pub async fn submit<T, E, F>(&self, op: F) -> Result<T, E>
     where
-        F: FnOnce(&mut Txn<'_>) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut Txn<'_, W>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let (done, result) = oneshot::channel::<Result<T, E>>();
-        let job: Job = Box::new(move |txn: &mut Txn<'_>| match op(txn) {
+        let job: Job<W> = Box::new(move |txn: &mut Txn<'_, W>| match op(txn) {
             Ok(value) => Some(Box::new(move |written: Result<(), StoreError>| {
                 let _ = done.send(written.map(|()| value).map_err(E::from));
             }) as Completion),
@@ -126,7 +151,7 @@ impl Sequencer {
     }
 }
 
-impl Drop for Sequencer {
+impl<W: WriterState> Drop for Sequencer<W> {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what was queued, then exit.
         self.queue.take();
@@ -136,18 +161,26 @@ impl Drop for Sequencer {
     }
 }
 
-fn run(store: Arc<dyn KvStore>, mut rx: mpsc::Receiver<Job>, max_group: usize) {
+fn run<W: WriterState>(
+    store: Arc<dyn KvStore>,
+    mut rx: mpsc::Receiver<Job<W>>,
+    max_group: usize,
+    mut state: W,
+) {
     let mut pending: Vec<Completion> = Vec::new();
     let mut group_batch = Batch::new();
     let mut group_view: HashMap<(Table, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
+        let group_start = state.clone();
         let mut next = Some(first);
         // Take whatever else is already waiting: that is the group.
         while let Some(job) = next.take() {
+            let before = state.clone();
             let mut txn = Txn {
                 store: store.as_ref(),
                 group: &group_view,
                 batch: Batch::new(),
+                state: &mut state,
             };
             // A panicking operation fails alone (its caller sees the store as closed for it);
             // the writer and the rest of the group go on.
@@ -163,6 +196,9 @@ fn run(store: Arc<dyn KvStore>, mut rx: mpsc::Receiver<Job>, max_group: usize) {
                     }
                 };
             let batch = txn.batch;
+            if completion.is_none() {
+                state = before;
+            }
             if let Some(c) = completion {
                 for op in batch.ops() {
                     match op {
@@ -187,7 +223,9 @@ fn run(store: Arc<dyn KvStore>, mut rx: mpsc::Receiver<Job>, max_group: usize) {
         };
         if let Err(e) = &written {
             tracing::error!(error = %e, operations = pending.len(), "group commit failed");
+            state = group_start;
         } else {
+            state.committed(store.as_ref());
             tracing::trace!(
                 operations = pending.len(),
                 changes = group_batch.ops().len(),

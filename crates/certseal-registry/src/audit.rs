@@ -1,0 +1,288 @@
+//! The audit log inside the write path: every state change appends one entry in the same batch
+//! as the change, the writer thread keeps the tree's right edge, and after each durable group
+//! the log signs a checkpoint of the new size.
+//!
+//! Checkpoints are signed only after the entries they cover are durable, so a signed root can
+//! never be lost. The checkpoint itself is stored without a sync: if a crash loses it, the next
+//! start signs the same size and root again, and Ed25519 is deterministic, so the note is the
+//! same note. The log thus never signs two roots for one size, nor a smaller tree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use certseal_core::{Actor, Timestamp};
+use certseal_crypto::{Ed25519Key, Kek, Signer, sha256};
+use certseal_log::merkle::{self, Frontier, NodeReader, leaf_hash};
+use certseal_log::{Checkpoint, Entry, Extra, LogError, VerifierKey};
+use certseal_store::{Batch, Direction, KvStore, Read, Table, Txn, WriterState};
+
+use crate::RegistryError;
+
+const META_LOG_SIZE: &[u8] = b"log_size";
+const META_LOG_KEY: &[u8] = b"log_key";
+const META_LOG_ORIGIN: &[u8] = b"log_origin";
+/// Associated data that binds the sealed log key to its use.
+const LOG_KEY_OWNER: &[u8] = b"certseal/log-key";
+
+/// A checkpoint with its signed note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// The tree head.
+    pub checkpoint: Checkpoint,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+/// The latest signed checkpoint, shared between the writer and readers.
+pub(crate) type Latest = Arc<RwLock<SignedCheckpoint>>;
+
+/// The writer thread's log state.
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    frontier: Frontier,
+    last_time: i64,
+    signer: Arc<Ed25519Key>,
+    origin: Arc<str>,
+    latest: Latest,
+}
+
+pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
+
+impl WriterState for AuditWriter {
+    fn committed(&mut self, store: &dyn KvStore) {
+        let signed = self.latest.read().expect("lock").checkpoint.size;
+        if self.frontier.size() == signed {
+            return;
+        }
+        match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
+            Ok(cp) => *self.latest.write().expect("lock") = cp,
+            Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
+        }
+    }
+}
+
+fn sign_and_store(
+    store: &dyn KvStore,
+    origin: &str,
+    frontier: &Frontier,
+    signer: &dyn Signer,
+) -> Result<SignedCheckpoint, RegistryError> {
+    let checkpoint = Checkpoint {
+        origin: origin.to_owned(),
+        size: frontier.size(),
+        root: frontier.root(),
+    };
+    let note = checkpoint.sign(signer).map_err(log_err)?;
+    let mut b = Batch::new();
+    b.put(
+        Table::LogCheckpoints,
+        checkpoint.size.to_be_bytes().to_vec(),
+        note.clone(),
+    );
+    store.write(&b, false)?;
+    Ok(SignedCheckpoint { checkpoint, note })
+}
+
+pub(crate) fn log_err(e: LogError) -> RegistryError {
+    match e {
+        LogError::OutOfRange(m) => RegistryError::NotFound(m),
+        other => RegistryError::Corrupt(format!("audit log: {other}")),
+    }
+}
+
+fn node_key(level: u8, index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(level);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Stored tree nodes, read from the store or a snapshot of it.
+pub(crate) struct StoredNodes<'a>(pub &'a dyn Read);
+
+impl NodeReader for StoredNodes<'_> {
+    fn node(&self, level: u8, index: u64) -> Result<merkle::Hash, LogError> {
+        let v = self
+            .0
+            .get(Table::LogNodes, &node_key(level, index))
+            .map_err(|e| LogError::Storage(e.to_string()))?
+            .ok_or_else(|| LogError::Storage(format!("tree node {level}/{index} is missing")))?;
+        merkle::parse_hash(&v)
+    }
+}
+
+/// Appends the entry for one change: the record version is stored under its digest, the entry
+/// and the tree nodes it completes go into the same batch. Call it last in an operation.
+pub(crate) fn append(
+    txn: &mut RegTxn<'_>,
+    actor: &Actor,
+    kind: &str,
+    subject: &str,
+    record: &[u8],
+    extra: BTreeMap<String, Extra>,
+) {
+    let digest = sha256(&[record]);
+    let w = &mut *txn.state;
+    // Time never goes backwards along the log, even if the clock does.
+    let time = Timestamp::now().0.max(w.last_time);
+    let entry = Entry {
+        seq: w.frontier.size(),
+        time,
+        kind: kind.to_owned(),
+        actor_department: actor.department.to_string(),
+        actor_role: actor.role.as_str().to_owned(),
+        subject: subject.to_owned(),
+        digest,
+        extra,
+    };
+    let bytes = entry.encode();
+    let leaf = leaf_hash(&bytes);
+    let nodes = w.frontier.append(leaf);
+    w.last_time = time;
+    let size = w.frontier.size();
+    txn.put(Table::Records, digest.to_vec(), record.to_vec());
+    txn.put(Table::LogEntries, entry.seq.to_be_bytes().to_vec(), bytes);
+    txn.put(
+        Table::LogLeafIndex,
+        leaf.to_vec(),
+        entry.seq.to_be_bytes().to_vec(),
+    );
+    for n in nodes {
+        txn.put(Table::LogNodes, node_key(n.level, n.index), n.hash.to_vec());
+    }
+    txn.put(Table::Meta, META_LOG_SIZE, size.to_be_bytes().to_vec());
+}
+
+/// What opening the log yields.
+pub(crate) struct OpenedLog {
+    pub writer: AuditWriter,
+    pub latest: Latest,
+    pub verifier_key: VerifierKey,
+}
+
+fn meta_u64(store: &dyn KvStore, key: &[u8]) -> Result<u64, RegistryError> {
+    match store.get(Table::Meta, key)? {
+        None => Ok(0),
+        Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
+            |_| RegistryError::Corrupt(format!("meta {}", String::from_utf8_lossy(key))),
+        )?)),
+    }
+}
+
+/// Loads (or on first start creates) the log key, the tree's right edge and the latest
+/// checkpoint, checks that they agree, and signs the current size if no checkpoint covers it.
+pub(crate) fn open_log(
+    store: &dyn KvStore,
+    kek_file: &Path,
+    origin: &str,
+) -> Result<OpenedLog, RegistryError> {
+    let kek = Kek::load_or_create(kek_file).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+    let key = match store.get(Table::Meta, META_LOG_KEY)? {
+        Some(sealed) => {
+            let stored_origin = store
+                .get(Table::Meta, META_LOG_ORIGIN)?
+                .map(|o| String::from_utf8_lossy(&o).into_owned())
+                .unwrap_or_default();
+            if stored_origin != origin {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "this data folder's log is '{stored_origin}'; the configuration names '{origin}'"
+                )));
+            }
+            let pkcs8 = kek.open(LOG_KEY_OWNER, &sealed).map_err(|e| {
+                RegistryError::Corrupt(format!(
+                    "the log key cannot be opened with the key-encryption key {}: {e}",
+                    kek_file.display()
+                ))
+            })?;
+            Ed25519Key::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Corrupt(e.to_string()))?
+        }
+        None => {
+            // First start: a new log key, sealed at rest, stored with the origin it signs for.
+            let (key, pkcs8) =
+                Ed25519Key::generate().map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+            let sealed = kek
+                .seal(LOG_KEY_OWNER, &pkcs8)
+                .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+            let mut b = Batch::new();
+            b.put(Table::Meta, META_LOG_KEY, sealed);
+            b.put(Table::Meta, META_LOG_ORIGIN, origin);
+            store.write(&b, true)?;
+            tracing::info!(origin, "created the audit log key");
+            key
+        }
+    };
+    let verifier_key = VerifierKey::new(origin, key.public_key())
+        .map_err(|e| RegistryError::invalid("log.origin", e.to_string()))?;
+    let size = meta_u64(store, META_LOG_SIZE)?;
+    let frontier = Frontier::load(&StoredNodes(store), size).map_err(log_err)?;
+    let last_time = match size {
+        0 => 0,
+        n => {
+            let bytes = store
+                .get(Table::LogEntries, &(n - 1).to_be_bytes())?
+                .ok_or_else(|| RegistryError::Corrupt(format!("log entry {} missing", n - 1)))?;
+            Entry::decode(&bytes).map_err(log_err)?.time
+        }
+    };
+    let stored = store.scan(Table::LogCheckpoints, b"", None, 1, Direction::Reverse)?;
+    let latest = match stored.items.first() {
+        Some((_, note)) => {
+            let note = String::from_utf8(note.clone())
+                .map_err(|_| RegistryError::Corrupt("checkpoint is not text".into()))?;
+            let checkpoint = Checkpoint::open(&note, &verifier_key).map_err(log_err)?;
+            check_agrees(store, &checkpoint, &frontier)?;
+            Some(SignedCheckpoint { checkpoint, note })
+        }
+        None => None,
+    };
+    let latest = match latest {
+        Some(cp) if cp.checkpoint.size == size => cp,
+        _ => sign_and_store(store, origin, &frontier, &key)?,
+    };
+    tracing::info!(size, origin, "audit log open");
+    let latest = Arc::new(RwLock::new(latest));
+    Ok(OpenedLog {
+        writer: AuditWriter {
+            frontier,
+            last_time,
+            signer: Arc::new(key),
+            origin: origin.into(),
+            latest: latest.clone(),
+        },
+        latest,
+        verifier_key,
+    })
+}
+
+/// A stored checkpoint must be a prefix of the stored tree: the same root at its size.
+fn check_agrees(
+    store: &dyn KvStore,
+    cp: &Checkpoint,
+    frontier: &Frontier,
+) -> Result<(), RegistryError> {
+    let corrupt = |why: String| {
+        RegistryError::Corrupt(format!(
+            "the latest checkpoint (size {}) disagrees with the stored tree (size {}): {why}",
+            cp.size,
+            frontier.size()
+        ))
+    };
+    if cp.size > frontier.size() {
+        return Err(corrupt("the checkpoint is larger".into()));
+    }
+    if cp.size == frontier.size() {
+        return if cp.root == frontier.root() {
+            Ok(())
+        } else {
+            Err(corrupt("different roots".into()))
+        };
+    }
+    if cp.size == 0 {
+        return Ok(());
+    }
+    let proof = merkle::consistency_proof(&StoredNodes(store), cp.size, frontier.size())
+        .map_err(log_err)?;
+    merkle::verify_consistency(cp.size, frontier.size(), &proof, &cp.root, &frontier.root())
+        .map_err(|e| corrupt(e.to_string()))
+}

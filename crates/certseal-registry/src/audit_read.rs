@@ -1,0 +1,207 @@
+//! Reading the audit log: checkpoints, entries, inclusion and consistency proofs, export.
+//! Every proof is returned with the signed checkpoint it proves against.
+
+use certseal_core::{Actor, Role};
+use certseal_log::merkle::{self, Frontier, Hash};
+use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
+use certseal_store::{Direction, Table};
+
+use crate::audit::{SignedCheckpoint, StoredNodes, log_err};
+use crate::{Registry, RegistryError, require_role};
+
+/// Which entry to prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofTarget {
+    /// By position.
+    Index(u64),
+    /// By RFC 6962 leaf hash, SHA-256(0x00 ‖ entry).
+    LeafHash(Hash),
+}
+
+/// An entry's inclusion proof and the checkpoint it proves against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Entry index.
+    pub index: u64,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// Proof hashes, leaf side first.
+    pub hashes: Vec<Hash>,
+    /// The signed checkpoint.
+    pub checkpoint: SignedCheckpoint,
+}
+
+impl InclusionProof {
+    /// The proof as C2SP tlog-proof text, checkable alone.
+    pub fn tlog_proof(&self) -> String {
+        TlogProof {
+            index: self.index,
+            hashes: self.hashes.clone(),
+            checkpoint: self.checkpoint.note.clone(),
+        }
+        .to_text()
+    }
+}
+
+/// One exported entry with the record it commits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportItem {
+    /// Entry index.
+    pub index: u64,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// The record whose SHA-256 is the entry's digest.
+    pub record: Vec<u8>,
+}
+
+/// Most entries one export page reads.
+pub const MAX_EXPORT_PAGE: usize = 1024;
+
+impl Registry {
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> SignedCheckpoint {
+        self.latest.read().expect("lock").clone()
+    }
+
+    /// The log's verifier key (`name+keyid+base64`).
+    pub fn verifier_key(&self) -> &VerifierKey {
+        &self.verifier_key
+    }
+
+    /// The stored checkpoint of tree size `size`.
+    pub fn checkpoint_at(&self, size: u64) -> Result<SignedCheckpoint, RegistryError> {
+        let note = self
+            .store
+            .get(Table::LogCheckpoints, &size.to_be_bytes())?
+            .ok_or_else(|| RegistryError::NotFound(format!("no checkpoint of size {size}")))?;
+        let note = String::from_utf8(note)
+            .map_err(|_| RegistryError::Corrupt("checkpoint is not text".into()))?;
+        let checkpoint = Checkpoint::open(&note, &self.verifier_key).map_err(log_err)?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+
+    /// One entry's bytes.
+    pub fn get_entry(&self, _actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
+        self.store
+            .get(Table::LogEntries, &index.to_be_bytes())?
+            .ok_or_else(|| RegistryError::NotFound(format!("log entry {index}")))
+    }
+
+    /// An entry's inclusion proof against the latest checkpoint.
+    pub fn inclusion_proof(
+        &self,
+        actor: &Actor,
+        target: ProofTarget,
+    ) -> Result<InclusionProof, RegistryError> {
+        let index = match target {
+            ProofTarget::Index(i) => i,
+            ProofTarget::LeafHash(h) => {
+                let v = self.store.get(Table::LogLeafIndex, &h)?.ok_or_else(|| {
+                    RegistryError::NotFound("no entry with this leaf hash".into())
+                })?;
+                u64::from_be_bytes(
+                    v.as_slice()
+                        .try_into()
+                        .map_err(|_| RegistryError::Corrupt("leaf index".into()))?,
+                )
+            }
+        };
+        let entry = self.get_entry(actor, index)?;
+        let checkpoint = self.latest_checkpoint();
+        if index >= checkpoint.checkpoint.size {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "entry {index} is not yet covered by a signed checkpoint; retry in a moment"
+            )));
+        }
+        let hashes = merkle::inclusion_proof(
+            &StoredNodes(self.store.as_ref()),
+            index,
+            checkpoint.checkpoint.size,
+        )
+        .map_err(log_err)?;
+        Ok(InclusionProof {
+            index,
+            entry,
+            hashes,
+            checkpoint,
+        })
+    }
+
+    /// A consistency proof from tree size `from` to `to` (0: the latest checkpoint), with the
+    /// checkpoint of `to`.
+    pub fn consistency_proof(
+        &self,
+        _actor: &Actor,
+        from: u64,
+        to: u64,
+    ) -> Result<(Vec<Hash>, SignedCheckpoint), RegistryError> {
+        let checkpoint = match to {
+            0 => self.latest_checkpoint(),
+            n => self.checkpoint_at(n)?,
+        };
+        let to = checkpoint.checkpoint.size;
+        if from == 0 || from > to {
+            return Err(RegistryError::invalid(
+                "from_size",
+                format!("must be between 1 and {to}"),
+            ));
+        }
+        let proof = merkle::consistency_proof(&StoredNodes(self.store.as_ref()), from, to)
+            .map_err(log_err)?;
+        Ok((proof, checkpoint))
+    }
+
+    /// The compact range of `[0, size)`: the hashes an export starting at `size` carries so an
+    /// auditor can link it to the checkpoint of `size`. Needs the auditor role.
+    pub fn compact_range(&self, actor: &Actor, size: u64) -> Result<Vec<Hash>, RegistryError> {
+        require_role(actor, Role::Auditor, "exporting the audit log")?;
+        let frontier = Frontier::load(&StoredNodes(self.store.as_ref()), size).map_err(log_err)?;
+        Ok(frontier.hashes().to_vec())
+    }
+
+    /// Up to `limit` entries from `start` (below `end`), each with its record. Needs the
+    /// auditor role.
+    pub fn export_page(
+        &self,
+        actor: &Actor,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<ExportItem>, RegistryError> {
+        require_role(actor, Role::Auditor, "exporting the audit log")?;
+        let snap = self.store.snapshot();
+        let limit = limit
+            .clamp(1, MAX_EXPORT_PAGE)
+            .min((end.saturating_sub(start)) as usize);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = start.checked_sub(1).map(u64::to_be_bytes);
+        let page = snap.scan(
+            Table::LogEntries,
+            b"",
+            after.as_ref().map(|a| a.as_slice()),
+            limit,
+            Direction::Forward,
+        )?;
+        let mut out = Vec::with_capacity(page.items.len());
+        for (i, (k, entry)) in page.items.into_iter().enumerate() {
+            let index = start + i as u64;
+            if k != index.to_be_bytes() {
+                return Err(RegistryError::Corrupt(format!(
+                    "log entry {index} is missing"
+                )));
+            }
+            let digest = Entry::decode(&entry).map_err(log_err)?.digest;
+            let record = snap.get(Table::Records, &digest)?.ok_or_else(|| {
+                RegistryError::Corrupt(format!("record of entry {index} is missing"))
+            })?;
+            out.push(ExportItem {
+                index,
+                entry,
+                record,
+            });
+        }
+        Ok(out)
+    }
+}
