@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{Context, DepartmentApi, TemplateApi};
+use crate::api::{AuditApi, Context, DepartmentApi, TemplateApi};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::pb;
+use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::department_service_server::DepartmentServiceServer;
 use crate::pb::template_service_server::TemplateServiceServer;
 
@@ -82,7 +83,9 @@ pub fn serve_on(
     let max = config.max_message_bytes;
     let departments =
         DepartmentServiceServer::new(DepartmentApi(ctx.clone())).max_decoding_message_size(max);
-    let templates = TemplateServiceServer::new(TemplateApi(ctx)).max_decoding_message_size(max);
+    let templates =
+        TemplateServiceServer::new(TemplateApi(ctx.clone())).max_decoding_message_size(max);
+    let audit = AuditServiceServer::new(AuditApi(ctx)).max_decoding_message_size(max);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -110,6 +113,7 @@ pub fn serve_on(
             .add_service(reflection_alpha)
             .add_service(departments)
             .add_service(templates)
+            .add_service(audit)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

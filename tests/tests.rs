@@ -16,3 +16,5 @@ mod service_meta;
 mod restart;
 // The command-line client against a running server.
 mod cli;
+// The audit log: entries per change, proofs, export, offline verification, tampering, crashes.
+mod audit;

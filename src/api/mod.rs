@@ -1,6 +1,7 @@
 //! gRPC adapters: proto messages to domain values at the edge, registry calls, errors to
 //! statuses through [`crate::status`]. No rule of the domain lives here.
 
+mod audit;
 mod convert;
 mod department;
 mod template;
@@ -11,6 +12,7 @@ use certseal_registry::Registry;
 
 use crate::auth::Authenticator;
 
+pub use audit::AuditApi;
 pub use department::DepartmentApi;
 pub use template::TemplateApi;
 

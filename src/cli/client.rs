@@ -9,17 +9,18 @@ use super::output::{self, print_list, print_one};
 use super::{ClientArgs, Command, DepartmentCommand, TemplateCommand, schema_file};
 use crate::auth::{DEPARTMENT_HEADER, ROLE_HEADER};
 use crate::pb;
+use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::department_service_client::DepartmentServiceClient;
 use crate::pb::template_service_client::TemplateServiceClient;
 
 /// A connection plus the identity to send.
-struct Client {
+pub(super) struct Client {
     channel: Channel,
     args: ClientArgs,
 }
 
 impl Client {
-    async fn connect(args: &ClientArgs) -> anyhow::Result<Self> {
+    pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(args.server.clone())
             .with_context(|| format!("'{}' is not a server URL", args.server))?
             .connect()
@@ -32,7 +33,7 @@ impl Client {
     }
 
     /// Wraps a message with the development-mode identity metadata.
-    fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
+    pub(super) fn request<T>(&self, message: T) -> anyhow::Result<Request<T>> {
         let mut r = Request::new(message);
         if let Some(d) = &self.args.as_department {
             r.metadata_mut()
@@ -52,10 +53,14 @@ impl Client {
     fn templates(&self) -> TemplateServiceClient<Channel> {
         TemplateServiceClient::new(self.channel.clone())
     }
+
+    pub(super) fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
+    }
 }
 
 /// Explains a failed call: the status, its message and each field the server refused.
-fn explain(status: Status) -> anyhow::Error {
+pub(super) fn explain(status: Status) -> anyhow::Error {
     let mut msg = format!("{:?}", status.code());
     match status.get_error_details().bad_request() {
         // The violations say it all, one per line.
@@ -83,6 +88,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Serve(_) => unreachable!("serve is not a client command"),
         Command::Department(c) => department(c).await,
         Command::Template(c) => template(c).await,
+        Command::Audit(c) => super::audit::run(c).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line: `certseal serve` and the client subcommands.
 
+mod audit;
 mod client;
 mod output;
 mod schema_file;
@@ -30,6 +31,53 @@ pub enum Command {
     /// Manage templates (licence types).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Audit log: checkpoints, proofs, export, offline verification.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `certseal audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the log's verifier key (name+keyid+base64).
+    Vkey {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print one entry's inclusion proof as C2SP tlog-proof text.
+    Proof {
+        /// Entry index.
+        index: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Export entries, records and the checkpoint into a bundle folder.
+    Export {
+        /// Bundle folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Start after this earlier signed checkpoint (a file), linking the bundle to it.
+        #[arg(long)]
+        since: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify a bundle offline: no server needed.
+    Verify {
+        /// Bundle folder.
+        dir: PathBuf,
+        /// The log's verifier key (name+keyid+base64), obtained and trusted beforehand.
+        #[arg(long)]
+        vkey: String,
+        /// An earlier signed checkpoint you trust (a file): the bundle must extend it.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+    },
 }
 
 /// `certseal serve`

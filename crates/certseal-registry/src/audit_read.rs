@@ -159,6 +159,39 @@ impl Registry {
         Ok(frontier.hashes().to_vec())
     }
 
+    /// Up to `max` stored signed checkpoints with sizes spread inside `(start, end)`, ascending.
+    pub fn anchors(&self, start: u64, end: u64, max: u64) -> Result<Vec<String>, RegistryError> {
+        let mut out: Vec<(u64, String)> = Vec::new();
+        let span = end.saturating_sub(start);
+        for k in 1..=max {
+            let target = start + span * k / (max + 1);
+            if target <= start {
+                continue;
+            }
+            // The latest checkpoint at or below the target.
+            let page = self.store.scan(
+                Table::LogCheckpoints,
+                b"",
+                Some(&(target + 1).to_be_bytes()),
+                1,
+                Direction::Reverse,
+            )?;
+            if let Some((k, note)) = page.items.into_iter().next() {
+                let size = u64::from_be_bytes(
+                    k.as_slice()
+                        .try_into()
+                        .map_err(|_| RegistryError::Corrupt("checkpoint key".into()))?,
+                );
+                if size > start && size < end && out.last().is_none_or(|(s, _)| *s < size) {
+                    let note = String::from_utf8(note)
+                        .map_err(|_| RegistryError::Corrupt("checkpoint is not text".into()))?;
+                    out.push((size, note));
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(_, n)| n).collect())
+    }
+
     /// Up to `limit` entries from `start` (below `end`), each with its record. Needs the
     /// auditor role.
     pub fn export_page(
