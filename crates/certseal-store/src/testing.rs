@@ -6,7 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{Batch, Direction, KvStore, Sequencer, SequencerOptions, StoreError, Table};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{
+    Batch, Direction, KvStore, Sequencer, SequencerOptions, StoreError, Table, WriterState,
+};
 
 /// Opens (or reopens) a store in a folder.
 pub type Opener<'a> = &'a dyn Fn(&Path) -> Arc<dyn KvStore>;
@@ -34,6 +38,10 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "sequencer_acknowledged_is_durable",
         sequencer_acknowledged_is_durable,
+    ),
+    (
+        "sequencer_state_follows_success_only",
+        sequencer_state_follows_success_only,
     ),
 ];
 
@@ -321,4 +329,63 @@ fn collect_departments(s: &dyn KvStore) -> usize {
         .unwrap()
         .items
         .len()
+}
+
+#[derive(Clone, Default)]
+struct Counter {
+    n: u64,
+    committed: Arc<AtomicU64>,
+}
+
+impl WriterState for Counter {
+    fn committed(&mut self, _store: &dyn KvStore) {
+        self.committed.store(self.n, Ordering::SeqCst);
+    }
+}
+
+fn sequencer_state_follows_success_only(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    let counter = Counter::default();
+    let committed = counter.committed.clone();
+    let seq = Arc::new(Sequencer::with_state(
+        s,
+        SequencerOptions::default(),
+        counter,
+    ));
+    runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..100u64 {
+            let seq = seq.clone();
+            tasks.push(tokio::spawn(async move {
+                seq.submit(move |txn| {
+                    // Every third operation changes the state, then fails: the change is undone.
+                    txn.state.n += 1;
+                    txn.put(Table::Meta, key(b"n", i), b"x".to_vec());
+                    if i % 3 == 0 {
+                        return Err(CaseError::Refused);
+                    }
+                    Ok(txn.state.n)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 66);
+        // One more, to read the state after every group has committed.
+        let n = seq
+            .submit(|txn| Ok::<_, CaseError>(txn.state.n))
+            .await
+            .unwrap();
+        assert_eq!(n, 66, "failed operations left no trace in the state");
+    });
+    assert_eq!(
+        committed.load(Ordering::SeqCst),
+        66,
+        "the hook saw each durable group"
+    );
 }
