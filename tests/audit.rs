@@ -326,6 +326,13 @@ async fn export_verifies_offline_and_every_tampering_is_located() {
         write_frames(&d.join("entries.bin"), &en);
     });
     assert!(matches!(e, VerifyError::Entry { index: 5, .. }), "{e}");
+    // Junk after the last entry.
+    let e = check("junk", &|d| {
+        let mut b = std::fs::read(d.join("entries.bin")).unwrap();
+        b.extend_from_slice(&[0, 1]);
+        std::fs::write(d.join("entries.bin"), b).unwrap();
+    });
+    assert!(e.to_string().contains("truncated"), "{e}");
     // The checkpoint swapped for an older one.
     let older = dir.path().join("cp-older");
     // Writes were sequential, so the log signed a checkpoint at every size, 20 among them.

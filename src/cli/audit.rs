@@ -150,7 +150,10 @@ async fn export(
     )
     .with_context(|| format!("cannot write the bundle in {}", out.display()))?;
     let tty = std::io::stderr().is_terminal();
-    let total = header.end - header.start;
+    let total = header
+        .end
+        .checked_sub(header.start)
+        .context("the export's header ends before it starts")?;
     let mut done = 0u64;
     while let Some(chunk) = stream.message().await.map_err(explain)? {
         let Some(pb::export_chunk::Item::Entry(e)) = chunk.item else {

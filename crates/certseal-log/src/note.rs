@@ -272,6 +272,11 @@ impl TlogProof {
         }
         let index = line
             .strip_prefix("index ")
+            .filter(|n| {
+                !n.is_empty()
+                    && n.bytes().all(|c| c.is_ascii_digit())
+                    && (n.len() == 1 || !n.starts_with('0'))
+            })
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| bad("the index line is 'index N'"))?;
         let hashes = lines

@@ -222,6 +222,13 @@ pub(crate) fn open_log(
             let bytes = store
                 .get(Table::LogEntries, &(n - 1).to_be_bytes())?
                 .ok_or_else(|| RegistryError::Corrupt(format!("log entry {} missing", n - 1)))?;
+            // The last entry must be the tree's last leaf.
+            if StoredNodes(store).node(0, n - 1).map_err(log_err)? != leaf_hash(&bytes) {
+                return Err(RegistryError::Corrupt(format!(
+                    "log entry {} does not match the tree's last leaf",
+                    n - 1
+                )));
+            }
             Entry::decode(&bytes).map_err(log_err)?.time
         }
     };

@@ -107,6 +107,13 @@ impl Registry {
             }
         };
         let entry = self.get_entry(actor, index)?;
+        if let ProofTarget::LeafHash(h) = target
+            && merkle::leaf_hash(&entry) != h
+        {
+            return Err(RegistryError::Corrupt(format!(
+                "the leaf index points at entry {index}, which has another leaf hash"
+            )));
+        }
         let checkpoint = self.latest_checkpoint();
         if index >= checkpoint.checkpoint.size {
             return Err(RegistryError::FailedPrecondition(format!(

@@ -173,6 +173,9 @@ fn run<W: WriterState>(
     while let Some(first) = rx.blocking_recv() {
         let group_start = state.clone();
         let mut next = Some(first);
+        // Every operation taken counts, failed ones too, so a flood of refusals cannot hold
+        // back the acknowledgement of the operations already in the group.
+        let mut taken = 0usize;
         // Take whatever else is already waiting: that is the group.
         while let Some(job) = next.take() {
             let before = state.clone();
@@ -209,7 +212,8 @@ fn run<W: WriterState>(
                 group_batch.extend(batch);
                 pending.push(c);
             }
-            if pending.len() < max_group {
+            taken += 1;
+            if taken < max_group {
                 next = rx.try_recv().ok();
             }
         }
@@ -221,11 +225,18 @@ fn run<W: WriterState>(
         } else {
             store.write(&group_batch, true)
         };
+        let failed = written.is_err();
         if let Err(e) = &written {
             tracing::error!(error = %e, operations = pending.len(), "group commit failed");
             state = group_start;
         } else {
-            state.committed(store.as_ref());
+            // The hook must not take the writer down with it.
+            let hook = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                state.committed(store.as_ref())
+            }));
+            if hook.is_err() {
+                tracing::error!("the post-commit hook panicked");
+            }
             tracing::trace!(
                 operations = pending.len(),
                 changes = group_batch.ops().len(),
@@ -235,6 +246,19 @@ fn run<W: WriterState>(
         let msg = written.map_err(|e| e.to_string());
         for c in pending.drain(..) {
             c(msg.clone().map_err(StoreError::Backend));
+        }
+        if failed {
+            // A failed synced write may still have reached the WAL, so what is on disk is no
+            // longer known: stop taking writes rather than build on a guess. A restart
+            // recovers from the WAL and the stored log.
+            tracing::error!(
+                "the writer stopped after a failed write; restart the server to resume writes"
+            );
+            rx.close();
+            while let Ok(job) = rx.try_recv() {
+                drop(job); // their callers see the store as closed
+            }
+            return;
         }
         group_batch = Batch::new();
         group_view.clear();

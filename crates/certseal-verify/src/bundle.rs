@@ -74,10 +74,15 @@ fn write_frame(w: &mut impl Write, item: &[u8]) -> std::io::Result<()> {
 /// Reads the next frame; `None` at a clean end of file.
 fn read_frame(r: &mut impl Read, file: &str) -> Result<Option<Vec<u8>>, VerifyError> {
     let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(file_err(file, e)),
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(file_err(file, "truncated length prefix")),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(file_err(file, e)),
+        }
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_ITEM {
@@ -184,7 +189,9 @@ pub struct BundleReport {
     pub linked_to_previous: bool,
 }
 
-/// Verifies the bundle in `dir` with the log's key. With `previous` (a signed checkpoint the
+/// Verifies the bundle in `dir` with the log's key. The report's `start` says where the
+/// verified range begins: a bundle that starts after 0 proves nothing about entries before it
+/// unless it is linked to a trusted checkpoint with `previous`. With `previous` (a signed checkpoint the
 /// auditor already trusts, of size at most the bundle's end, and at least its start), also
 /// checks that the log the auditor saw then is a prefix of this one. `progress` is called with
 /// the number of entries checked so far.
@@ -204,6 +211,16 @@ pub fn verify(
             format!(
                 "format '{}', this verifier reads '{FORMAT}'",
                 manifest.format
+            ),
+        ));
+    }
+    if manifest.origin != key.name() {
+        return Err(file_err(
+            MANIFEST_FILE,
+            format!(
+                "the bundle is of log '{}', the key is of '{}'",
+                manifest.origin,
+                key.name()
             ),
         ));
     }
@@ -348,6 +365,11 @@ fn check_anchors(
     while let Some(a) = anchors.get(*at) {
         if a.size > frontier.size() {
             break;
+        }
+        if a.size < frontier.size() {
+            // Before the bundle's first entry: nothing of this bundle to compare with it.
+            *at += 1;
+            continue;
         }
         if a.size == frontier.size() && a.root != frontier.root() {
             return Err(VerifyError::Range {
