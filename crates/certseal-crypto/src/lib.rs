@@ -7,12 +7,14 @@
 #![deny(missing_docs)]
 
 mod custody;
+pub mod x509;
 
 use std::fmt;
 
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 
 pub use custody::Kek;
+pub use x509::{Certificate, KeyAlgorithm, NewKey, SealCertificateCheck, SealSubject};
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -45,6 +47,9 @@ pub enum CryptoError {
     /// Reading or writing a key file failed.
     #[error("key file: {0}")]
     KeyFile(String),
+    /// A certificate is malformed or breaks a rule of the seal profile or trust.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// The system random number generator failed.
     #[error("random number generator failed")]
     Rng,

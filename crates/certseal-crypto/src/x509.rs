@@ -1,0 +1,347 @@
+//! Seal keys and certificates (DESIGN.md, "Seal certificate profile"): the seal CA, seal
+//! certificates issued from it, CSRs for an external CA, and the checks an imported seal
+//! certificate must pass. rcgen writes certificates; x509-parser reads and verifies them.
+//!
+//! Profile: X.509 v3; key usage digitalSignature + contentCommitment; extended key usage
+//! id-kp-documentSigning (1.3.6.1.5.5.7.3.36); subject O = department name,
+//! organizationIdentifier (2.5.4.97) = `NTRCN-<credit code>`, CN = seal name.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::{CryptoError, random, sha256};
+
+/// id-kp-documentSigning (RFC 9336).
+pub const DOCUMENT_SIGNING_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 36];
+/// organizationIdentifier (X.520).
+pub const ORGANIZATION_IDENTIFIER_OID: &[u64] = &[2, 5, 4, 97];
+
+/// Signature algorithm of a seal key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (COSE alg -8). The default.
+    Ed25519,
+    /// ECDSA P-256 with SHA-256 (COSE alg -7).
+    EcdsaP256,
+}
+
+/// A freshly generated key: its PKCS#8 document (seal it before storing) and raw public key.
+pub struct NewKey {
+    /// PKCS#8 v1/v2 document.
+    pub pkcs8: Vec<u8>,
+    /// Raw public key (Ed25519: 32 bytes; P-256: uncompressed point, 65 bytes).
+    pub public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("public_key", &self.public_key.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a key pair with ring.
+pub fn generate_key(alg: KeyAlgorithm) -> Result<NewKey, CryptoError> {
+    let rng = ring::rand::SystemRandom::new();
+    let bad = |e: ring::error::KeyRejected| CryptoError::InvalidKey(e.to_string());
+    match alg {
+        KeyAlgorithm::Ed25519 => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| CryptoError::Rng)?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(bad)?;
+            Ok(NewKey {
+                public_key: pair.public_key().as_ref().to_vec(),
+                pkcs8: doc.as_ref().to_vec(),
+            })
+        }
+        KeyAlgorithm::EcdsaP256 => {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| CryptoError::Rng)?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
+                    .map_err(bad)?;
+            Ok(NewKey {
+                public_key: pair.public_key().as_ref().to_vec(),
+                pkcs8: doc.as_ref().to_vec(),
+            })
+        }
+    }
+}
+
+/// A DER certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// DER bytes.
+    pub der: Vec<u8>,
+}
+
+impl Certificate {
+    /// PEM text.
+    pub fn pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.der)
+    }
+
+    /// Key ID of a seal certificate in COSE documents: the first 8 bytes of SHA-256 of its DER.
+    pub fn kid(&self) -> [u8; 8] {
+        let h = sha256(&[&self.der]);
+        h[..8].try_into().expect("8 bytes")
+    }
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Reads the first PEM block labelled `CERTIFICATE`, or takes DER as it is.
+pub fn certificate_from_pem_or_der(bytes: &[u8]) -> Result<Certificate, CryptoError> {
+    use base64::Engine;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(Certificate { der: bytes.to_vec() });
+    };
+    let Some(start) = text.find("-----BEGIN CERTIFICATE-----") else {
+        return Ok(Certificate { der: bytes.to_vec() });
+    };
+    let body = &text[start + "-----BEGIN CERTIFICATE-----".len()..];
+    let end = body
+        .find("-----END CERTIFICATE-----")
+        .ok_or_else(|| cert_err("PEM certificate without an END line"))?;
+    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| cert_err("PEM certificate body is not base64"))?;
+    Ok(Certificate { der })
+}
+
+fn cert_err(msg: impl Into<String>) -> CryptoError {
+    CryptoError::Certificate(msg.into())
+}
+
+fn time(unix_seconds: i64) -> Result<time::OffsetDateTime, CryptoError> {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .map_err(|_| cert_err(format!("{unix_seconds} is not a representable time")))
+}
+
+fn rcgen_err(e: rcgen::Error) -> CryptoError {
+    cert_err(e.to_string())
+}
+
+fn key_pair(pkcs8: &[u8]) -> Result<KeyPair, CryptoError> {
+    KeyPair::try_from(pkcs8).map_err(|e| CryptoError::InvalidKey(e.to_string()))
+}
+
+fn serial() -> Result<SerialNumber, CryptoError> {
+    let mut s = [0u8; 16];
+    random(&mut s)?;
+    s[0] &= 0x7f; // positive
+    Ok(SerialNumber::from_slice(&s))
+}
+
+/// Who a seal certificate names.
+#[derive(Debug, Clone)]
+pub struct SealSubject<'a> {
+    /// Department name (O).
+    pub department_name: &'a str,
+    /// Department credit code (organizationIdentifier `NTRCN-<code>`).
+    pub credit_code: &'a str,
+    /// Seal name (CN).
+    pub seal_name: &'a str,
+}
+
+fn seal_params(
+    subject: &SealSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, CryptoError> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, subject.department_name);
+    dn.push(
+        DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
+        format!("NTRCN-{}", subject.credit_code),
+    );
+    dn.push(DnType::CommonName, subject.seal_name);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.not_before = time(not_before)?;
+    p.not_after = time(not_after)?;
+    p.serial_number = Some(serial()?);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(DOCUMENT_SIGNING_OID.to_vec())];
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+/// Creates the registry's self-signed seal CA certificate for the key in `ca_pkcs8`.
+pub fn create_ca(
+    common_name: &str,
+    ca_pkcs8: &[u8],
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let key = key_pair(ca_pkcs8)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.not_before = time(not_before)?;
+    p.not_after = time(not_after)?;
+    p.serial_number = Some(serial()?);
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = p.self_signed(&key).map_err(rcgen_err)?;
+    Ok(Certificate {
+        der: cert.der().to_vec(),
+    })
+}
+
+/// Issues a seal certificate for the seal key in `seal_pkcs8`, signed by the CA.
+pub fn issue_seal_certificate(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    seal_pkcs8: &[u8],
+    subject: &SealSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let ca_key = key_pair(ca_pkcs8)?;
+    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
+    let seal_key = key_pair(seal_pkcs8)?;
+    let cert = seal_params(subject, not_before, not_after)?
+        .signed_by(&seal_key, &issuer)
+        .map_err(rcgen_err)?;
+    Ok(Certificate {
+        der: cert.der().to_vec(),
+    })
+}
+
+/// A PKCS#10 request (PEM) for an external CA, signed by the seal key, in the seal profile.
+pub fn seal_csr(
+    seal_pkcs8: &[u8],
+    subject: &SealSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<String, CryptoError> {
+    let key = key_pair(seal_pkcs8)?;
+    let mut p = seal_params(subject, not_before, not_after)?;
+    p.serial_number = None;
+    p.use_authority_key_identifier_extension = false;
+    p.serialize_request(&key)
+        .map_err(rcgen_err)?
+        .pem()
+        .map_err(rcgen_err)
+}
+
+/// What an imported seal certificate must show.
+#[derive(Debug, Clone)]
+pub struct SealCertificateCheck<'a> {
+    /// The seal's raw public key.
+    pub public_key: &'a [u8],
+    /// The owning department's credit code.
+    pub credit_code: &'a str,
+    /// The seal's validity window (Unix seconds); the certificate's must lie inside it.
+    pub not_before: i64,
+    /// End of the seal's validity window.
+    pub not_after: i64,
+    /// Trust anchors (CA certificates, DER): the certificate must be signed by one of them.
+    pub anchors: &'a [Certificate],
+}
+
+/// Checks a seal certificate against the profile, the seal and the trust anchors; the error
+/// names the first rule broken.
+pub fn check_seal_certificate(
+    cert: &Certificate,
+    check: &SealCertificateCheck<'_>,
+) -> Result<(), CryptoError> {
+    let (rest, x) = X509Certificate::from_der(&cert.der)
+        .map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    if !rest.is_empty() {
+        return Err(cert_err("trailing bytes after the certificate"));
+    }
+    if x.public_key().subject_public_key.data.as_ref() != check.public_key {
+        return Err(cert_err("the certificate is for another public key"));
+    }
+    let ku = x
+        .key_usage()
+        .map_err(|_| cert_err("malformed key usage"))?
+        .ok_or_else(|| cert_err("no key usage extension"))?;
+    if !ku.value.digital_signature() || !ku.value.non_repudiation() {
+        return Err(cert_err(
+            "key usage must include digitalSignature and contentCommitment",
+        ));
+    }
+    let eku = x
+        .extended_key_usage()
+        .map_err(|_| cert_err("malformed extended key usage"))?
+        .ok_or_else(|| cert_err("no extended key usage extension"))?;
+    let doc_signing = x509_parser::der_parser::oid::Oid::from(DOCUMENT_SIGNING_OID)
+        .map_err(|_| cert_err("OID"))?;
+    if !eku.value.other.contains(&doc_signing) {
+        return Err(cert_err(
+            "extended key usage must include id-kp-documentSigning (1.3.6.1.5.5.7.3.36)",
+        ));
+    }
+    let org_id = x509_parser::der_parser::oid::Oid::from(ORGANIZATION_IDENTIFIER_OID)
+        .map_err(|_| cert_err("OID"))?;
+    let want = format!("NTRCN-{}", check.credit_code);
+    let found: Vec<&str> = x
+        .subject()
+        .iter_by_oid(&org_id)
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    if found != [want.as_str()] {
+        return Err(cert_err(format!(
+            "the subject's organizationIdentifier must be {want}, it is {found:?}"
+        )));
+    }
+    let v = x.validity();
+    if v.not_before.timestamp() < check.not_before || v.not_after.timestamp() > check.not_after {
+        return Err(cert_err(format!(
+            "the certificate is valid {}..{}, outside the seal's window {}..{}",
+            v.not_before.timestamp(),
+            v.not_after.timestamp(),
+            check.not_before,
+            check.not_after
+        )));
+    }
+    for anchor in check.anchors {
+        let Ok((_, a)) = X509Certificate::from_der(&anchor.der) else {
+            continue;
+        };
+        if a.subject() != x.issuer() || !a.is_ca() {
+            continue;
+        }
+        if x.verify_signature(Some(a.public_key())).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(cert_err("not signed by a configured trust anchor"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trips() {
+        let c = Certificate {
+            der: vec![1, 2, 3, 200],
+        };
+        assert_eq!(certificate_from_pem_or_der(c.pem().as_bytes()).unwrap(), c);
+        assert_eq!(certificate_from_pem_or_der(&c.der).unwrap(), c);
+    }
+}
