@@ -7,10 +7,12 @@
 //! organizationIdentifier (2.5.4.97) = `NTRCN-<credit code>`, CN = seal name.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
+};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::{CryptoError, random, sha256};
@@ -108,10 +110,14 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 pub fn certificate_from_pem_or_der(bytes: &[u8]) -> Result<Certificate, CryptoError> {
     use base64::Engine;
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return Ok(Certificate { der: bytes.to_vec() });
+        return Ok(Certificate {
+            der: bytes.to_vec(),
+        });
     };
     let Some(start) = text.find("-----BEGIN CERTIFICATE-----") else {
-        return Ok(Certificate { der: bytes.to_vec() });
+        return Ok(Certificate {
+            der: bytes.to_vec(),
+        });
     };
     let body = &text[start + "-----BEGIN CERTIFICATE-----".len()..];
     let end = body
@@ -181,7 +187,9 @@ fn seal_params(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::ContentCommitment,
     ];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(DOCUMENT_SIGNING_OID.to_vec())];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+        DOCUMENT_SIGNING_OID.to_vec(),
+    )];
     p.use_authority_key_identifier_extension = true;
     Ok(p)
 }
