@@ -35,6 +35,9 @@ pub enum Error {
     /// The input broke one or more rules; every broken rule is listed.
     #[error("invalid argument: {}", join(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// The record's current state does not allow the change.
+    #[error("{0}")]
+    Transition(String),
 }
 
 impl Error {

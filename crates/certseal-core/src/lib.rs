@@ -9,11 +9,15 @@
 pub mod department;
 pub mod error;
 pub mod ids;
+pub mod seal;
 pub mod template;
 
 pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
 pub use error::{Error, FieldViolation};
 pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
+pub use seal::{
+    ImageFormat, RevocationReason, SealAction, SealEvent, SealLifecycle, SealStatus, SealType,
+};
 pub use template::{
     FieldSpec, FieldType, FieldValue, Template, TemplateCategory, TemplateContent, TemplateStatus,
     Visibility,

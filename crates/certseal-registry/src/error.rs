@@ -35,6 +35,7 @@ impl From<certseal_core::Error> for RegistryError {
     fn from(e: certseal_core::Error) -> Self {
         match e {
             certseal_core::Error::InvalidArgument(v) => RegistryError::InvalidArgument(v),
+            certseal_core::Error::Transition(m) => RegistryError::FailedPrecondition(m),
             // The core error is non-exhaustive; a new rule is still the caller's input.
             other => RegistryError::InvalidArgument(vec![FieldViolation::new(
                 "request",
