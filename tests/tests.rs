@@ -18,3 +18,5 @@ mod restart;
 mod cli;
 // The audit log: entries per change, proofs, export, offline verification, tampering, crashes.
 mod audit;
+// The seal CA: created at first start, served, a CA to openssl, stable across restarts.
+mod seal_ca;

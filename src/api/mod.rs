@@ -4,6 +4,7 @@
 mod audit;
 mod convert;
 mod department;
+mod seal;
 mod template;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::auth::Authenticator;
 
 pub use audit::AuditApi;
 pub use department::DepartmentApi;
+pub use seal::SealApi;
 pub use template::TemplateApi;
 
 /// What every service adapter needs.

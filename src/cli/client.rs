@@ -11,6 +11,7 @@ use crate::auth::{DEPARTMENT_HEADER, ROLE_HEADER};
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::department_service_client::DepartmentServiceClient;
+use crate::pb::seal_service_client::SealServiceClient;
 use crate::pb::template_service_client::TemplateServiceClient;
 
 /// A connection plus the identity to send.
@@ -89,6 +90,16 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Department(c) => department(c).await,
         Command::Template(c) => template(c).await,
         Command::Audit(c) => super::audit::run(c).await,
+        Command::Ca(super::CaCommand::Cert { client }) => {
+            let cl = Client::connect(&client).await?;
+            let r = SealServiceClient::new(cl.channel.clone())
+                .get_ca_certificate(cl.request(pb::GetCaCertificateRequest {})?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print!("{}", r.pem);
+            Ok(())
+        }
     }
 }
 

@@ -34,6 +34,19 @@ pub enum Command {
     /// Audit log: checkpoints, proofs, export, offline verification.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The registry's seal CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+/// `certseal ca …`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the seal CA certificate (PEM).
+    Cert {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `certseal audit …`

@@ -174,10 +174,10 @@ fn meta_u64(store: &dyn KvStore, key: &[u8]) -> Result<u64, RegistryError> {
 /// checkpoint, checks that they agree, and signs the current size if no checkpoint covers it.
 pub(crate) fn open_log(
     store: &dyn KvStore,
+    kek: &Kek,
     kek_file: &Path,
     origin: &str,
 ) -> Result<OpenedLog, RegistryError> {
-    let kek = Kek::load_or_create(kek_file).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
     let key = match store.get(Table::Meta, META_LOG_KEY)? {
         Some(sealed) => {
             let stored_origin = store

@@ -14,6 +14,7 @@ mod codec;
 mod departments;
 mod error;
 mod paging;
+mod seal_ca;
 mod templates;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,7 @@ pub struct Registry {
     sequencer: Sequencer<AuditWriter>,
     latest: Latest,
     verifier_key: VerifierKey,
+    seal_ca: certseal_crypto::Certificate,
 }
 
 impl Registry {
@@ -93,13 +95,17 @@ impl Registry {
         kek_file: &Path,
     ) -> Result<Self, RegistryError> {
         init_meta(store.as_ref())?;
-        let log = audit::open_log(store.as_ref(), kek_file, &opts.log_origin)?;
+        let kek = certseal_crypto::Kek::load_or_create(kek_file)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        let log = audit::open_log(store.as_ref(), &kek, kek_file, &opts.log_origin)?;
+        let seal_ca = seal_ca::open_seal_ca(store.as_ref(), &kek, &opts.log_origin)?;
         let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
         Ok(Self {
             store,
             sequencer,
             latest: log.latest,
             verifier_key: log.verifier_key,
+            seal_ca,
         })
     }
 
