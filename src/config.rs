@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use certseal_registry::{DEFAULT_LOG_ORIGIN, RegistryOptions};
+use certseal_registry::{ConfiguredCa, DEFAULT_LOG_ORIGIN, RegistryOptions};
 use certseal_store::{RocksOptions, SequencerOptions};
 use serde::Deserialize;
 
@@ -30,6 +30,20 @@ pub struct RawConfig {
     pub keys: RawKeys,
     /// `[audit]`
     pub audit: RawAudit,
+    /// `[seals]`
+    pub seals: RawSeals,
+}
+
+/// `[seals]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSeals {
+    /// A seal CA certificate (PEM or DER) to take in at first start instead of generating one.
+    pub ca_cert_file: Option<PathBuf>,
+    /// Its PKCS#8 private key (PEM or DER).
+    pub ca_key_file: Option<PathBuf>,
+    /// External CA certificates (PEM or DER files) trusted for imported seal certificates.
+    pub trust_anchors: Vec<PathBuf>,
 }
 
 /// `[keys]` section.
@@ -230,6 +244,36 @@ impl RawConfig {
         if !(1..=65536).contains(&max_group) {
             return Err(invalid("storage.max_group", "between 1 and 65536".into()));
         }
+        let read = |key: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+        };
+        let cert = |key: &'static str, path: &Path| {
+            certseal_crypto::x509::certificate_from_pem_or_der(&read(key, path)?)
+                .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+        };
+        let seal_ca = match (&self.seals.ca_cert_file, &self.seals.ca_key_file) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some(ConfiguredCa {
+                cert: cert("seals.ca_cert_file", c)?,
+                pkcs8: certseal_crypto::x509::pkcs8_from_pem_or_der(&read(
+                    "seals.ca_key_file",
+                    k,
+                )?)
+                .map_err(|e| invalid("seals.ca_key_file", e.to_string()))?,
+            }),
+            _ => {
+                return Err(invalid(
+                    "seals.ca_cert_file",
+                    "give both ca_cert_file and ca_key_file, or neither".into(),
+                ));
+            }
+        };
+        let trust_anchors = self
+            .seals
+            .trust_anchors
+            .iter()
+            .map(|p| cert("seals.trust_anchors", p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             listen,
             data_dir: o
@@ -251,6 +295,8 @@ impl RawConfig {
                 },
                 kek_file: self.keys.kek_file,
                 log_origin,
+                seal_ca,
+                trust_anchors,
             },
         })
     }

@@ -193,3 +193,21 @@ fn violation(field: &str, description: &str) -> certseal_core::FieldViolation {
 pub(crate) fn page(size: u32, token: String) -> PageRequest {
     PageRequest { size, token }
 }
+
+/// A request time in milliseconds; `field` names it in the error.
+pub(crate) fn timestamp_from_pb(
+    field: &str,
+    t: &prost_types::Timestamp,
+) -> Result<Timestamp, RegistryError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(RegistryError::invalid(field, "nanos must be in 0..1e9"));
+    }
+    // Years 1970..=9999 cover every licence and seal.
+    if !(0..=253_402_300_799).contains(&t.seconds) {
+        return Err(RegistryError::invalid(
+            field,
+            "must lie between 1970 and 9999",
+        ));
+    }
+    Ok(Timestamp(t.seconds * 1000 + i64::from(t.nanos / 1_000_000)))
+}

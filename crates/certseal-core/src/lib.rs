@@ -6,18 +6,25 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bytes;
+pub mod cbor;
 pub mod department;
 pub mod error;
 pub mod ids;
 pub mod seal;
 pub mod template;
+pub mod trust_list;
+mod uuid_id;
 
 pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
 pub use error::{Error, FieldViolation};
 pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
 pub use seal::{
-    ImageFormat, RevocationReason, SealAction, SealEvent, SealLifecycle, SealStatus, SealType,
+    CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
+    SealLifecycle, SealStatus, SealType, Usability,
 };
+pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
+pub use uuid_id::SealId;
 pub use template::{
     FieldSpec, FieldType, FieldValue, Template, TemplateCategory, TemplateContent, TemplateStatus,
     Visibility,

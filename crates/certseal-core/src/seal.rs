@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::department::{Actor, Timestamp};
 use crate::error::{Error, FieldViolation, check_name};
 use crate::ids::CreditCode;
+use crate::uuid_id::SealId;
 
 /// Longest seal name, in characters.
 pub const MAX_SEAL_NAME: usize = 100;
@@ -209,22 +210,97 @@ impl SealLifecycle {
     /// Whether a document signed at `t` was signed by a usable seal: inside the validity
     /// window, `Active` at `t`, and not at or after a recorded key compromise.
     pub fn usable_at(&self, t: Timestamp) -> bool {
-        if t < self.not_before || t >= self.not_after {
-            return false;
-        }
-        for e in &self.history {
-            if let Some(RevocationReason::KeyCompromise { compromised_at }) = e.revocation
-                && t >= compromised_at
-            {
-                return false;
-            }
-        }
-        self.history
-            .iter()
-            .rev()
-            .find(|e| e.at <= t)
-            .is_some_and(|e| e.status == SealStatus::Active)
+        usable_at(
+            self.not_before,
+            self.not_after,
+            self.history.iter().map(|e| (e.at, e.status, e.revocation)),
+            t,
+        )
     }
+
+    /// Whether the seal was usable at `t`, and if not, why.
+    pub fn usability_at(&self, t: Timestamp) -> Usability {
+        usability_at(
+            self.not_before,
+            self.not_after,
+            self.history.iter().map(|e| (e.at, e.status, e.revocation)),
+            t,
+        )
+    }
+}
+
+/// Whether a seal was usable at an instant, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usability {
+    /// Usable.
+    Usable,
+    /// Before the start of the validity window.
+    NotYetValid,
+    /// At or after the end of the validity window.
+    Expired,
+    /// Its key was compromised from this instant on.
+    KeyCompromised(Timestamp),
+    /// Not active at that instant: its status then (`None` before registration).
+    NotActive(Option<SealStatus>),
+}
+
+impl Usability {
+    /// Why the seal was not usable, in words; empty when it was.
+    pub fn describe(&self) -> String {
+        match self {
+            Usability::Usable => String::new(),
+            Usability::NotYetValid => "before the seal's validity window".into(),
+            Usability::Expired => "after the seal's validity window".into(),
+            Usability::KeyCompromised(t) => {
+                format!("the seal's key is compromised since {} ms", t.0)
+            }
+            Usability::NotActive(None) => "before the seal was registered".into(),
+            Usability::NotActive(Some(s)) => format!("the seal was {} then", s.as_str()),
+        }
+    }
+}
+
+/// The rule of [`SealLifecycle::usable_at`] over any history of `(at, status, revocation)`,
+/// oldest first (the trust list carries the same history without who and why).
+pub fn usability_at(
+    not_before: Timestamp,
+    not_after: Timestamp,
+    history: impl Iterator<Item = (Timestamp, SealStatus, Option<RevocationReason>)> + Clone,
+    t: Timestamp,
+) -> Usability {
+    if t < not_before {
+        return Usability::NotYetValid;
+    }
+    if t >= not_after {
+        return Usability::Expired;
+    }
+    for (_, _, revocation) in history.clone() {
+        if let Some(RevocationReason::KeyCompromise { compromised_at }) = revocation
+            && t >= compromised_at
+        {
+            return Usability::KeyCompromised(compromised_at);
+        }
+    }
+    let mut status_at_t = None;
+    for (at, status, _) in history {
+        if at <= t {
+            status_at_t = Some(status);
+        }
+    }
+    match status_at_t {
+        Some(SealStatus::Active) => Usability::Usable,
+        other => Usability::NotActive(other),
+    }
+}
+
+/// Whether a seal with this history was usable at `t`.
+pub fn usable_at(
+    not_before: Timestamp,
+    not_after: Timestamp,
+    history: impl Iterator<Item = (Timestamp, SealStatus, Option<RevocationReason>)> + Clone,
+    t: Timestamp,
+) -> bool {
+    usability_at(not_before, not_after, history, t) == Usability::Usable
 }
 
 /// The format of a seal image.
@@ -298,6 +374,74 @@ pub fn check_seal_naming(
     match name {
         Some(n) if v.is_empty() => Ok((n, code)),
         _ => Err(Error::InvalidArgument(v)),
+    }
+}
+
+/// Signature algorithm of a seal key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealAlgorithm {
+    /// Ed25519 (COSE alg -8). The default.
+    Ed25519,
+    /// ECDSA P-256 with SHA-256 (COSE alg -7).
+    EcdsaP256,
+}
+
+impl SealAlgorithm {
+    /// The COSE algorithm identifier.
+    pub fn cose_alg(self) -> i64 {
+        match self {
+            SealAlgorithm::Ed25519 => -8,
+            SealAlgorithm::EcdsaP256 => -7,
+        }
+    }
+}
+
+/// Where a seal's certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateSource {
+    /// Issued by the registry's seal CA at registration.
+    RegistryCa,
+    /// Issued by an external CA from the seal's CSR and imported.
+    External,
+}
+
+/// A registered seal. The private key is not part of the record: it is stored sealed under
+/// the key-encryption key, apart from everything that is read or logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The seal's ID (UUIDv7).
+    pub id: SealId,
+    /// Seal name, e.g. "厦门市市场监督管理局行政审批专用章".
+    pub name: String,
+    /// Kind of seal.
+    pub seal_type: SealType,
+    /// National seal code (全国统一印章编码), when it has one.
+    pub national_code: Option<String>,
+    /// SHA-256 of the seal image; the image is stored once under it.
+    #[serde(with = "crate::bytes")]
+    pub image_digest: Vec<u8>,
+    /// Image format.
+    pub image_format: ImageFormat,
+    /// Key algorithm.
+    pub algorithm: SealAlgorithm,
+    /// Raw public key (Ed25519: 32 bytes; P-256: 65-byte uncompressed point).
+    #[serde(with = "crate::bytes")]
+    pub public_key: Vec<u8>,
+    /// The seal certificate (DER), once issued or imported.
+    #[serde(with = "crate::bytes::option")]
+    pub certificate: Option<Vec<u8>>,
+    /// Where the certificate came from.
+    pub certificate_source: Option<CertificateSource>,
+    /// Owner, validity window and status history.
+    pub lifecycle: SealLifecycle,
+}
+
+impl Seal {
+    /// The current status.
+    pub fn status(&self) -> SealStatus {
+        self.lifecycle.status()
     }
 }
 

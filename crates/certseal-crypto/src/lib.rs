@@ -6,12 +6,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cose;
 mod custody;
 pub mod x509;
 
 use std::fmt;
 
-use ring::signature::{self, Ed25519KeyPair, KeyPair};
+use ring::signature::{
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+};
 
 pub use custody::Kek;
 pub use x509::{Certificate, KeyAlgorithm, NewKey, SealCertificateCheck, SealSubject};
@@ -50,6 +53,9 @@ pub enum CryptoError {
     /// A certificate is malformed or breaks a rule of the seal profile or trust.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// A signed document or list is malformed.
+    #[error("malformed: {0}")]
+    Format(String),
     /// The system random number generator failed.
     #[error("random number generator failed")]
     Rng,
@@ -57,6 +63,8 @@ pub enum CryptoError {
 
 /// Something that signs: a software key today, an HSM key later; callers cannot tell.
 pub trait Signer: fmt::Debug + Send + Sync {
+    /// The signature algorithm.
+    fn algorithm(&self) -> KeyAlgorithm;
     /// The raw public key.
     fn public_key(&self) -> &[u8];
     /// Signs `message`.
@@ -104,6 +112,10 @@ impl Ed25519Key {
 }
 
 impl Signer for Ed25519Key {
+    fn algorithm(&self) -> KeyAlgorithm {
+        KeyAlgorithm::Ed25519
+    }
+
     fn public_key(&self) -> &[u8] {
         self.pair.public_key().as_ref()
     }
@@ -111,6 +123,53 @@ impl Signer for Ed25519Key {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
         Ok(self.pair.sign(message).as_ref().to_vec())
     }
+}
+
+/// An ECDSA P-256 key held in memory; signatures are raw r ‖ s (as COSE ES256 wants).
+pub struct EcdsaP256Key {
+    pair: EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl fmt::Debug for EcdsaP256Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EcdsaP256Key(public {})", hex(self.public_key()))
+    }
+}
+
+impl EcdsaP256Key {
+    /// Loads a key from its PKCS#8 document.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, CryptoError> {
+        let rng = ring::rand::SystemRandom::new();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+            .map(|pair| Self { pair, rng })
+            .map_err(|e| CryptoError::InvalidKey(e.to_string()))
+    }
+}
+
+impl Signer for EcdsaP256Key {
+    fn algorithm(&self) -> KeyAlgorithm {
+        KeyAlgorithm::EcdsaP256
+    }
+
+    fn public_key(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.pair
+            .sign(&self.rng, message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| CryptoError::Rng)
+    }
+}
+
+/// Loads a PKCS#8 key of `alg` as a [`Signer`].
+pub fn load_signer(alg: KeyAlgorithm, pkcs8: &[u8]) -> Result<Box<dyn Signer>, CryptoError> {
+    Ok(match alg {
+        KeyAlgorithm::Ed25519 => Box::new(Ed25519Key::from_pkcs8(pkcs8)?),
+        KeyAlgorithm::EcdsaP256 => Box::new(EcdsaP256Key::from_pkcs8(pkcs8)?),
+    })
 }
 
 /// Verifies an Ed25519 signature.

@@ -237,6 +237,104 @@ pub fn issue_seal_certificate(
     })
 }
 
+/// Issues a certificate for one of the registry's own signing keys (the trust-list key, the
+/// receipt key): document signing, named by `common_name`, signed by the seal CA.
+pub fn issue_service_certificate(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    key_pkcs8: &[u8],
+    common_name: &str,
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let ca_key = key_pair(ca_pkcs8)?;
+    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
+    let key = key_pair(key_pkcs8)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.not_before = time(not_before)?;
+    p.not_after = time(not_after)?;
+    p.serial_number = Some(serial()?);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+        DOCUMENT_SIGNING_OID.to_vec(),
+    )];
+    p.use_authority_key_identifier_extension = true;
+    let cert = p.signed_by(&key, &issuer).map_err(rcgen_err)?;
+    Ok(Certificate {
+        der: cert.der().to_vec(),
+    })
+}
+
+/// Checks that `cert` is signed by `issuer` (both DER) and was valid at `at` (Unix seconds).
+pub fn check_issued_by(cert: &[u8], issuer: &[u8], at: i64) -> Result<(), CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(cert).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    let (_, a) =
+        X509Certificate::from_der(issuer).map_err(|_| cert_err("issuer is not DER X.509"))?;
+    if a.subject() != x.issuer() || !a.is_ca() {
+        return Err(cert_err("not issued by the given CA"));
+    }
+    x.verify_signature(Some(a.public_key()))
+        .map_err(|_| cert_err("the CA's signature does not verify"))?;
+    let v = x.validity();
+    if at < v.not_before.timestamp() || at >= v.not_after.timestamp() {
+        return Err(cert_err("the certificate is not valid at that time"));
+    }
+    Ok(())
+}
+
+/// The validity window of a certificate (Unix seconds).
+pub fn validity(der: &[u8]) -> Result<(i64, i64), CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(der).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    let v = x.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// Reads a PKCS#8 private key from PEM (`PRIVATE KEY`) or takes DER as it is.
+pub fn pkcs8_from_pem_or_der(bytes: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+    let Some(start) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.find(BEGIN).map(|i| (t, i)))
+    else {
+        return Ok(bytes.to_vec());
+    };
+    let (text, i) = start;
+    let body = &text[i + BEGIN.len()..];
+    let end = body
+        .find("-----END PRIVATE KEY-----")
+        .ok_or_else(|| CryptoError::InvalidKey("PEM key without an END line".into()))?;
+    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| CryptoError::InvalidKey("PEM key body is not base64".into()))
+}
+
+/// Checks that a configured CA certificate and key belong together and that it is a CA.
+pub fn check_ca_pair(cert: &Certificate, pkcs8: &[u8]) -> Result<(), CryptoError> {
+    let (_, x) = X509Certificate::from_der(&cert.der)
+        .map_err(|_| cert_err("the CA certificate is not DER X.509"))?;
+    if !x.is_ca() {
+        return Err(cert_err("the configured CA certificate is not a CA"));
+    }
+    let key = key_pair(pkcs8)?;
+    if x.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(cert_err(
+            "the configured CA key does not match the CA certificate",
+        ));
+    }
+    Ok(())
+}
+
 /// A PKCS#10 request (PEM) for an external CA, signed by the seal key, in the seal profile.
 pub fn seal_csr(
     seal_pkcs8: &[u8],
@@ -267,6 +365,8 @@ pub struct SealCertificateCheck<'a> {
     pub not_after: i64,
     /// Trust anchors (CA certificates, DER): the certificate must be signed by one of them.
     pub anchors: &'a [Certificate],
+    /// Now (Unix seconds): the certificate must be valid at this instant.
+    pub at: i64,
 }
 
 /// Checks a seal certificate against the profile, the seal and the trust anchors; the error
@@ -324,6 +424,18 @@ pub fn check_seal_certificate(
             v.not_after.timestamp(),
             check.not_before,
             check.not_after
+        )));
+    }
+    if check.at < v.not_before.timestamp() {
+        return Err(cert_err(format!(
+            "the certificate is not yet valid (from {})",
+            v.not_before.timestamp()
+        )));
+    }
+    if check.at >= v.not_after.timestamp() {
+        return Err(cert_err(format!(
+            "the certificate has expired (at {})",
+            v.not_after.timestamp()
         )));
     }
     for anchor in check.anchors {

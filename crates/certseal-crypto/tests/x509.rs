@@ -52,6 +52,7 @@ fn check_for<'a>(
         not_before,
         not_after,
         anchors,
+        at: now(),
     }
 }
 
@@ -123,6 +124,7 @@ fn seal_certificates_from_our_ca_verify_with_openssl() {
                 not_before: t - 3600,
                 not_after: t + 3 * 365 * 86400,
                 anchors: std::slice::from_ref(&ca),
+                at: t,
             },
         )
         .unwrap();
@@ -223,6 +225,17 @@ fn imported_certificates_must_fit_the_seal_the_profile_and_a_trust_anchor() {
         )
         .contains("trust anchor")
     );
+    // Valid for a year from now: expired a year and a day later, not yet valid yesterday.
+    let later = SealCertificateCheck {
+        at: t + 366 * 86400,
+        ..check_for(&seal.public_key, &anchors, nb, wide)
+    };
+    assert!(err(&good, &later).contains("expired"));
+    let earlier = SealCertificateCheck {
+        at: t - 2 * 86400,
+        ..check_for(&seal.public_key, &anchors, nb, wide)
+    };
+    assert!(err(&good, &earlier).contains("not yet valid"));
     // Another department's certificate.
     let c = SealCertificateCheck {
         credit_code: "91440300L83341734R",

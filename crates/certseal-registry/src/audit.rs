@@ -23,7 +23,7 @@ const META_LOG_SIZE: &[u8] = b"log_size";
 const META_LOG_KEY: &[u8] = b"log_key";
 const META_LOG_ORIGIN: &[u8] = b"log_origin";
 /// Associated data that binds the sealed log key to its use.
-const LOG_KEY_OWNER: &[u8] = b"certseal/log-key";
+pub(crate) const LOG_KEY_OWNER: &[u8] = b"certseal/log-key";
 
 /// A checkpoint with its signed note.
 #[derive(Debug, Clone, PartialEq, Eq)]

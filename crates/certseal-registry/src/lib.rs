@@ -15,6 +15,7 @@ mod departments;
 mod error;
 mod paging;
 mod seal_ca;
+mod seals;
 mod templates;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,11 @@ pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use error::RegistryError;
 pub use paging::{PageRequest, Paged};
+pub use seal_ca::ConfiguredCa;
+pub use seals::{
+    CertificateRequest, NewSeal, SealFilter, SealUsabilityAnswer, SealView, SignedTrustList,
+    rewrap_keys,
+};
 pub use templates::{TemplateFilter, TemplateSelector};
 
 /// Written into a new data folder; a folder with another value is refused.
@@ -53,6 +59,10 @@ pub struct RegistryOptions {
     pub kek_file: Option<PathBuf>,
     /// The audit log's origin line and key name, fixed at first start.
     pub log_origin: String,
+    /// A seal CA to take in at first start instead of generating one.
+    pub seal_ca: Option<ConfiguredCa>,
+    /// External CAs whose seal certificates may be imported.
+    pub trust_anchors: Vec<certseal_crypto::Certificate>,
 }
 
 impl Default for RegistryOptions {
@@ -62,6 +72,8 @@ impl Default for RegistryOptions {
             sequencer: SequencerOptions::default(),
             kek_file: None,
             log_origin: DEFAULT_LOG_ORIGIN.to_owned(),
+            seal_ca: None,
+            trust_anchors: Vec::new(),
         }
     }
 }
@@ -73,7 +85,10 @@ pub struct Registry {
     sequencer: Sequencer<AuditWriter>,
     latest: Latest,
     verifier_key: VerifierKey,
-    seal_ca: certseal_crypto::Certificate,
+    seal_ca: seal_ca::SealCa,
+    trust_anchors: Vec<certseal_crypto::Certificate>,
+    kek: Arc<certseal_crypto::Kek>,
+    origin: String,
 }
 
 impl Registry {
@@ -98,7 +113,12 @@ impl Registry {
         let kek = certseal_crypto::Kek::load_or_create(kek_file)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let log = audit::open_log(store.as_ref(), &kek, kek_file, &opts.log_origin)?;
-        let seal_ca = seal_ca::open_seal_ca(store.as_ref(), &kek, &opts.log_origin)?;
+        let seal_ca = seal_ca::open_seal_ca(
+            store.as_ref(),
+            &kek,
+            &opts.log_origin,
+            opts.seal_ca.as_ref(),
+        )?;
         let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
         Ok(Self {
             store,
@@ -106,6 +126,9 @@ impl Registry {
             latest: log.latest,
             verifier_key: log.verifier_key,
             seal_ca,
+            trust_anchors: opts.trust_anchors.clone(),
+            kek: Arc::new(kek),
+            origin: opts.log_origin.clone(),
         })
     }
 

@@ -1,5 +1,6 @@
-//! The registry's seal CA: created at first start (ECDSA P-256 key sealed under the KEK, a
-//! self-signed CA certificate), then loaded. Seal certificates are issued from it.
+//! The registry's seal CA and trust-list key. At first start the CA is created (ECDSA P-256
+//! key sealed under the KEK, a self-signed CA certificate), or a configured one is taken in;
+//! a trust-list key (Ed25519) gets a certificate from it. Afterwards both are loaded.
 
 use certseal_core::Timestamp;
 use certseal_crypto::x509::{self, KeyAlgorithm};
@@ -10,51 +11,172 @@ use crate::{Registry, RegistryError};
 
 const META_CA_KEY: &[u8] = b"seal_ca_key";
 const META_CA_CERT: &[u8] = b"seal_ca_cert";
+const META_TRUST_LIST_KEY: &[u8] = b"trust_list_key";
+const META_TRUST_LIST_CERT: &[u8] = b"trust_list_cert";
 /// Associated data binding the sealed CA key to its use.
 pub(crate) const CA_KEY_OWNER: &[u8] = b"certseal/seal-ca-key";
+/// Associated data binding the sealed trust-list key to its use.
+pub(crate) const TRUST_LIST_KEY_OWNER: &[u8] = b"certseal/trust-list-key";
+/// Every key sealed in the meta table, with the owner it is bound to.
+pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 3] = [
+    (META_CA_KEY, CA_KEY_OWNER),
+    (META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER),
+    (b"log_key", crate::audit::LOG_KEY_OWNER),
+];
 /// Validity of a new seal CA certificate.
 const CA_YEARS: i64 = 20;
+
+/// A seal CA given in the configuration instead of a generated one.
+#[derive(Debug, Clone)]
+pub struct ConfiguredCa {
+    /// CA certificate.
+    pub cert: Certificate,
+    /// Its PKCS#8 private key (sealed under the KEK when taken in).
+    pub pkcs8: Vec<u8>,
+}
+
+/// The CA and trust-list certificates; their keys stay sealed in the store until used.
+#[derive(Debug, Clone)]
+pub(crate) struct SealCa {
+    pub cert: Certificate,
+    pub trust_list_cert: Certificate,
+}
 
 fn crypto_err(e: certseal_crypto::CryptoError) -> RegistryError {
     RegistryError::Corrupt(format!("seal CA: {e}"))
 }
 
-/// Loads the seal CA certificate, creating the CA on first start. Its key stays sealed in the
-/// store until a certificate is issued.
+/// Loads the seal CA, creating (or taking in) the CA and the trust-list key on first start.
 pub(crate) fn open_seal_ca(
     store: &dyn KvStore,
     kek: &Kek,
     origin: &str,
-) -> Result<Certificate, RegistryError> {
-    if let (Some(der), Some(sealed)) = (
+    configured: Option<&ConfiguredCa>,
+) -> Result<SealCa, RegistryError> {
+    let cert = match (
         store.get(Table::Meta, META_CA_CERT)?,
         store.get(Table::Meta, META_CA_KEY)?,
     ) {
-        // Opening the key checks the KEK matches before the server starts serving.
-        kek.open(CA_KEY_OWNER, &sealed).map_err(crypto_err)?;
-        return Ok(Certificate { der });
-    }
-    let key = x509::generate_key(KeyAlgorithm::EcdsaP256).map_err(crypto_err)?;
-    let now = Timestamp::now().0 / 1000;
-    let cert = x509::create_ca(
-        &format!("certseal seal CA {origin}"),
-        &key.pkcs8,
-        now - 3600,
-        now + CA_YEARS * 365 * 86400,
-    )
-    .map_err(crypto_err)?;
-    let sealed = kek.seal(CA_KEY_OWNER, &key.pkcs8).map_err(crypto_err)?;
+        (Some(der), Some(sealed)) => {
+            // Opening the key checks the KEK matches before the server starts serving.
+            kek.open(CA_KEY_OWNER, &sealed).map_err(crypto_err)?;
+            if let Some(c) = configured
+                && c.cert.der != der
+            {
+                return Err(RegistryError::FailedPrecondition(
+                    "the configured seal CA differs from the one this data folder was created with"
+                        .into(),
+                ));
+            }
+            Certificate { der }
+        }
+        _ => create_ca(store, kek, origin, configured)?,
+    };
+    let trust_list_cert = match store.get(Table::Meta, META_TRUST_LIST_CERT)? {
+        Some(der) => Certificate { der },
+        None => create_trust_list_key(store, kek, &cert, origin)?,
+    };
+    Ok(SealCa {
+        cert,
+        trust_list_cert,
+    })
+}
+
+fn create_ca(
+    store: &dyn KvStore,
+    kek: &Kek,
+    origin: &str,
+    configured: Option<&ConfiguredCa>,
+) -> Result<Certificate, RegistryError> {
+    let (cert, pkcs8) = match configured {
+        Some(c) => {
+            x509::check_ca_pair(&c.cert, &c.pkcs8).map_err(|e| {
+                RegistryError::FailedPrecondition(format!("configured seal CA: {e}"))
+            })?;
+            tracing::info!("took in the configured seal CA");
+            (c.cert.clone(), c.pkcs8.clone())
+        }
+        None => {
+            let key = x509::generate_key(KeyAlgorithm::EcdsaP256).map_err(crypto_err)?;
+            let now = Timestamp::now().0 / 1000;
+            let cert = x509::create_ca(
+                &format!("certseal seal CA {origin}"),
+                &key.pkcs8,
+                now - 3600,
+                now + CA_YEARS * 365 * 86400,
+            )
+            .map_err(crypto_err)?;
+            tracing::info!("created the seal CA");
+            (cert, key.pkcs8.clone())
+        }
+    };
+    let sealed = kek.seal(CA_KEY_OWNER, &pkcs8).map_err(crypto_err)?;
     let mut b = Batch::new();
     b.put(Table::Meta, META_CA_KEY, sealed);
     b.put(Table::Meta, META_CA_CERT, cert.der.clone());
     store.write(&b, true)?;
-    tracing::info!("created the seal CA");
     Ok(cert)
+}
+
+fn create_trust_list_key(
+    store: &dyn KvStore,
+    kek: &Kek,
+    ca: &Certificate,
+    origin: &str,
+) -> Result<Certificate, RegistryError> {
+    let ca_pkcs8 = open_ca_key(store, kek)?;
+    let key = x509::generate_key(KeyAlgorithm::Ed25519).map_err(crypto_err)?;
+    let (nb, na) = x509::validity(&ca.der).map_err(crypto_err)?;
+    let cert = x509::issue_service_certificate(
+        ca,
+        &ca_pkcs8,
+        &key.pkcs8,
+        &format!("certseal trust list {origin}"),
+        (Timestamp::now().0 / 1000 - 3600).max(nb),
+        na,
+    )
+    .map_err(crypto_err)?;
+    let sealed = kek.seal(TRUST_LIST_KEY_OWNER, &key.pkcs8).map_err(crypto_err)?;
+    let mut b = Batch::new();
+    b.put(Table::Meta, META_TRUST_LIST_KEY, sealed);
+    b.put(Table::Meta, META_TRUST_LIST_CERT, cert.der.clone());
+    store.write(&b, true)?;
+    tracing::info!("created the trust-list key");
+    Ok(cert)
+}
+
+/// The CA's private key, opened for one use.
+pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<Vec<u8>, RegistryError> {
+    let sealed = store
+        .get(Table::Meta, META_CA_KEY)?
+        .ok_or_else(|| RegistryError::Corrupt("the seal CA key is missing".into()))?;
+    kek.open(CA_KEY_OWNER, &sealed).map_err(crypto_err)
+}
+
+/// The trust-list private key, opened for one use.
+pub(crate) fn open_trust_list_key(
+    store: &dyn KvStore,
+    kek: &Kek,
+) -> Result<Vec<u8>, RegistryError> {
+    let sealed = store
+        .get(Table::Meta, META_TRUST_LIST_KEY)?
+        .ok_or_else(|| RegistryError::Corrupt("the trust-list key is missing".into()))?;
+    kek.open(TRUST_LIST_KEY_OWNER, &sealed).map_err(crypto_err)
 }
 
 impl Registry {
     /// The seal CA certificate that seal certificates chain to.
     pub fn seal_ca_certificate(&self) -> &Certificate {
-        &self.seal_ca
+        &self.seal_ca.cert
+    }
+
+    /// The certificate of the key that signs trust lists (issued by the seal CA).
+    pub fn trust_list_certificate(&self) -> &Certificate {
+        &self.seal_ca.trust_list_cert
+    }
+
+    /// External CA certificates trusted for imported seal certificates.
+    pub fn trust_anchors(&self) -> &[Certificate] {
+        &self.trust_anchors
     }
 }

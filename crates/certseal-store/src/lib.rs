@@ -39,11 +39,21 @@ pub enum Table {
     LogLeafIndex,
     /// Every version of every record the log commits to, by SHA-256 digest.
     Records,
+    /// Seals by seal ID (16 bytes).
+    Seals,
+    /// Seal private keys, sealed under the key-encryption key, by seal ID.
+    SealKeys,
+    /// Seal images by SHA-256: each image stored once.
+    SealImages,
+    /// Index: credit code (18 bytes) ‖ seal ID → empty.
+    SealsByDepartment,
+    /// Index: certificate key ID (8 bytes) ‖ seal ID → empty.
+    SealsByKid,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -53,6 +63,11 @@ impl Table {
         Table::LogCheckpoints,
         Table::LogLeafIndex,
         Table::Records,
+        Table::Seals,
+        Table::SealKeys,
+        Table::SealImages,
+        Table::SealsByDepartment,
+        Table::SealsByKid,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -67,6 +82,11 @@ impl Table {
             Table::LogCheckpoints => "log_checkpoints",
             Table::LogLeafIndex => "log_leaf_index",
             Table::Records => "records",
+            Table::Seals => "seals",
+            Table::SealKeys => "seal_keys",
+            Table::SealImages => "seal_images",
+            Table::SealsByDepartment => "seals_by_department",
+            Table::SealsByKid => "seals_by_kid",
         }
     }
 }
