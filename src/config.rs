@@ -255,11 +255,8 @@ impl RawConfig {
             (None, None) => None,
             (Some(c), Some(k)) => Some(ConfiguredCa {
                 cert: cert("seals.ca_cert_file", c)?,
-                pkcs8: certseal_crypto::x509::pkcs8_from_pem_or_der(&read(
-                    "seals.ca_key_file",
-                    k,
-                )?)
-                .map_err(|e| invalid("seals.ca_key_file", e.to_string()))?,
+                pkcs8: certseal_crypto::x509::pkcs8_from_pem_or_der(&read("seals.ca_key_file", k)?)
+                    .map_err(|e| invalid("seals.ca_key_file", e.to_string()))?,
             }),
             _ => {
                 return Err(invalid(

@@ -15,7 +15,7 @@ use crate::pb::seal_service_client::SealServiceClient;
 use crate::pb::template_service_client::TemplateServiceClient;
 
 /// A connection plus the identity to send.
-pub(super) struct Client {
+pub(crate) struct Client {
     channel: Channel,
     args: ClientArgs,
 }
@@ -55,6 +55,10 @@ impl Client {
         TemplateServiceClient::new(self.channel.clone())
     }
 
+    pub(super) fn seals(&self) -> SealServiceClient<Channel> {
+        SealServiceClient::new(self.channel.clone())
+    }
+
     pub(super) fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel.clone())
     }
@@ -90,6 +94,9 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Department(c) => department(c).await,
         Command::Template(c) => template(c).await,
         Command::Audit(c) => super::audit::run(c).await,
+        Command::Seal(c) => super::seal::run(c).await,
+        Command::Trustlist(c) => super::seal::trustlist(c).await,
+        Command::Keys(c) => super::seal::keys(c),
         Command::Ca(super::CaCommand::Cert { client }) => {
             let cl = Client::connect(&client).await?;
             let r = SealServiceClient::new(cl.channel.clone())

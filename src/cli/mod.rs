@@ -4,6 +4,7 @@ mod audit;
 mod client;
 mod output;
 mod schema_file;
+mod seal;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,202 @@ pub enum Command {
     /// The registry's seal CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Manage seals: register, certificates, lifecycle.
+    #[command(subcommand)]
+    Seal(SealCommand),
+    /// The signed trust list of seal certificates.
+    #[command(subcommand)]
+    Trustlist(TrustlistCommand),
+    /// Key custody (offline, with the server stopped).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `certseal seal …`
+#[derive(Debug, Subcommand)]
+pub enum SealCommand {
+    /// Register a seal; the registry generates its key. Prints the seal (and writes a CSR with
+    /// --external-ca).
+    Register {
+        /// Owning department (credit code).
+        #[arg(long)]
+        department: String,
+        /// Seal name, e.g. "厦门市市场监督管理局行政审批专用章".
+        #[arg(long)]
+        name: String,
+        /// official, special-purpose, contract, finance or personal-name.
+        #[arg(long = "type")]
+        seal_type: String,
+        /// Seal image file: PNG or SVG, at most 256 KiB.
+        #[arg(long)]
+        image: PathBuf,
+        /// ed25519 (default) or p256.
+        #[arg(long, default_value = "ed25519")]
+        algorithm: String,
+        /// Start of validity, RFC 3339 (default: now).
+        #[arg(long)]
+        not_before: Option<String>,
+        /// End of validity, RFC 3339 (default: three years after the start).
+        #[arg(long)]
+        not_after: Option<String>,
+        /// National seal code.
+        #[arg(long, default_value = "")]
+        national_code: String,
+        /// Have an external CA certify the key: write the CSR to --csr-out.
+        #[arg(long, requires = "csr_out")]
+        external_ca: bool,
+        /// Where to write the CSR (PEM).
+        #[arg(long)]
+        csr_out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print again the CSR of a seal that waits for its external certificate.
+    Csr {
+        /// Seal ID.
+        seal_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Import the certificate an external CA signed from the seal's CSR.
+    ImportCert {
+        /// Seal ID.
+        seal_id: String,
+        /// Certificate file, PEM or DER.
+        #[arg(long)]
+        cert: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// File a pending seal: PENDING → ACTIVE.
+    Activate {
+        /// Seal ID.
+        seal_id: String,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// ACTIVE → SUSPENDED.
+    Suspend {
+        /// Seal ID.
+        seal_id: String,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// SUSPENDED → ACTIVE.
+    Reinstate {
+        /// Seal ID.
+        seal_id: String,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke for good (the key is destroyed).
+    Revoke {
+        /// Seal ID.
+        seal_id: String,
+        /// key-compromise, superseded or retired.
+        #[arg(long)]
+        reason: String,
+        /// For key-compromise: from when the key is not trusted, RFC 3339.
+        #[arg(long)]
+        compromised_at: Option<String>,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a seal; optionally write its certificate and image to files.
+    Get {
+        /// Seal ID.
+        seal_id: String,
+        /// Write the certificate here (PEM).
+        #[arg(long)]
+        cert_out: Option<PathBuf>,
+        /// Write the certificate here (DER).
+        #[arg(long)]
+        cert_der_out: Option<PathBuf>,
+        /// Write the image here.
+        #[arg(long)]
+        image_out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List seals (every page unless --page-size is given).
+    List {
+        /// Only this department's seals.
+        #[arg(long)]
+        department: Option<String>,
+        /// pending, active, suspended or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Fetch one page of this size.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Continue from this token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Was the seal usable at an instant (default: now)?
+    Usable {
+        /// Seal ID.
+        seal_id: String,
+        /// The instant, RFC 3339.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `certseal trustlist …`
+#[derive(Debug, Subcommand)]
+pub enum TrustlistCommand {
+    /// Fetch the signed trust list and write it to FILE (COSE_Sign1 bytes).
+    Export {
+        /// Output file.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Check a trust list file offline against the seal CA certificate, and summarise it.
+    Verify {
+        /// Trust list file.
+        file: PathBuf,
+        /// The seal CA certificate you trust (PEM or DER), from `certseal ca cert`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `certseal keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every private key in the data folder under a new key-encryption key.
+    Rewrap {
+        /// Data folder of the stopped server.
+        #[arg(long, env = "CERTSEAL_DATA_DIR", default_value = "./certseal-data")]
+        data_dir: PathBuf,
+        /// Server config file, for [keys] kek_file (the current KEK).
+        #[arg(long, env = "CERTSEAL_CONFIG")]
+        config: Option<PathBuf>,
+        /// The new key-encryption key file; created (mode 0600) when absent.
+        #[arg(long)]
+        new_kek: PathBuf,
+    },
 }
 
 /// `certseal ca …`

@@ -105,6 +105,25 @@ pub fn print_one(v: &Value, as_json: bool) {
                         );
                     }
                 }
+                Value::Array(items) if k == "history" => {
+                    println!("{k:width$}  {} change(s)", items.len());
+                    for e in items {
+                        println!(
+                            "  - {}  {:<9} by {} ({}){}{}",
+                            scalar(&e["at"]),
+                            scalar(&e["status"]),
+                            scalar(&e["by"]["department"]),
+                            scalar(&e["by"]["role"]),
+                            e.get("reason")
+                                .map(|r| format!("  reason {}", scalar(r)))
+                                .unwrap_or_default(),
+                            match e["note"].as_str() {
+                                Some(n) if !n.is_empty() => format!("  \"{n}\""),
+                                _ => String::new(),
+                            },
+                        );
+                    }
+                }
                 _ => println!("{k:width$}  {}", scalar(val)),
             }
         }
@@ -171,4 +190,46 @@ fn scalar(v: &Value) -> String {
         ),
         other => other.to_string(),
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A seal as JSON.
+pub fn seal(s: &pb::Seal) -> Value {
+    json!({
+        "seal_id": s.seal_id,
+        "department": s.department,
+        "name": s.name,
+        "type": short(s.r#type().as_str_name(), "SEAL_TYPE_").replace('_', "-"),
+        "status": short(s.status().as_str_name(), "SEAL_STATUS_"),
+        "algorithm": short(s.algorithm().as_str_name(), "SEAL_ALGORITHM_"),
+        "national_code": s.national_code,
+        "not_before": time(s.not_before.as_ref()),
+        "not_after": time(s.not_after.as_ref()),
+        "certificate": if s.certificate_der.is_empty() {
+            Value::Null
+        } else {
+            json!(short(s.certificate_source().as_str_name(), "CERTIFICATE_SOURCE_"))
+        },
+        "kid": hex(&s.kid),
+        "public_key": hex(&s.public_key),
+        "image": format!("{} sha256:{}", s.image_media_type, hex(&s.image_sha256)),
+        "history": s.history.iter().map(|e| {
+            let mut v = json!({
+                "at": time(e.at.as_ref()),
+                "status": short(e.status().as_str_name(), "SEAL_STATUS_"),
+                "by": actor(e.by.as_ref()),
+                "note": e.note,
+            });
+            if e.reason != 0 {
+                v["reason"] = json!(short(e.reason().as_str_name(), "REVOCATION_REASON_"));
+            }
+            if e.compromised_at.is_some() {
+                v["compromised_at"] = time(e.compromised_at.as_ref());
+            }
+            v
+        }).collect::<Vec<_>>(),
+    })
 }

@@ -23,9 +23,9 @@ pub use seal::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
     SealLifecycle, SealStatus, SealType, Usability,
 };
-pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
-pub use uuid_id::SealId;
 pub use template::{
     FieldSpec, FieldType, FieldValue, Template, TemplateCategory, TemplateContent, TemplateStatus,
     Visibility,
 };
+pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
+pub use uuid_id::SealId;

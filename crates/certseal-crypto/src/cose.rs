@@ -5,8 +5,7 @@
 use coset::iana::{self, EnumI64};
 use coset::{
     CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, Label, RegisteredLabel,
-    RegisteredLabelWithPrivate,
-    TaggedCborSerializable,
+    RegisteredLabelWithPrivate, TaggedCborSerializable,
 };
 use ring::signature::{self, UnparsedPublicKey};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -117,7 +116,6 @@ pub fn parse_sign1(bytes: &[u8], max_len: usize) -> Result<Sign1, CryptoError> {
     })
 }
 
-
 impl Sign1 {
     /// Checks the signature with the public key of `cert_der`, whose key type must match the
     /// algorithm of the header.
@@ -126,8 +124,7 @@ impl Sign1 {
             .map_err(|_| CryptoError::Certificate("not a DER X.509 certificate".into()))?;
         let spki = cert.public_key();
         let key_alg = spki.algorithm.algorithm.to_id_string();
-        let algorithm: &dyn signature::VerificationAlgorithm = match (self.alg, key_alg.as_str())
-        {
+        let algorithm: &dyn signature::VerificationAlgorithm = match (self.alg, key_alg.as_str()) {
             (KeyAlgorithm::Ed25519, "1.3.101.112") => &signature::ED25519,
             (KeyAlgorithm::EcdsaP256, "1.2.840.10045.2.1") => &signature::ECDSA_P256_SHA256_FIXED,
             (alg, key) => {
@@ -212,7 +209,10 @@ mod tests {
             );
             assert!(parse_sign1(&doc, 10).is_err(), "size bound");
             assert!(parse_sign1(&doc[1..], 10_000).is_err(), "untagged");
-            assert!(parse_sign1(&doc[..doc.len() - 3], 10_000).is_err(), "truncated");
+            assert!(
+                parse_sign1(&doc[..doc.len() - 3], 10_000).is_err(),
+                "truncated"
+            );
         }
     }
 }

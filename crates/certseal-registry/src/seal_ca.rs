@@ -136,7 +136,9 @@ fn create_trust_list_key(
         na,
     )
     .map_err(crypto_err)?;
-    let sealed = kek.seal(TRUST_LIST_KEY_OWNER, &key.pkcs8).map_err(crypto_err)?;
+    let sealed = kek
+        .seal(TRUST_LIST_KEY_OWNER, &key.pkcs8)
+        .map_err(crypto_err)?;
     let mut b = Batch::new();
     b.put(Table::Meta, META_TRUST_LIST_KEY, sealed);
     b.put(Table::Meta, META_TRUST_LIST_CERT, cert.der.clone());

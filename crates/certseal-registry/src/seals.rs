@@ -170,10 +170,12 @@ fn load_department_txn(
         .transpose()
 }
 
-fn active_department(dept: Option<Department>, code: &CreditCode) -> Result<Department, RegistryError> {
-    let dept = dept.ok_or_else(|| {
-        RegistryError::NotFound(format!("department {code} is not registered"))
-    })?;
+fn active_department(
+    dept: Option<Department>,
+    code: &CreditCode,
+) -> Result<Department, RegistryError> {
+    let dept = dept
+        .ok_or_else(|| RegistryError::NotFound(format!("department {code} is not registered")))?;
     if dept.status == DepartmentStatus::Deactivated {
         return Err(RegistryError::FailedPrecondition(format!(
             "department {code} is deactivated"
@@ -313,7 +315,9 @@ impl Registry {
                 if na > ca_end {
                     return Err(RegistryError::invalid(
                         "not_after",
-                        format!("the seal CA's certificate ends at {ca_end} s; a seal it certifies cannot outlive it"),
+                        format!(
+                            "the seal CA's certificate ends at {ca_end} s; a seal it certifies cannot outlive it"
+                        ),
                     ));
                 }
                 let ca_pkcs8 = open_ca_key(self.store.as_ref(), &self.kek)?;
@@ -333,7 +337,10 @@ impl Registry {
                 Some(x509::seal_csr(&key.pkcs8, &subject, nb, na).map_err(internal)?),
             ),
         };
-        let sealed_key = self.kek.seal(&key_owner(&id), &key.pkcs8).map_err(internal)?;
+        let sealed_key = self
+            .kek
+            .seal(&key_owner(&id), &key.pkcs8)
+            .map_err(internal)?;
         drop(key.pkcs8);
         let image_digest = sha256(&[&new.image]);
         let seal = Seal {
@@ -447,7 +454,10 @@ impl Registry {
         require_role(actor, Role::Admin, "importing a seal certificate")?;
         let id = parse_seal_id(seal_id)?;
         if certificate.is_empty() {
-            return Err(RegistryError::invalid("certificate", "no certificate given"));
+            return Err(RegistryError::invalid(
+                "certificate",
+                "no certificate given",
+            ));
         }
         let cert = x509::certificate_from_pem_or_der(certificate)
             .map_err(|e| RegistryError::invalid("certificate", e.to_string()))?;
@@ -686,9 +696,9 @@ impl Registry {
                 let seal: Seal = if table == Table::Seals {
                     decode("seal", v)?
                 } else {
-                    let id: [u8; 16] = k[prefix.len()..].try_into().map_err(|_| {
-                        RegistryError::Corrupt("seal department index key".into())
-                    })?;
+                    let id: [u8; 16] = k[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| RegistryError::Corrupt("seal department index key".into()))?;
                     load_seal(snap.as_ref(), &SealId::from_bytes(id))?.ok_or_else(|| {
                         RegistryError::Corrupt("seal index names a missing seal".into())
                     })?
@@ -739,7 +749,13 @@ impl Registry {
         let mut seals = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = snap.scan(Table::Seals, b"", after.as_deref(), 1000, Direction::Forward)?;
+            let page = snap.scan(
+                Table::Seals,
+                b"",
+                after.as_deref(),
+                1000,
+                Direction::Forward,
+            )?;
             for (_, v) in &page.items {
                 let seal: Seal = decode("seal", v)?;
                 let Some(cert) = seal.certificate else {
@@ -787,7 +803,8 @@ impl Registry {
             seals,
         };
         let pkcs8 = open_trust_list_key(self.store.as_ref(), &self.kek)?;
-        let signer = certseal_crypto::load_signer(KeyAlgorithm::Ed25519, &pkcs8).map_err(internal)?;
+        let signer =
+            certseal_crypto::load_signer(KeyAlgorithm::Ed25519, &pkcs8).map_err(internal)?;
         drop(pkcs8);
         let cert = &self.seal_ca.trust_list_cert;
         let signed = cose::sign1(
@@ -858,7 +875,13 @@ pub fn rewrap_keys(
     }
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.scan(Table::SealKeys, b"", after.as_deref(), 1000, Direction::Forward)?;
+        let page = store.scan(
+            Table::SealKeys,
+            b"",
+            after.as_deref(),
+            1000,
+            Direction::Forward,
+        )?;
         for (k, v) in &page.items {
             let id: [u8; 16] = k
                 .as_slice()

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod trust_list;
 
 use certseal_log::merkle::{leaf_hash, verify_inclusion};
 use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
@@ -14,6 +15,7 @@ pub use bundle::{
     Bundle, BundleReport, CHECKPOINT_FILE, ENTRIES_FILE, MANIFEST_FILE, RECORDS_FILE,
     verify as verify_bundle,
 };
+pub use trust_list::verify_trust_list;
 
 /// Why verification failed; each variant says where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,9 @@ pub enum VerifyError {
     /// A proof does not verify.
     #[error("proof: {0}")]
     Proof(String),
+    /// A trust list is malformed, or its signature or signer does not verify.
+    #[error("trust list: {0}")]
+    TrustList(String),
 }
 
 /// Parses a verifier key (`name+keyid+base64`).

@@ -1,0 +1,64 @@
+//! Checking a signed trust list offline: the COSE_Sign1 signature by the trust-list key, that
+//! key's certificate issued by the seal CA the verifier trusts, and the payload's format.
+
+use certseal_core::trust_list::TRUST_LIST_CONTENT_TYPE;
+use certseal_core::{Timestamp, TrustList};
+use certseal_crypto::{Certificate, cose, x509};
+
+use crate::VerifyError;
+
+/// Largest signed trust list accepted.
+pub const MAX_TRUST_LIST_BYTES: usize = 64 << 20;
+
+fn bad(reason: impl Into<String>) -> VerifyError {
+    VerifyError::TrustList(reason.into())
+}
+
+/// Verifies a signed trust list against the seal CA certificate (DER) the verifier trusts,
+/// and returns what it says.
+pub fn verify_trust_list(signed: &[u8], seal_ca_der: &[u8]) -> Result<TrustList, VerifyError> {
+    let doc = cose::parse_sign1(signed, MAX_TRUST_LIST_BYTES).map_err(|e| bad(e.to_string()))?;
+    if doc.content_type != TRUST_LIST_CONTENT_TYPE {
+        return Err(bad(format!(
+            "content type '{}', expected '{TRUST_LIST_CONTENT_TYPE}'",
+            doc.content_type
+        )));
+    }
+    let signer = doc
+        .x5chain
+        .as_deref()
+        .ok_or_else(|| bad("no signer certificate (x5chain) in the protected header"))?;
+    let signer_kid = Certificate {
+        der: signer.to_vec(),
+    }
+    .kid();
+    if doc.kid != signer_kid {
+        return Err(bad("the key ID does not match the signer certificate"));
+    }
+    doc.verify_with_certificate(signer)
+        .map_err(|e| bad(format!("signature: {e}")))?;
+    let list = TrustList::decode(&doc.payload).map_err(bad)?;
+    x509::check_issued_by(signer, seal_ca_der, list.issued_at.0.div_euclid(1000))
+        .map_err(|e| bad(format!("signer certificate: {e}")))?;
+    if !list.cas.iter().any(|c| c.0 == seal_ca_der) {
+        return Err(bad("the list does not name the trusted seal CA"));
+    }
+    for s in &list.seals {
+        let kid = Certificate {
+            der: s.cert.clone(),
+        }
+        .kid();
+        if s.kid != kid {
+            return Err(bad(format!(
+                "seal {}: key ID does not match its certificate",
+                s.id
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// Whether the list is older than `max_age_ms` at `now`.
+pub fn is_stale(list: &TrustList, now: Timestamp, max_age_ms: i64) -> bool {
+    now.0 - list.issued_at.0 > max_age_ms
+}
