@@ -20,3 +20,6 @@ mod cli;
 mod audit;
 // The seal CA: created at first start, served, a CA to openssl, stable across restarts.
 mod seal_ca;
+// Seals: registration, certificates (checked by openssl), external CAs, lifecycle, usability,
+// the signed trust list, and key custody (no plaintext key on disk or in logs; re-wrap).
+mod seals;

@@ -204,6 +204,11 @@ impl ChildServer {
     /// Starts `certseal serve --dev-auth` on a free port over `data_dir`; returns once it
     /// accepts connections.
     pub fn spawn(data_dir: &Path) -> Self {
+        Self::spawn_with(data_dir, &[])
+    }
+
+    /// The same with more `serve` arguments (e.g. `--config FILE`).
+    pub fn spawn_with(data_dir: &Path, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -220,14 +225,21 @@ impl ChildServer {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let server = Self { child, addr };
+        let mut server = Self { child, addr };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(std::time::Instant::now() < deadline, "server did not start");
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "server exited with {status}: {}",
+                    std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         server
@@ -249,4 +261,43 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a server over `data_dir` with a TOML config (the listen address and dev mode are
+/// set here).
+pub async fn start_with_config(data_dir: &Path, toml: &str) -> RunningServer {
+    let config = RawConfig::parse(toml)
+        .unwrap()
+        .validate(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_owned()),
+            dev_auth: true,
+            log_format: None,
+        })
+        .unwrap();
+    server::start(&config).await.unwrap()
+}
+
+/// Runs `openssl` in `dir`; returns stdout and stderr together, and whether it succeeded.
+pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (scripts/ensure-deps)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A small valid-looking PNG (the registry checks the signature and the size).
+pub fn png(seed: u8) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.extend((0..200u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    b
 }

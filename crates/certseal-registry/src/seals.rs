@@ -174,8 +174,10 @@ fn active_department(
     dept: Option<Department>,
     code: &CreditCode,
 ) -> Result<Department, RegistryError> {
-    let dept = dept
-        .ok_or_else(|| RegistryError::NotFound(format!("department {code} is not registered")))?;
+    // The department is what the request refers to, not what it asks for: a precondition.
+    let dept = dept.ok_or_else(|| {
+        RegistryError::FailedPrecondition(format!("department {code} is not registered"))
+    })?;
     if dept.status == DepartmentStatus::Deactivated {
         return Err(RegistryError::FailedPrecondition(format!(
             "department {code} is deactivated"
