@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
-use crate::{CryptoError, random};
+use crate::{CryptoError, SecretBytes, random};
 
 const KEK_LEN: usize = 32;
 /// Marks the format of a sealed key: version 1 = nonce ‖ AES-256-GCM(ciphertext ‖ tag).
@@ -36,18 +36,18 @@ impl Kek {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| file_err("cannot create the folder of", e))?;
             }
-            let mut bytes = [0u8; KEK_LEN];
-            random(&mut bytes)?;
+            let mut bytes = zeroize::Zeroizing::new([0u8; KEK_LEN]);
+            random(bytes.as_mut())?;
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(path).map_err(|e| file_err("cannot create", e))?;
-            f.write_all(&bytes)
+            f.write_all(bytes.as_ref())
                 .map_err(|e| file_err("cannot write", e))?;
             f.sync_all().map_err(|e| file_err("cannot sync", e))?;
         }
-        let bytes = std::fs::read(path).map_err(|e| file_err("cannot read", e))?;
+        let bytes = SecretBytes::new(std::fs::read(path).map_err(|e| file_err("cannot read", e))?);
         Self::from_bytes(&bytes)
     }
 
@@ -86,7 +86,7 @@ impl Kek {
     }
 
     /// Opens a key sealed for `owner`.
-    pub fn open(&self, owner: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(&self, owner: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
         let (&version, rest) = sealed
             .split_first()
             .ok_or_else(|| CryptoError::Unseal("empty".into()))?;
@@ -96,14 +96,14 @@ impl Kek {
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce)
             .map_err(|_| CryptoError::Unseal("bad nonce".into()))?;
-        let mut buf = ct.to_vec();
+        let mut buf = SecretBytes::new(ct.to_vec());
         let plain = self
             .key
             .open_in_place(nonce, Aad::from(owner), &mut buf)
             .map_err(|_| {
                 CryptoError::Unseal("wrong key-encryption key, wrong owner, or tampered".into())
             })?;
-        Ok(plain.to_vec())
+        Ok(SecretBytes::new(plain.to_vec()))
     }
 }
 
@@ -113,6 +113,7 @@ mod tests {
 
     #[test]
     fn sealed_keys_open_only_for_their_owner_and_kek() {
+        // (Opened keys are SecretBytes: compared through their contents.)
         let dir = std::env::temp_dir().join(format!("certseal-kek-{}", std::process::id()));
         let path = dir.join("kek");
         let kek = Kek::load_or_create(&path).unwrap();
@@ -127,7 +128,8 @@ mod tests {
             Kek::load_or_create(&path)
                 .unwrap()
                 .open(b"log", &sealed)
-                .unwrap(),
+                .unwrap()
+                .as_slice(),
             b"secret key"
         );
         assert!(kek.open(b"seal-1", &sealed).is_err(), "owner is bound");

@@ -19,6 +19,9 @@ use ring::signature::{
 pub use custody::Kek;
 pub use x509::{Certificate, KeyAlgorithm, NewKey, SealCertificateCheck, SealSubject};
 
+/// Secret bytes (a private key's PKCS#8, an opened sealed key): wiped from memory when dropped.
+pub type SecretBytes = zeroize::Zeroizing<Vec<u8>>;
+
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
 
@@ -89,11 +92,11 @@ fn hex(b: &[u8]) -> String {
 
 impl Ed25519Key {
     /// Generates a key; returns it with its PKCS#8 document (to be sealed before storing).
-    pub fn generate() -> Result<(Self, Vec<u8>), CryptoError> {
+    pub fn generate() -> Result<(Self, SecretBytes), CryptoError> {
         let rng = ring::rand::SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| CryptoError::Rng)?;
         let key = Self::from_pkcs8(doc.as_ref())?;
-        Ok((key, doc.as_ref().to_vec()))
+        Ok((key, SecretBytes::new(doc.as_ref().to_vec())))
     }
 
     /// Loads a key from its PKCS#8 document.

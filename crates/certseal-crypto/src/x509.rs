@@ -15,7 +15,7 @@ use ring::signature::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::{CryptoError, random, sha256};
+use crate::{CryptoError, SecretBytes, random, sha256};
 
 /// id-kp-documentSigning (RFC 9336).
 pub const DOCUMENT_SIGNING_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 36];
@@ -34,7 +34,7 @@ pub enum KeyAlgorithm {
 /// A freshly generated key: its PKCS#8 document (seal it before storing) and raw public key.
 pub struct NewKey {
     /// PKCS#8 v1/v2 document.
-    pub pkcs8: Vec<u8>,
+    pub pkcs8: SecretBytes,
     /// Raw public key (Ed25519: 32 bytes; P-256: uncompressed point, 65 bytes).
     pub public_key: Vec<u8>,
 }
@@ -57,7 +57,7 @@ pub fn generate_key(alg: KeyAlgorithm) -> Result<NewKey, CryptoError> {
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(bad)?;
             Ok(NewKey {
                 public_key: pair.public_key().as_ref().to_vec(),
-                pkcs8: doc.as_ref().to_vec(),
+                pkcs8: SecretBytes::new(doc.as_ref().to_vec()),
             })
         }
         KeyAlgorithm::EcdsaP256 => {
@@ -68,7 +68,7 @@ pub fn generate_key(alg: KeyAlgorithm) -> Result<NewKey, CryptoError> {
                     .map_err(bad)?;
             Ok(NewKey {
                 public_key: pair.public_key().as_ref().to_vec(),
-                pkcs8: doc.as_ref().to_vec(),
+                pkcs8: SecretBytes::new(doc.as_ref().to_vec()),
             })
         }
     }
@@ -299,23 +299,29 @@ pub fn validity(der: &[u8]) -> Result<(i64, i64), CryptoError> {
 }
 
 /// Reads a PKCS#8 private key from PEM (`PRIVATE KEY`) or takes DER as it is.
-pub fn pkcs8_from_pem_or_der(bytes: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub fn pkcs8_from_pem_or_der(bytes: &[u8]) -> Result<SecretBytes, CryptoError> {
     use base64::Engine;
     const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
     let Some(start) = std::str::from_utf8(bytes)
         .ok()
         .and_then(|t| t.find(BEGIN).map(|i| (t, i)))
     else {
-        return Ok(bytes.to_vec());
+        return Ok(SecretBytes::new(bytes.to_vec()));
     };
     let (text, i) = start;
     let body = &text[i + BEGIN.len()..];
     let end = body
         .find("-----END PRIVATE KEY-----")
         .ok_or_else(|| CryptoError::InvalidKey("PEM key without an END line".into()))?;
-    let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let b64 = zeroize::Zeroizing::new(
+        body[..end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>(),
+    );
     base64::engine::general_purpose::STANDARD
-        .decode(b64)
+        .decode(b64.as_bytes())
+        .map(SecretBytes::new)
         .map_err(|_| CryptoError::InvalidKey("PEM key body is not base64".into()))
 }
 

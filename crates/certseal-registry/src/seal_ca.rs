@@ -4,7 +4,7 @@
 
 use certseal_core::Timestamp;
 use certseal_crypto::x509::{self, KeyAlgorithm};
-use certseal_crypto::{Certificate, Kek};
+use certseal_crypto::{Certificate, Kek, SecretBytes};
 use certseal_store::{Batch, KvStore, Table};
 
 use crate::{Registry, RegistryError};
@@ -27,12 +27,21 @@ pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 3] = [
 const CA_YEARS: i64 = 20;
 
 /// A seal CA given in the configuration instead of a generated one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfiguredCa {
     /// CA certificate.
     pub cert: Certificate,
     /// Its PKCS#8 private key (sealed under the KEK when taken in).
-    pub pkcs8: Vec<u8>,
+    pub pkcs8: SecretBytes,
+}
+
+impl std::fmt::Debug for ConfiguredCa {
+    // The key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredCa")
+            .field("cert", &self.cert.kid())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The CA and trust-list certificates; their keys stay sealed in the store until used.
@@ -148,7 +157,7 @@ fn create_trust_list_key(
 }
 
 /// The CA's private key, opened for one use.
-pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<Vec<u8>, RegistryError> {
+pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<SecretBytes, RegistryError> {
     let sealed = store
         .get(Table::Meta, META_CA_KEY)?
         .ok_or_else(|| RegistryError::Corrupt("the seal CA key is missing".into()))?;
@@ -159,7 +168,7 @@ pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<Vec<u8>, Reg
 pub(crate) fn open_trust_list_key(
     store: &dyn KvStore,
     kek: &Kek,
-) -> Result<Vec<u8>, RegistryError> {
+) -> Result<SecretBytes, RegistryError> {
     let sealed = store
         .get(Table::Meta, META_TRUST_LIST_KEY)?
         .ok_or_else(|| RegistryError::Corrupt("the trust-list key is missing".into()))?;

@@ -640,7 +640,7 @@ impl Registry {
     }
 
     /// The sealed private key of a seal, opened for one use.
-    fn open_seal_key(&self, id: &SealId) -> Result<Vec<u8>, RegistryError> {
+    fn open_seal_key(&self, id: &SealId) -> Result<certseal_crypto::SecretBytes, RegistryError> {
         let sealed = self
             .store
             .get(Table::SealKeys, id.as_bytes())?
