@@ -269,8 +269,13 @@ impl RawConfig {
             .seals
             .trust_anchors
             .iter()
-            .map(|p| cert("seals.trust_anchors", p))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| {
+                let c = cert("seals.trust_anchors", p)?;
+                certseal_crypto::x509::check_is_ca(&c)
+                    .map_err(|e| invalid("seals.trust_anchors", format!("{}: {e}", p.display())))?;
+                Ok(c)
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Config {
             listen,
             data_dir: o
@@ -311,6 +316,64 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn seal_trust_anchors_and_a_configured_ca_are_checked() {
+        use certseal_crypto::x509;
+        let dir = tempfile::tempdir().unwrap();
+        let key = x509::generate_key(x509::KeyAlgorithm::EcdsaP256).unwrap();
+        let ca = x509::create_ca("anchor", &key.pkcs8, 0, 4_000_000_000).unwrap();
+        let leaf_key = x509::generate_key(x509::KeyAlgorithm::Ed25519).unwrap();
+        let leaf = x509::issue_service_certificate(
+            &ca,
+            &key.pkcs8,
+            &leaf_key.pkcs8,
+            "leaf",
+            0,
+            4_000_000_000,
+        )
+        .unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        let leaf_file = dir.path().join("leaf.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&leaf_file, leaf.pem()).unwrap();
+        let check = |toml: String| {
+            RawConfig::parse(&toml)
+                .unwrap()
+                .validate(Overrides::default())
+        };
+        let good = check(format!(
+            "[seals]\ntrust_anchors = [\"{}\"]\n",
+            ca_file.display()
+        ))
+        .unwrap();
+        assert_eq!(good.registry.trust_anchors, vec![ca.clone()]);
+        for (toml, key, says) in [
+            (
+                format!("[seals]\ntrust_anchors = [\"{}\"]\n", leaf_file.display()),
+                "seals.trust_anchors",
+                "not a CA",
+            ),
+            (
+                "[seals]\ntrust_anchors = [\"/no/such/anchor.pem\"]\n".to_owned(),
+                "seals.trust_anchors",
+                "/no/such/anchor.pem",
+            ),
+            (
+                format!("[seals]\nca_cert_file = \"{}\"\n", ca_file.display()),
+                "seals.ca_cert_file",
+                "both",
+            ),
+        ] {
+            match check(toml) {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, key);
+                    assert!(message.contains(says), "{message}");
+                }
+                other => panic!("expected {key} refused, got {other:?}"),
+            }
+        }
     }
 
     #[test]

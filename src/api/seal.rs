@@ -1,8 +1,8 @@
 //! `certseal.v1.SealService`.
 
 use certseal_core::{
-    CertificateSource, ImageFormat, RevocationReason, Seal, SealAlgorithm, SealStatus, SealType,
-    Timestamp, Usability,
+    CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealStatus,
+    SealType, Timestamp, Usability,
 };
 use certseal_crypto::Certificate;
 use certseal_registry::{CertificateRequest, NewSeal, RegistryError, SealFilter};
@@ -141,6 +141,25 @@ fn logged(s: Seal, what: &str, by: &certseal_core::Actor) -> pb::Seal {
     seal_to_pb(s)
 }
 
+impl SealApi {
+    async fn transition(
+        &self,
+        request: Request<pb::SealTransitionRequest>,
+        action: SealAction,
+        what: &str,
+    ) -> Result<Response<pb::Seal>, Status> {
+        let actor = self.0.auth.actor(&request)?;
+        let r = request.into_inner();
+        let s = self
+            .0
+            .registry
+            .change_seal_status(&actor, &r.seal_id, action, &r.note)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(logged(s, what, &actor)))
+    }
+}
+
 #[tonic::async_trait]
 impl SealService for SealApi {
     async fn get_ca_certificate(
@@ -223,45 +242,24 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::SealTransitionRequest>,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
-        let r = request.into_inner();
-        let s = self
-            .0
-            .registry
-            .activate_seal(&actor, &r.seal_id, &r.note)
+        self.transition(request, SealAction::Activate, "activated")
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(logged(s, "activated", &actor)))
     }
 
     async fn suspend_seal(
         &self,
         request: Request<pb::SealTransitionRequest>,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
-        let r = request.into_inner();
-        let s = self
-            .0
-            .registry
-            .suspend_seal(&actor, &r.seal_id, &r.note)
+        self.transition(request, SealAction::Suspend, "suspended")
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(logged(s, "suspended", &actor)))
     }
 
     async fn reinstate_seal(
         &self,
         request: Request<pb::SealTransitionRequest>,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
-        let r = request.into_inner();
-        let s = self
-            .0
-            .registry
-            .reinstate_seal(&actor, &r.seal_id, &r.note)
+        self.transition(request, SealAction::Reinstate, "reinstated")
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(logged(s, "reinstated", &actor)))
     }
 
     async fn revoke_seal(
@@ -274,7 +272,7 @@ impl SealService for SealApi {
         let s = self
             .0
             .registry
-            .revoke_seal(&actor, &r.seal_id, reason, &r.note)
+            .change_seal_status(&actor, &r.seal_id, SealAction::Revoke(reason), &r.note)
             .await
             .map_err(to_status)?;
         Ok(Response::new(logged(s, "revoked", &actor)))

@@ -165,18 +165,12 @@ pub struct SealSubject<'a> {
     pub seal_name: &'a str,
 }
 
-fn seal_params(
-    subject: &SealSubject<'_>,
+/// An end-entity certificate for document signing (DESIGN's key usage and EKU), named `dn`.
+fn signing_params(
+    dn: DistinguishedName,
     not_before: i64,
     not_after: i64,
 ) -> Result<CertificateParams, CryptoError> {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, subject.department_name);
-    dn.push(
-        DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
-        format!("NTRCN-{}", subject.credit_code),
-    );
-    dn.push(DnType::CommonName, subject.seal_name);
     let mut p = CertificateParams::default();
     p.distinguished_name = dn;
     p.not_before = time(not_before)?;
@@ -192,6 +186,37 @@ fn seal_params(
     )];
     p.use_authority_key_identifier_extension = true;
     Ok(p)
+}
+
+fn seal_params(
+    subject: &SealSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, CryptoError> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, subject.department_name);
+    dn.push(
+        DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
+        format!("NTRCN-{}", subject.credit_code),
+    );
+    dn.push(DnType::CommonName, subject.seal_name);
+    signing_params(dn, not_before, not_after)
+}
+
+/// Signs `params` for the key in `key_pkcs8` with the CA.
+fn sign_with_ca(
+    params: CertificateParams,
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    key_pkcs8: &[u8],
+) -> Result<Certificate, CryptoError> {
+    let ca_key = key_pair(ca_pkcs8)?;
+    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
+    let key = key_pair(key_pkcs8)?;
+    let cert = params.signed_by(&key, &issuer).map_err(rcgen_err)?;
+    Ok(Certificate {
+        der: cert.der().to_vec(),
+    })
 }
 
 /// Creates the registry's self-signed seal CA certificate for the key in `ca_pkcs8`.
@@ -226,15 +251,12 @@ pub fn issue_seal_certificate(
     not_before: i64,
     not_after: i64,
 ) -> Result<Certificate, CryptoError> {
-    let ca_key = key_pair(ca_pkcs8)?;
-    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
-    let seal_key = key_pair(seal_pkcs8)?;
-    let cert = seal_params(subject, not_before, not_after)?
-        .signed_by(&seal_key, &issuer)
-        .map_err(rcgen_err)?;
-    Ok(Certificate {
-        der: cert.der().to_vec(),
-    })
+    sign_with_ca(
+        seal_params(subject, not_before, not_after)?,
+        ca,
+        ca_pkcs8,
+        seal_pkcs8,
+    )
 }
 
 /// Issues a certificate for one of the registry's own signing keys (the trust-list key, the
@@ -247,29 +269,14 @@ pub fn issue_service_certificate(
     not_before: i64,
     not_after: i64,
 ) -> Result<Certificate, CryptoError> {
-    let ca_key = key_pair(ca_pkcs8)?;
-    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
-    let key = key_pair(key_pkcs8)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn;
-    p.not_before = time(not_before)?;
-    p.not_after = time(not_after)?;
-    p.serial_number = Some(serial()?);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::ContentCommitment,
-    ];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
-        DOCUMENT_SIGNING_OID.to_vec(),
-    )];
-    p.use_authority_key_identifier_extension = true;
-    let cert = p.signed_by(&key, &issuer).map_err(rcgen_err)?;
-    Ok(Certificate {
-        der: cert.der().to_vec(),
-    })
+    sign_with_ca(
+        signing_params(dn, not_before, not_after)?,
+        ca,
+        ca_pkcs8,
+        key_pkcs8,
+    )
 }
 
 /// Checks that `cert` is signed by `issuer` (both DER) and was valid at `at` (Unix seconds).
@@ -323,6 +330,17 @@ pub fn pkcs8_from_pem_or_der(bytes: &[u8]) -> Result<SecretBytes, CryptoError> {
         .decode(b64.as_bytes())
         .map(SecretBytes::new)
         .map_err(|_| CryptoError::InvalidKey("PEM key body is not base64".into()))
+}
+
+/// Checks that a certificate is a CA certificate (for configured trust anchors).
+pub fn check_is_ca(cert: &Certificate) -> Result<(), CryptoError> {
+    let (_, x) = X509Certificate::from_der(&cert.der)
+        .map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    if x.is_ca() {
+        Ok(())
+    } else {
+        Err(cert_err("not a CA certificate (basicConstraints CA:TRUE)"))
+    }
 }
 
 /// Checks that a configured CA certificate and key belong together and that it is a CA.

@@ -1,5 +1,7 @@
 //! Paged listing: page sizes and opaque page tokens.
 
+use certseal_store::{Direction, Read, Table};
+
 use crate::RegistryError;
 
 /// Page size when the caller gives none.
@@ -57,4 +59,47 @@ pub struct Paged<T> {
     pub items: Vec<T>,
     /// Token for the next page; empty on the last page.
     pub next_token: String,
+}
+
+/// Lists one page of `table` under `prefix`, in key order, keeping the items `pick` returns.
+/// A page ends when it is full, or after `max_scanned` keys read (a short page with a token,
+/// so a filter that matches little cannot make one call read the whole table).
+pub(crate) fn scan_page<T>(
+    snap: &dyn Read,
+    table: Table,
+    prefix: &[u8],
+    page: &PageRequest,
+    max_scanned: usize,
+    mut pick: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RegistryError>,
+) -> Result<Paged<T>, RegistryError> {
+    let limit = page.limit();
+    let mut after = page.after(prefix)?;
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let batch = snap.scan(table, prefix, after.as_deref(), limit, Direction::Forward)?;
+        let mut stopped_early = false;
+        for (i, (k, v)) in batch.items.iter().enumerate() {
+            scanned += 1;
+            after = Some(k.clone());
+            if let Some(item) = pick(k, v)? {
+                items.push(item);
+                if items.len() == limit {
+                    stopped_early = i + 1 < batch.items.len();
+                    break;
+                }
+            }
+        }
+        if !batch.more && !stopped_early {
+            return Ok(Paged {
+                items,
+                next_token: String::new(),
+            });
+        }
+        // A full page, or one cut short to bound the work, continues after the last key read.
+        if items.len() == limit || scanned >= max_scanned {
+            let next_token = after.as_deref().map(token_for).unwrap_or_default();
+            return Ok(Paged { items, next_token });
+        }
+    }
 }

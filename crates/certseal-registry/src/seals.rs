@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use certseal_core::seal::{MAX_SEAL_NAME, check_seal_image, check_seal_naming};
+use certseal_core::seal::{check_seal_image, check_seal_naming};
 use certseal_core::trust_list::{TRUST_LIST_CONTENT_TYPE, TRUST_LIST_VERSION, serde_bytes_vec};
 use certseal_core::{
     Actor, CertificateSource, CreditCode, Department, DepartmentStatus, FieldViolation,
@@ -25,8 +25,8 @@ use certseal_store::{Batch, Direction, KvStore, Read, RocksStore, Table};
 
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
-use crate::departments::parse_credit_code;
-use crate::paging::token_for;
+use crate::departments::{load_department, parse_credit_code};
+use crate::paging::scan_page;
 use crate::seal_ca::{META_SEALED_KEYS, open_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions, require_role};
 
@@ -161,15 +161,6 @@ fn load_seal_txn(txn: &RegTxn<'_>, id: &SealId) -> Result<Seal, RegistryError> {
         .ok_or_else(|| RegistryError::NotFound(format!("seal {id}")))
 }
 
-fn load_department_txn(
-    txn: &RegTxn<'_>,
-    code: &CreditCode,
-) -> Result<Option<Department>, RegistryError> {
-    txn.get(Table::Departments, code.as_str().as_bytes())?
-        .map(|b| decode("department", &b))
-        .transpose()
-}
-
 fn active_department(
     dept: Option<Department>,
     code: &CreditCode,
@@ -286,7 +277,6 @@ impl Registry {
         require_role(actor, Role::Admin, "registering a seal")?;
         let now = Timestamp::now();
         let c = check_new_seal(&new, now)?;
-        debug_assert!(c.name.chars().count() <= MAX_SEAL_NAME);
         let dept = active_department(
             self.store
                 .get(Table::Departments, c.department.as_str().as_bytes())?
@@ -366,7 +356,7 @@ impl Registry {
             .submit(move |txn| {
                 // The certificate names the department as read above; it must still be so.
                 let dept = active_department(
-                    load_department_txn(txn, &seal.lifecycle.department)?,
+                    load_department(txn, &seal.lifecycle.department)?,
                     &seal.lifecycle.department,
                 )?;
                 if dept.name != dept_name {
@@ -514,53 +504,10 @@ impl Registry {
             .await
     }
 
-    /// Files a pending seal: from now on it can seal licences. It needs a certificate valid
-    /// now, and an active department. Needs the admin role.
-    pub async fn activate_seal(
-        &self,
-        actor: &Actor,
-        seal_id: &str,
-        note: &str,
-    ) -> Result<Seal, RegistryError> {
-        self.change_seal(actor, seal_id, SealAction::Activate, note)
-            .await
-    }
-
-    /// Suspends an active seal. Needs the admin role.
-    pub async fn suspend_seal(
-        &self,
-        actor: &Actor,
-        seal_id: &str,
-        note: &str,
-    ) -> Result<Seal, RegistryError> {
-        self.change_seal(actor, seal_id, SealAction::Suspend, note)
-            .await
-    }
-
-    /// Makes a suspended seal active again. Needs the admin role.
-    pub async fn reinstate_seal(
-        &self,
-        actor: &Actor,
-        seal_id: &str,
-        note: &str,
-    ) -> Result<Seal, RegistryError> {
-        self.change_seal(actor, seal_id, SealAction::Reinstate, note)
-            .await
-    }
-
-    /// Revokes a seal for good and destroys its private key. Needs the admin role.
-    pub async fn revoke_seal(
-        &self,
-        actor: &Actor,
-        seal_id: &str,
-        reason: RevocationReason,
-        note: &str,
-    ) -> Result<Seal, RegistryError> {
-        self.change_seal(actor, seal_id, SealAction::Revoke(reason), note)
-            .await
-    }
-
-    async fn change_seal(
+    /// Moves a seal along its lifecycle: activate (filing; needs a certificate valid now and an
+    /// active department), suspend, reinstate (the same needs as activation), or revoke for good
+    /// (its private key is destroyed). Needs the admin role.
+    pub async fn change_seal_status(
         &self,
         actor: &Actor,
         seal_id: &str,
@@ -589,7 +536,7 @@ impl Registry {
                         )));
                     }
                     active_department(
-                        load_department_txn(txn, &seal.lifecycle.department)?,
+                        load_department(txn, &seal.lifecycle.department)?,
                         &seal.lifecycle.department,
                     )?;
                 }
@@ -684,17 +631,14 @@ impl Registry {
             ),
             None => (Table::Seals, Vec::new()),
         };
-        let limit = page.limit();
-        let mut after = page.after(&prefix)?;
         let snap = self.store.snapshot();
-        let mut items = Vec::new();
-        let mut scanned = 0;
-        loop {
-            let batch = snap.scan(table, &prefix, after.as_deref(), limit, Direction::Forward)?;
-            let mut stopped_early = false;
-            for (i, (k, v)) in batch.items.iter().enumerate() {
-                scanned += 1;
-                after = Some(k.clone());
+        scan_page(
+            snap.as_ref(),
+            table,
+            &prefix,
+            page,
+            MAX_SCANNED_PER_LIST,
+            |k, v| {
                 let seal: Seal = if table == Table::Seals {
                     decode("seal", v)?
                 } else {
@@ -705,25 +649,12 @@ impl Registry {
                         RegistryError::Corrupt("seal index names a missing seal".into())
                     })?
                 };
-                if filter.status.is_none_or(|s| s == seal.status()) {
-                    items.push(seal);
-                    if items.len() == limit {
-                        stopped_early = i + 1 < batch.items.len();
-                        break;
-                    }
-                }
-            }
-            if !batch.more && !stopped_early {
-                return Ok(Paged {
-                    items,
-                    next_token: String::new(),
-                });
-            }
-            if items.len() == limit || scanned >= MAX_SCANNED_PER_LIST {
-                let next_token = after.as_deref().map(token_for).unwrap_or_default();
-                return Ok(Paged { items, next_token });
-            }
-        }
+                Ok(filter
+                    .status
+                    .is_none_or(|s| s == seal.status())
+                    .then_some(seal))
+            },
+        )
     }
 
     /// Whether a seal was usable at `at`: inside its window, active then, and not at or after

@@ -15,7 +15,7 @@ use certseal_store::{Direction, Table};
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
-use crate::paging::token_for;
+use crate::paging::scan_page;
 use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
 
 /// Which version of a licence type to read.
@@ -365,46 +365,20 @@ impl Registry {
                 .to_vec(),
             None => Vec::new(),
         };
-        let limit = page.limit();
-        let mut after = page.after(&prefix)?;
         let snap = self.store.snapshot();
-        let mut items = Vec::new();
-        let mut scanned = 0;
-        loop {
-            let batch = snap.scan(
-                Table::Templates,
-                &prefix,
-                after.as_deref(),
-                limit,
-                Direction::Forward,
-            )?;
-            let mut stopped_early = false;
-            for (i, (k, v)) in batch.items.iter().enumerate() {
-                scanned += 1;
-                after = Some(k.clone());
+        scan_page(
+            snap.as_ref(),
+            Table::Templates,
+            &prefix,
+            page,
+            MAX_SCANNED_PER_LIST,
+            |_, v| {
                 let t: Template = decode("template", v)?;
-                if filter.category.is_none_or(|c| c == t.content.category)
-                    && filter.status.is_none_or(|s| s == t.status)
-                {
-                    items.push(t);
-                    if items.len() == limit {
-                        stopped_early = i + 1 < batch.items.len();
-                        break;
-                    }
-                }
-            }
-            if !batch.more && !stopped_early {
-                return Ok(Paged {
-                    items,
-                    next_token: String::new(),
-                });
-            }
-            // A full page, or one cut short to bound the work, continues after the last key read.
-            if items.len() == limit || scanned >= MAX_SCANNED_PER_LIST {
-                let next_token = after.as_deref().map(token_for).unwrap_or_default();
-                return Ok(Paged { items, next_token });
-            }
-        }
+                Ok((filter.category.is_none_or(|c| c == t.content.category)
+                    && filter.status.is_none_or(|s| s == t.status))
+                .then_some(t))
+            },
+        )
     }
 }
 
