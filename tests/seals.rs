@@ -534,6 +534,13 @@ async fn bad_seal_registrations_are_refused_and_change_nothing() {
         ),
         (
             pb::RegisterSealRequest {
+                not_before: Some(ts(certseal_core::Timestamp::now().0 - 86_400_000)),
+                ..new_seal(&dept, pb::SealAlgorithm::Ed25519)
+            },
+            "not_before",
+        ),
+        (
+            pb::RegisterSealRequest {
                 not_after: Some(ts(4_100_000_000_000)),
                 ..new_seal(&dept, pb::SealAlgorithm::Ed25519)
             },
@@ -784,7 +791,7 @@ async fn external_ca_csr_and_certificate_import() {
         ),
         (
             ca.sign("untrusted", "seal.csr", PROFILE, "c6.pem", &["-days", "365"]),
-            "trust anchor",
+            "no chain to a configured trust anchor",
         ),
         (b"\x30\x03garbage".to_vec(), "not a DER"),
         (

@@ -56,7 +56,8 @@ impl Client {
     }
 
     pub(super) fn seals(&self) -> SealServiceClient<Channel> {
-        SealServiceClient::new(self.channel.clone())
+        // A trust list of a province's seals exceeds the default 4 MiB.
+        SealServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
     pub(super) fn audit(&self) -> AuditServiceClient<Channel> {

@@ -50,6 +50,9 @@ pub fn decode_canonical(bytes: &[u8]) -> Result<Value, String> {
     if has_float(&v) {
         return Err("floating-point values are not allowed".into());
     }
+    if has_duplicate_key(&v) {
+        return Err("a map has the same key twice".into());
+    }
     if encode_value(&canonicalize(v.clone())) != bytes {
         return Err("not in deterministic encoding (RFC 8949 §4.2.1)".into());
     }
@@ -69,6 +72,21 @@ fn has_float(v: &Value) -> bool {
         Value::Array(a) => a.iter().any(has_float),
         Value::Map(m) => m.iter().any(|(k, v)| has_float(k) || has_float(v)),
         Value::Tag(_, inner) => has_float(inner),
+        _ => false,
+    }
+}
+
+fn has_duplicate_key(v: &Value) -> bool {
+    match v {
+        Value::Map(m) => {
+            let mut keys: Vec<Vec<u8>> = m.iter().map(|(k, _)| encode_value(k)).collect();
+            keys.sort();
+            keys.windows(2).any(|w| w[0] == w[1])
+                || m.iter()
+                    .any(|(k, v)| has_duplicate_key(k) || has_duplicate_key(v))
+        }
+        Value::Array(a) => a.iter().any(has_duplicate_key),
+        Value::Tag(_, inner) => has_duplicate_key(inner),
         _ => false,
     }
 }
@@ -99,6 +117,8 @@ mod tests {
         assert!(decode_canonical(&[0x18, 0x01]).is_err());
         // Indefinite-length array.
         assert!(decode_canonical(&[0x9f, 0x01, 0xff]).is_err());
+        // The same key twice, even in order.
+        assert!(decode_canonical(&[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02]).is_err());
         // Trailing bytes, floats, truncation.
         assert!(decode_canonical(&[0x01, 0x01]).is_err());
         assert!(decode_canonical(&[0xf9, 0x3c, 0x00]).is_err());

@@ -241,6 +241,33 @@ impl LicenceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    fn part(&self, n: usize) -> &str {
+        self.0[LICENCE_ID_PREFIX.len()..]
+            .split('.')
+            .nth(n)
+            .expect("a parsed licence ID has five parts")
+    }
+
+    /// The licence type code.
+    pub fn type_code(&self) -> TypeCode {
+        TypeCode(self.part(0).to_owned())
+    }
+
+    /// The issuing department.
+    pub fn issuer(&self) -> CreditCode {
+        CreditCode(self.part(1).to_owned())
+    }
+
+    /// The serial, unique per issuer.
+    pub fn serial(&self) -> &str {
+        self.part(2)
+    }
+
+    /// The version: 1 for a new licence, one more for each amendment or renewal.
+    pub fn version(&self) -> u16 {
+        self.part(3).parse().expect("3 digits")
+    }
 }
 
 fn check_serial(serial: &str) -> Result<(), IdError> {

@@ -11,6 +11,8 @@ pub mod cbor;
 pub mod department;
 pub mod error;
 pub mod ids;
+pub mod licence;
+pub mod qr;
 pub mod seal;
 pub mod template;
 pub mod trust_list;
@@ -19,6 +21,10 @@ mod uuid_id;
 pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
 pub use error::{Error, FieldViolation};
 pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
+pub use licence::{
+    Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
+    LicenceRevocationReason, LicenceStatus,
+};
 pub use seal::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
     SealLifecycle, SealStatus, SealType, Usability,

@@ -333,14 +333,31 @@ pub fn check_seal_image(bytes: &[u8]) -> Result<ImageFormat, FieldViolation> {
     if !text.to_ascii_lowercase().contains("<svg") {
         return Err(bad("not a PNG or SVG image"));
     }
-    // The image is shown on public pages: nothing in it may run or fetch.
+    // The image is shown on public pages: nothing in it may run or fetch. Rather than parse
+    // every trick (entities, CSS, animation), refuse whatever could carry one.
     let active = regex::Regex::new(
-        r#"(?i)<script|javascript:|<foreignobject|\son[a-z]+\s*=|href\s*=\s*["']?(https?:|//|data:)"#,
+        r#"(?i)<script|javascript:|<foreignobject|\son[a-z]+\s*=|<style|@import|<!doctype|<!entity|<animate|<set[\s/>]|<iframe|<embed|<object|style\s*="#,
     )
     .expect("a valid pattern");
     if active.is_match(text) {
         return Err(bad(
-            "an SVG seal image must not contain scripts, event handlers or external references",
+            "an SVG seal image must not contain scripts, event handlers, styles, animations, entities or embedded documents",
+        ));
+    }
+    // References may only point inside the image (`#id`), in attributes and in CSS url().
+    let href = regex::Regex::new(r#"(?i)href\s*=\s*(["']?)([^"'\s>]*)"#).expect("a valid pattern");
+    let url = regex::Regex::new(r#"(?i)url\(\s*["']?([^"')\s]*)"#).expect("a valid pattern");
+    let external = href
+        .captures_iter(text)
+        .map(|c| c.get(2).map_or("", |m| m.as_str()).to_owned())
+        .chain(
+            url.captures_iter(text)
+                .map(|c| c.get(1).map_or("", |m| m.as_str()).to_owned()),
+        )
+        .any(|target| !target.starts_with('#') || target.contains('&'));
+    if external {
+        return Err(bad(
+            "an SVG seal image may only reference its own elements (href=\"#id\")",
         ));
     }
     Ok(ImageFormat::Svg)
@@ -574,6 +591,28 @@ mod tests {
         assert!(check_seal_image(b"<svg><script>alert(1)</script></svg>").is_err());
         assert!(check_seal_image(br#"<svg onload="x()"></svg>"#).is_err());
         assert!(check_seal_image(br#"<svg><image href="http://evil/x.png"/></svg>"#).is_err());
+        assert!(check_seal_image(br#"<svg><a href="&#106;avascript:x()">s</a></svg>"#).is_err());
+        assert!(check_seal_image(br#"<svg><a xlink:href=data:text/html,x>s</a></svg>"#).is_err());
+        assert!(
+            check_seal_image(br#"<svg><style>@import url(https://evil/x.css);</style></svg>"#)
+                .is_err()
+        );
+        assert!(check_seal_image(br#"<svg><rect fill="url(https://evil/p)"/></svg>"#).is_err());
+        assert!(
+            check_seal_image(
+                br##"<svg><a href="#x"><animate attributeName="href" values="javascript:x()"/></a></svg>"##
+            )
+            .is_err()
+        );
+        assert!(check_seal_image(br#"<!DOCTYPE svg [<!ENTITY a "b">]><svg>&a;</svg>"#).is_err());
+        // Local references are fine.
+        assert_eq!(
+            check_seal_image(
+                br##"<svg><defs><path id="p"/></defs><use href="#p"/><rect fill="url(#g)"/></svg>"##
+            )
+            .unwrap(),
+            ImageFormat::Svg
+        );
         assert!(check_seal_image(b"GIF89a").is_err());
         assert!(check_seal_image(&vec![b' '; MAX_SEAL_IMAGE + 1]).is_err());
         assert!(check_seal_image(b"").is_err());

@@ -13,6 +13,8 @@ use crate::uuid_id::SealId;
 
 /// Content type in the protected header of a signed trust list.
 pub const TRUST_LIST_CONTENT_TYPE: &str = "application/certseal-trust-list+cbor; v=1";
+/// Common name of the trust-list signer's certificate, followed by the list's issuer.
+pub const TRUST_LIST_SIGNER_PREFIX: &str = "certseal trust list ";
 /// Version of the trust-list payload.
 pub const TRUST_LIST_VERSION: u32 = 1;
 

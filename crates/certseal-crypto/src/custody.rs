@@ -96,7 +96,7 @@ impl Kek {
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce)
             .map_err(|_| CryptoError::Unseal("bad nonce".into()))?;
-        let mut buf = SecretBytes::new(ct.to_vec());
+        let mut buf = zeroize::Zeroizing::new(ct.to_vec());
         let plain = self
             .key
             .open_in_place(nonce, Aad::from(owner), &mut buf)

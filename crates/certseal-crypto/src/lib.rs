@@ -19,8 +19,30 @@ use ring::signature::{
 pub use custody::Kek;
 pub use x509::{Certificate, KeyAlgorithm, NewKey, SealCertificateCheck, SealSubject};
 
-/// Secret bytes (a private key's PKCS#8, an opened sealed key): wiped from memory when dropped.
-pub type SecretBytes = zeroize::Zeroizing<Vec<u8>>;
+/// Secret bytes (a private key's PKCS#8, an opened sealed key): wiped from memory when dropped,
+/// and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(zeroize::Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(zeroize::Zeroizing::new(bytes))
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -216,5 +238,9 @@ mod tests {
         let again = Ed25519Key::from_pkcs8(&pkcs8).unwrap();
         assert_eq!(again.public_key(), key.public_key());
         assert!(!format!("{key:?}").contains(&hex(&pkcs8)));
+        assert_eq!(
+            format!("{pkcs8:?}"),
+            format!("SecretBytes({} bytes)", pkcs8.len())
+        );
     }
 }

@@ -171,16 +171,25 @@ fn signing_params(
     not_before: i64,
     not_after: i64,
 ) -> Result<CertificateParams, CryptoError> {
+    let mut p = service_params(dn, not_before, not_after)?;
+    p.key_usages.push(KeyUsagePurpose::ContentCommitment);
+    Ok(p)
+}
+
+/// A certificate for one of the registry's own keys: digitalSignature and documentSigning, but
+/// no contentCommitment and no organizationIdentifier, so it can never pass for a seal's.
+fn service_params(
+    dn: DistinguishedName,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, CryptoError> {
     let mut p = CertificateParams::default();
     p.distinguished_name = dn;
     p.not_before = time(not_before)?;
     p.not_after = time(not_after)?;
     p.serial_number = Some(serial()?);
     p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::ContentCommitment,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
         DOCUMENT_SIGNING_OID.to_vec(),
     )];
@@ -260,7 +269,8 @@ pub fn issue_seal_certificate(
 }
 
 /// Issues a certificate for one of the registry's own signing keys (the trust-list key, the
-/// receipt key): document signing, named by `common_name`, signed by the seal CA.
+/// receipt key), named by `common_name`, signed by the seal CA. Unlike a seal certificate it
+/// has no contentCommitment and no organizationIdentifier (see [`check_service_certificate`]).
 pub fn issue_service_certificate(
     ca: &Certificate,
     ca_pkcs8: &[u8],
@@ -272,11 +282,42 @@ pub fn issue_service_certificate(
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     sign_with_ca(
-        signing_params(dn, not_before, not_after)?,
+        service_params(dn, not_before, not_after)?,
         ca,
         ca_pkcs8,
         key_pkcs8,
     )
+}
+
+/// Checks that `cert` is one of the registry's service certificates named `common_name`, and
+/// not a seal certificate: a seal's key must never pass for the trust-list or receipt key.
+pub fn check_service_certificate(cert: &[u8], common_name: &str) -> Result<(), CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(cert).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    let org_id = x509_parser::der_parser::oid::Oid::from(ORGANIZATION_IDENTIFIER_OID)
+        .map_err(|_| cert_err("OID"))?;
+    if x.subject().iter_by_oid(&org_id).next().is_some() {
+        return Err(cert_err("a seal certificate cannot sign for the registry"));
+    }
+    let commitment = x
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|ku| ku.value.non_repudiation());
+    if commitment || x.is_ca() {
+        return Err(cert_err("not a registry service certificate"));
+    }
+    let cn: Vec<&str> = x
+        .subject()
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    if cn != [common_name] {
+        return Err(cert_err(format!(
+            "the signer is {cn:?}, expected \"{common_name}\""
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that `cert` is signed by `issuer` (both DER) and was valid at `at` (Unix seconds).
@@ -387,8 +428,12 @@ pub struct SealCertificateCheck<'a> {
     pub not_before: i64,
     /// End of the seal's validity window.
     pub not_after: i64,
-    /// Trust anchors (CA certificates, DER): the certificate must be signed by one of them.
+    /// The seal key's algorithm: the certificate's key must be of that kind.
+    pub algorithm: KeyAlgorithm,
+    /// Trust anchors (CA certificates, DER): the certificate must chain to one of them.
     pub anchors: &'a [Certificate],
+    /// Intermediate CA certificates that may link the certificate to an anchor.
+    pub intermediates: &'a [Certificate],
     /// Now (Unix seconds): the certificate must be valid at this instant.
     pub at: i64,
 }
@@ -404,8 +449,24 @@ pub fn check_seal_certificate(
     if !rest.is_empty() {
         return Err(cert_err("trailing bytes after the certificate"));
     }
-    if x.public_key().subject_public_key.data.as_ref() != check.public_key {
+    let spki = x.public_key();
+    let key_kind_ok = match check.algorithm {
+        KeyAlgorithm::Ed25519 => spki.algorithm.algorithm.to_id_string() == "1.3.101.112",
+        KeyAlgorithm::EcdsaP256 => {
+            spki.algorithm.algorithm.to_id_string() == "1.2.840.10045.2.1"
+                && spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .is_some_and(|c| c.to_id_string() == "1.2.840.10045.3.1.7")
+        }
+    };
+    if spki.subject_public_key.data.as_ref() != check.public_key || !key_kind_ok {
         return Err(cert_err("the certificate is for another public key"));
+    }
+    if x.is_ca() {
+        return Err(cert_err("a seal certificate cannot be a CA certificate"));
     }
     let ku = x
         .key_usage()
@@ -462,18 +523,74 @@ pub fn check_seal_certificate(
             v.not_after.timestamp()
         )));
     }
-    for anchor in check.anchors {
-        let Ok((_, a)) = X509Certificate::from_der(&anchor.der) else {
-            continue;
-        };
-        if a.subject() != x.issuer() || !a.is_ca() {
-            continue;
-        }
-        if x.verify_signature(Some(a.public_key())).is_ok() {
+    chain_to_anchor(&x, check.anchors, check.intermediates, check.at)
+}
+
+/// Longest chain from a certificate to an anchor: the certificate, intermediates, the anchor.
+const MAX_CHAIN: usize = 5;
+
+/// Whether `issuer` is a CA that signed `cert` and could sign certificates at `at`.
+fn signed_by_ca(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>, at: i64) -> bool {
+    let v = issuer.validity();
+    let can_sign = issuer
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_none_or(|ku| ku.value.key_cert_sign());
+    issuer.subject() == cert.issuer()
+        && issuer.is_ca()
+        && can_sign
+        && v.not_before.timestamp() <= at
+        && at < v.not_after.timestamp()
+        && cert.verify_signature(Some(issuer.public_key())).is_ok()
+}
+
+fn chain_to_anchor(
+    leaf: &X509Certificate<'_>,
+    anchors: &[Certificate],
+    intermediates: &[Certificate],
+    at: i64,
+) -> Result<(), CryptoError> {
+    fn parse(c: &Certificate) -> Option<X509Certificate<'_>> {
+        X509Certificate::from_der(&c.der).ok().map(|(_, x)| x)
+    }
+    let anchors: Vec<X509Certificate<'_>> = anchors.iter().filter_map(parse).collect();
+    let intermediates: Vec<X509Certificate<'_>> = intermediates.iter().filter_map(parse).collect();
+    let mut current = leaf;
+    for _ in 0..MAX_CHAIN {
+        if anchors.iter().any(|a| signed_by_ca(current, a, at)) {
             return Ok(());
         }
+        match intermediates.iter().find(|i| signed_by_ca(current, i, at)) {
+            Some(next) if next.subject() != current.subject() => current = next,
+            _ => break,
+        }
     }
-    Err(cert_err("not signed by a configured trust anchor"))
+    Err(cert_err(
+        "no chain to a configured trust anchor (each CA in it must be valid now and allowed to sign certificates)",
+    ))
+}
+
+/// Every certificate in PEM text (leaf first), or the one DER certificate.
+pub fn certificates_from_pem_or_der(bytes: &[u8]) -> Result<Vec<Certificate>, CryptoError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) if t.contains(BEGIN) => t,
+        _ => return Ok(vec![certificate_from_pem_or_der(bytes)?]),
+    };
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(BEGIN) {
+        let block = &rest[i..];
+        out.push(certificate_from_pem_or_der(block.as_bytes())?);
+        rest = &block[BEGIN.len()..];
+        if out.len() > MAX_CHAIN {
+            return Err(cert_err(format!(
+                "at most {MAX_CHAIN} certificates (the seal's and its intermediates)"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ fn check_for<'a>(
         not_before,
         not_after,
         anchors,
+        algorithm: KeyAlgorithm::Ed25519,
+        intermediates: &[],
         at: now(),
     }
 }
@@ -124,6 +126,8 @@ fn seal_certificates_from_our_ca_verify_with_openssl() {
                 not_before: t - 3600,
                 not_after: t + 3 * 365 * 86400,
                 anchors: std::slice::from_ref(&ca),
+                algorithm: alg,
+                intermediates: &[],
                 at: t,
             },
         )
@@ -223,7 +227,7 @@ fn imported_certificates_must_fit_the_seal_the_profile_and_a_trust_anchor() {
             &good,
             &check_for(&seal.public_key, std::slice::from_ref(&own_ca), nb, wide)
         )
-        .contains("trust anchor")
+        .contains("no chain")
     );
     // Valid for a year from now: expired a year and a day later, not yet valid yesterday.
     let later = SealCertificateCheck {
@@ -236,6 +240,122 @@ fn imported_certificates_must_fit_the_seal_the_profile_and_a_trust_anchor() {
         ..check_for(&seal.public_key, &anchors, nb, wide)
     };
     assert!(err(&good, &earlier).contains("not yet valid"));
+    // The right key bytes under another algorithm's label are refused.
+    let c = SealCertificateCheck {
+        algorithm: KeyAlgorithm::EcdsaP256,
+        ..check_for(&seal.public_key, &anchors, nb, wide)
+    };
+    assert!(err(&good, &c).contains("another public key"));
+    // Through an intermediate CA: accepted only with the intermediate given.
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "inter.key",
+            "-out",
+            "inter.csr",
+            "-subj",
+            "/CN=intermediate",
+        ],
+    );
+    std::fs::write(
+        d.join("inter.cnf"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "inter.csr",
+            "-CA",
+            "ext.pem",
+            "-CAkey",
+            "ext.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "inter.cnf",
+            "-out",
+            "inter.pem",
+        ],
+    );
+    std::fs::write(d.join("ext.cnf"), profile).unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "seal.csr",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "via.pem",
+        ],
+    );
+    let bundle = [
+        std::fs::read(d.join("via.pem")).unwrap(),
+        std::fs::read(d.join("inter.pem")).unwrap(),
+    ]
+    .concat();
+    let chain = x509::certificates_from_pem_or_der(&bundle).unwrap();
+    assert_eq!(chain.len(), 2);
+    assert!(err(&chain[0], &check_for(&seal.public_key, &anchors, nb, wide)).contains("no chain"));
+    let with = SealCertificateCheck {
+        intermediates: &chain[1..],
+        ..check_for(&seal.public_key, &anchors, nb, wide)
+    };
+    check_seal_certificate(&chain[0], &with).unwrap();
+    // A CA certificate with the seal's key is not a seal certificate.
+    std::fs::write(
+        d.join("ca-ext.cnf"),
+        format!("{profile}basicConstraints=critical,CA:TRUE\n")
+            .replace("basicConstraints=CA:FALSE\n", ""),
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "seal.csr",
+            "-CA",
+            "ext.pem",
+            "-CAkey",
+            "ext.key",
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-extfile",
+            "ca-ext.cnf",
+            "-out",
+            "as-ca.pem",
+        ],
+    );
+    let as_ca =
+        x509::certificate_from_pem_or_der(&std::fs::read(d.join("as-ca.pem")).unwrap()).unwrap();
+    assert!(
+        err(&as_ca, &check_for(&seal.public_key, &anchors, nb, wide)).contains("CA certificate")
+    );
     // Another department's certificate.
     let c = SealCertificateCheck {
         credit_code: "91440300L83341734R",

@@ -49,6 +49,13 @@ pub struct AuditWriter {
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
 
+impl AuditWriter {
+    /// Time of the last entry (ms): no later entry is dated before it.
+    pub(crate) fn last_time(&self) -> i64 {
+        self.last_time
+    }
+}
+
 impl WriterState for AuditWriter {
     fn committed(&mut self, store: &dyn KvStore) {
         let signed = self.latest.read().expect("lock").checkpoint.size;

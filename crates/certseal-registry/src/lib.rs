@@ -13,6 +13,7 @@ mod audit_read;
 mod codec;
 mod departments;
 mod error;
+mod licences;
 mod paging;
 mod seal_ca;
 mod seals;
@@ -32,6 +33,10 @@ use crate::audit::{AuditWriter, Latest};
 pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use error::RegistryError;
+pub use licences::{
+    IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
+    ReissueRequest,
+};
 pub use paging::{PageRequest, Paged};
 pub use seal_ca::ConfiguredCa;
 pub use seals::{
@@ -89,6 +94,7 @@ pub struct Registry {
     trust_anchors: Vec<certseal_crypto::Certificate>,
     kek: Arc<certseal_crypto::Kek>,
     origin: String,
+    serials: licences::SerialAllocator,
 }
 
 impl Registry {
@@ -119,6 +125,7 @@ impl Registry {
             &opts.log_origin,
             opts.seal_ca.as_ref(),
         )?;
+        let serials = licences::SerialAllocator::new(log.writer.last_time());
         let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
         Ok(Self {
             store,
@@ -129,6 +136,7 @@ impl Registry {
             trust_anchors: opts.trust_anchors.clone(),
             kek: Arc::new(kek),
             origin: opts.log_origin.clone(),
+            serials,
         })
     }
 

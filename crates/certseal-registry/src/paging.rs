@@ -61,13 +61,14 @@ pub struct Paged<T> {
     pub next_token: String,
 }
 
-/// Lists one page of `table` under `prefix`, in key order, keeping the items `pick` returns.
+/// Lists one page of `table` under `prefix`, in key order or its reverse, keeping the items `pick` returns.
 /// A page ends when it is full, or after `max_scanned` keys read (a short page with a token,
 /// so a filter that matches little cannot make one call read the whole table).
 pub(crate) fn scan_page<T>(
     snap: &dyn Read,
     table: Table,
     prefix: &[u8],
+    direction: Direction,
     page: &PageRequest,
     max_scanned: usize,
     mut pick: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RegistryError>,
@@ -77,7 +78,7 @@ pub(crate) fn scan_page<T>(
     let mut items = Vec::new();
     let mut scanned = 0;
     loop {
-        let batch = snap.scan(table, prefix, after.as_deref(), limit, Direction::Forward)?;
+        let batch = snap.scan(table, prefix, after.as_deref(), limit, direction)?;
         let mut stopped_early = false;
         for (i, (k, v)) in batch.items.iter().enumerate() {
             scanned += 1;

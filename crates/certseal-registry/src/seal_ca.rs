@@ -140,7 +140,10 @@ fn create_trust_list_key(
         ca,
         &ca_pkcs8,
         &key.pkcs8,
-        &format!("certseal trust list {origin}"),
+        &format!(
+            "{}{origin}",
+            certseal_core::trust_list::TRUST_LIST_SIGNER_PREFIX
+        ),
         (Timestamp::now().0 / 1000 - 3600).max(nb),
         na,
     )

@@ -35,6 +35,8 @@ const DEFAULT_SEAL_YEARS: i64 = 3;
 /// Longest validity window of a seal.
 const MAX_SEAL_YEARS: i64 = 20;
 const YEAR_MS: i64 = 365 * 86_400_000;
+/// How far a requested start of validity may lie in the past (clock differences).
+const MAX_CLOCK_SKEW_MS: i64 = 300_000;
 /// Most stored seals one list call reads before it returns a short page.
 const MAX_SCANNED_PER_LIST: usize = 10_000;
 
@@ -110,7 +112,7 @@ pub struct SignedTrustList {
     pub list: TrustList,
 }
 
-fn parse_seal_id(value: &str) -> Result<SealId, RegistryError> {
+pub(crate) fn parse_seal_id(value: &str) -> Result<SealId, RegistryError> {
     value
         .parse()
         .map_err(|e: certseal_core::IdError| RegistryError::invalid("seal_id", e.0))
@@ -121,7 +123,7 @@ fn key_owner(id: &SealId) -> Vec<u8> {
     format!("certseal/seal-key/{id}").into_bytes()
 }
 
-fn key_algorithm(a: SealAlgorithm) -> KeyAlgorithm {
+pub(crate) fn key_algorithm(a: SealAlgorithm) -> KeyAlgorithm {
     match a {
         SealAlgorithm::Ed25519 => KeyAlgorithm::Ed25519,
         SealAlgorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
@@ -148,13 +150,13 @@ fn window_seconds(l: &SealLifecycle) -> (i64, i64) {
     )
 }
 
-fn load_seal(r: &dyn Read, id: &SealId) -> Result<Option<Seal>, RegistryError> {
+pub(crate) fn load_seal(r: &dyn Read, id: &SealId) -> Result<Option<Seal>, RegistryError> {
     r.get(Table::Seals, id.as_bytes())?
         .map(|b| decode("seal", &b))
         .transpose()
 }
 
-fn load_seal_txn(txn: &RegTxn<'_>, id: &SealId) -> Result<Seal, RegistryError> {
+pub(crate) fn load_seal_txn(txn: &RegTxn<'_>, id: &SealId) -> Result<Seal, RegistryError> {
     txn.get(Table::Seals, id.as_bytes())?
         .map(|b| decode("seal", &b))
         .transpose()?
@@ -233,10 +235,19 @@ fn check_new_seal(s: &NewSeal, now: Timestamp) -> Result<CheckedSeal, RegistryEr
         .ok();
     let image_format = check_seal_image(&s.image).map_err(|e| v.push(e)).ok();
     // Whole seconds, so the certificate (which counts seconds) covers the window exactly.
-    let not_before = Timestamp(s.not_before.unwrap_or(now).0.div_euclid(1000) * 1000);
-    let not_after = s
-        .not_after
-        .unwrap_or(Timestamp(not_before.0 + DEFAULT_SEAL_YEARS * YEAR_MS));
+    let whole = |t: Timestamp| Timestamp(t.0.div_euclid(1000) * 1000);
+    let not_before = whole(s.not_before.unwrap_or(now));
+    let not_after = whole(
+        s.not_after
+            .unwrap_or(Timestamp(not_before.0 + DEFAULT_SEAL_YEARS * YEAR_MS)),
+    );
+    // A certificate dated before its key existed would vouch for back-dated documents.
+    if not_before.0 < now.0 - MAX_CLOCK_SKEW_MS {
+        v.push(FieldViolation::new(
+            "not_before",
+            "cannot be in the past: a seal's key is valid from its registration on",
+        ));
+    }
     if not_after <= not_before {
         v.push(FieldViolation::new(
             "not_after",
@@ -451,8 +462,10 @@ impl Registry {
                 "no certificate given",
             ));
         }
-        let cert = x509::certificate_from_pem_or_der(certificate)
+        // PEM may carry the seal's certificate and then its intermediates.
+        let mut chain = x509::certificates_from_pem_or_der(certificate)
             .map_err(|e| RegistryError::invalid("certificate", e.to_string()))?;
+        let cert = chain.remove(0);
         let mut anchors = self.trust_anchors.clone();
         anchors.push(self.seal_ca.cert.clone());
         let actor = actor.clone();
@@ -477,11 +490,19 @@ impl Registry {
                         credit_code: seal.lifecycle.department.as_str(),
                         not_before: nb,
                         not_after: na,
+                        algorithm: key_algorithm(seal.algorithm),
                         anchors: &anchors,
+                        intermediates: &chain,
                         at: Timestamp::now().0.div_euclid(1000),
                     },
                 )
                 .map_err(|e| RegistryError::invalid("certificate", e.to_string()))?;
+                // The seal is usable only while its certificate is valid: the window narrows
+                // to the certificate's, so usability and the trust list say so.
+                let (cert_nb, cert_na) = x509::validity(&cert.der).map_err(internal)?;
+                seal.lifecycle.not_before =
+                    Timestamp(cert_nb * 1000).max(seal.lifecycle.not_before);
+                seal.lifecycle.not_after = Timestamp(cert_na * 1000).min(seal.lifecycle.not_after);
                 txn.put(
                     Table::SealsByKid,
                     kid_key(&cert.kid(), &seal.id),
@@ -587,7 +608,10 @@ impl Registry {
     }
 
     /// The sealed private key of a seal, opened for one use.
-    fn open_seal_key(&self, id: &SealId) -> Result<certseal_crypto::SecretBytes, RegistryError> {
+    pub(crate) fn open_seal_key(
+        &self,
+        id: &SealId,
+    ) -> Result<certseal_crypto::SecretBytes, RegistryError> {
         let sealed = self
             .store
             .get(Table::SealKeys, id.as_bytes())?
@@ -636,6 +660,7 @@ impl Registry {
             snap.as_ref(),
             table,
             &prefix,
+            Direction::Forward,
             page,
             MAX_SCANNED_PER_LIST,
             |k, v| {

@@ -310,12 +310,19 @@ impl Registry {
         type_code: &str,
         selector: TemplateSelector,
     ) -> Result<Template, RegistryError> {
-        let type_code = parse_type_code(type_code)?;
+        self.read_template(&parse_type_code(type_code)?, selector)
+    }
+
+    pub(crate) fn read_template(
+        &self,
+        type_code: &TypeCode,
+        selector: TemplateSelector,
+    ) -> Result<Template, RegistryError> {
         match selector {
             TemplateSelector::Version(v) => {
                 check_version(v)?;
                 self.store
-                    .get(Table::Templates, &template_key(&type_code, v))?
+                    .get(Table::Templates, &template_key(type_code, v))?
                     .map(|b| decode("template", &b))
                     .transpose()?
                     .ok_or_else(|| {
@@ -370,6 +377,7 @@ impl Registry {
             snap.as_ref(),
             Table::Templates,
             &prefix,
+            Direction::Forward,
             page,
             MAX_SCANNED_PER_LIST,
             |_, v| {

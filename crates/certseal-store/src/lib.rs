@@ -49,11 +49,21 @@ pub enum Table {
     SealsByDepartment,
     /// Index: certificate key ID (8 bytes) ‖ seal ID → empty.
     SealsByKid,
+    /// Licence states by licence ID (its text).
+    Licences,
+    /// Index: holder kind (1 byte) ‖ holder ID (18) ‖ issued-at ms (u64 BE) ‖ licence ID.
+    LicencesByHolder,
+    /// Index: issuer credit code (18) ‖ issued-at ms (u64 BE) ‖ licence ID.
+    LicencesByIssuer,
+    /// Index: type code (21) ‖ issued-at ms (u64 BE) ‖ licence ID.
+    LicencesByType,
+    /// Idempotency keys: issuer credit code (18) ‖ key → request digest (32) ‖ licence ID.
+    LicenceIdempotency,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 19] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -68,6 +78,11 @@ impl Table {
         Table::SealImages,
         Table::SealsByDepartment,
         Table::SealsByKid,
+        Table::Licences,
+        Table::LicencesByHolder,
+        Table::LicencesByIssuer,
+        Table::LicencesByType,
+        Table::LicenceIdempotency,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -87,6 +102,11 @@ impl Table {
             Table::SealImages => "seal_images",
             Table::SealsByDepartment => "seals_by_department",
             Table::SealsByKid => "seals_by_kid",
+            Table::Licences => "licences",
+            Table::LicencesByHolder => "licences_by_holder",
+            Table::LicencesByIssuer => "licences_by_issuer",
+            Table::LicencesByType => "licences_by_type",
+            Table::LicenceIdempotency => "licence_idempotency",
         }
     }
 }

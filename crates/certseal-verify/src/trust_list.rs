@@ -1,7 +1,7 @@
 //! Checking a signed trust list offline: the COSE_Sign1 signature by the trust-list key, that
 //! key's certificate issued by the seal CA the verifier trusts, and the payload's format.
 
-use certseal_core::trust_list::TRUST_LIST_CONTENT_TYPE;
+use certseal_core::trust_list::{TRUST_LIST_CONTENT_TYPE, TRUST_LIST_SIGNER_PREFIX};
 use certseal_core::{Timestamp, TrustList};
 use certseal_crypto::{Certificate, cose, x509};
 
@@ -40,6 +40,12 @@ pub fn verify_trust_list(signed: &[u8], seal_ca_der: &[u8]) -> Result<TrustList,
     let list = TrustList::decode(&doc.payload).map_err(bad)?;
     x509::check_issued_by(signer, seal_ca_der, list.issued_at.0.div_euclid(1000))
         .map_err(|e| bad(format!("signer certificate: {e}")))?;
+    // The seal CA also certifies seals: a seal's key must not pass for the trust-list key.
+    x509::check_service_certificate(
+        signer,
+        &format!("{TRUST_LIST_SIGNER_PREFIX}{}", list.issuer),
+    )
+    .map_err(|e| bad(format!("signer certificate: {e}")))?;
     if !list.cas.iter().any(|c| c.0 == seal_ca_der) {
         return Err(bad("the list does not name the trusted seal CA"));
     }

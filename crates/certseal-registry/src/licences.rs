@@ -1,0 +1,1010 @@
+//! Licences: issue (validate against the template, check the seal, assign the ID, sign the
+//! COSE document with the seal key), read, list, amend and renew (a new licence whose `prev` is
+//! the old one), suspend, reinstate, revoke.
+//!
+//! Everything that can be done before the write (validation, signing) is; the sequenced
+//! operation re-checks what may have changed meanwhile (the seal's status, the old licence's
+//! status, the idempotency key) and writes the state, the indexes and the audit entry in one
+//! batch. The signed document is the record its `licence.issued` entry commits to: it is stored
+//! once, under its SHA-256, in the log's record table.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE};
+use certseal_core::{
+    Actor, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind, Licence,
+    LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceRevocationReason, LicenceStatus,
+    Role, Seal, SealId, SealStatus, Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
+};
+use certseal_crypto::{Certificate, cose, sha256, x509};
+use certseal_log::Extra;
+use certseal_store::{Direction, Read, Table};
+use serde::Serialize;
+
+use crate::audit::{RegTxn, append};
+use crate::codec::{decode, encode};
+use crate::departments::parse_credit_code;
+use crate::paging::scan_page;
+use crate::seals::{key_algorithm, load_seal, load_seal_txn, parse_seal_id};
+use crate::templates::TemplateSelector;
+use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
+
+/// Longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Most fields in one licence request.
+pub const MAX_FIELDS: usize = 256;
+/// Most stored index entries one list call reads.
+const MAX_SCANNED_PER_LIST: usize = 10_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// A licence to issue.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueRequest {
+    /// Licence type code.
+    pub type_code: String,
+    /// Template version; 0 means the latest published.
+    pub template_version: u32,
+    /// Holder kind.
+    pub holder_kind: HolderKind,
+    /// Resident ID or credit code.
+    pub holder_id: String,
+    /// Holder name.
+    pub holder_name: String,
+    /// Field values.
+    pub fields: BTreeMap<String, FieldValue>,
+    /// Start of validity; `None`: now.
+    pub not_before: Option<Timestamp>,
+    /// End of validity; `None`: the template's default validity (or none).
+    pub not_after: Option<Timestamp>,
+    /// The seal to sign with: one of the issuing department's active seals.
+    pub seal_id: String,
+    /// Makes retries safe: the same key and request return the same licence.
+    pub idempotency_key: String,
+}
+
+/// What changes in an amendment or a renewal; the rest is taken from the licence replaced.
+#[derive(Debug, Clone, Default)]
+pub struct ReissueRequest {
+    /// The licence replaced.
+    pub licence_id: String,
+    /// New field values (all of them); `None` keeps the old ones.
+    pub fields: Option<BTreeMap<String, FieldValue>>,
+    /// New holder name; `None` keeps it.
+    pub holder_name: Option<String>,
+    /// Template version; 0 means the latest published.
+    pub template_version: u32,
+    /// New start of validity.
+    pub not_before: Option<Timestamp>,
+    /// New end of validity.
+    pub not_after: Option<Timestamp>,
+    /// Seal; `None` keeps the old licence's seal (it must still be active).
+    pub seal_id: Option<String>,
+    /// Why.
+    pub note: String,
+}
+
+/// Amendment (fields change, same validity by default) or renewal (new validity, same fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reissue {
+    /// 变更.
+    Amend,
+    /// 延续.
+    Renew,
+}
+
+/// A licence with its signed document.
+#[derive(Debug, Clone)]
+pub struct LicenceView {
+    /// The stored state.
+    pub licence: Licence,
+    /// The signed COSE_Sign1 document.
+    pub document: Vec<u8>,
+    /// What the document says.
+    pub claims: LicenceClaims,
+    /// The `CS1:` QR string of the document.
+    pub qr: String,
+}
+
+/// Which licences to list.
+#[derive(Debug, Clone)]
+pub enum LicenceFilter {
+    /// A holder's licences.
+    Holder(HolderKind, String),
+    /// A department's issued licences.
+    Issuer(String),
+    /// Licences of one type.
+    Type(String),
+}
+
+/// Hands out serials: 9 base-36 digits of milliseconds and 3 of a counter within the
+/// millisecond, so they sort by time and never repeat within a process; the start follows the
+/// audit log's last time, so a clock set back does not repeat them after a restart either.
+#[derive(Debug)]
+pub(crate) struct SerialAllocator(Mutex<(i64, u32)>);
+
+const SERIAL_SEQ_MAX: u32 = 36 * 36 * 36 - 1;
+
+fn base36(mut n: u64, width: usize) -> String {
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out).expect("ASCII")
+}
+
+impl SerialAllocator {
+    pub(crate) fn new(after_ms: i64) -> Self {
+        Self(Mutex::new((after_ms, SERIAL_SEQ_MAX)))
+    }
+
+    fn next(&self) -> String {
+        let mut last = self.0.lock().expect("serial lock");
+        let now = Timestamp::now().0;
+        if now > last.0 {
+            *last = (now, 0);
+        } else if last.1 < SERIAL_SEQ_MAX {
+            last.1 += 1;
+        } else {
+            *last = (last.0 + 1, 0);
+        }
+        format!(
+            "{}{}",
+            base36(last.0.max(0) as u64, 9),
+            base36(u64::from(last.1), 3)
+        )
+    }
+}
+
+fn parse_licence_id(value: &str) -> Result<LicenceId, RegistryError> {
+    value
+        .parse()
+        .map_err(|e: certseal_core::IdError| RegistryError::invalid("licence_id", e.0))
+}
+
+fn holder_prefix(kind: HolderKind, id: &str) -> Vec<u8> {
+    let k = match kind {
+        HolderKind::Person => b'P',
+        HolderKind::Organisation => b'O',
+    };
+    [&[k][..], id.as_bytes()].concat()
+}
+
+fn index_key(prefix: &[u8], at: Timestamp, id: &LicenceId) -> Vec<u8> {
+    [
+        prefix,
+        &(at.0.max(0) as u64).to_be_bytes(),
+        id.as_str().as_bytes(),
+    ]
+    .concat()
+}
+
+fn idempotency_key(issuer: &CreditCode, key: &str) -> Vec<u8> {
+    [issuer.as_str().as_bytes(), key.as_bytes()].concat()
+}
+
+fn load_licence(r: &dyn Read, id: &LicenceId) -> Result<Option<Licence>, RegistryError> {
+    r.get(Table::Licences, id.as_str().as_bytes())?
+        .map(|b| decode("licence", &b))
+        .transpose()
+}
+
+fn load_licence_txn(txn: &RegTxn<'_>, id: &LicenceId) -> Result<Licence, RegistryError> {
+    txn.get(Table::Licences, id.as_str().as_bytes())?
+        .map(|b| decode("licence", &b))
+        .transpose()?
+        .ok_or_else(|| RegistryError::NotFound(format!("licence {id}")))
+}
+
+fn check_note(note: &str) -> Result<(), RegistryError> {
+    if note.chars().count() > MAX_NOTE {
+        return Err(RegistryError::invalid(
+            "note",
+            format!("at most {MAX_NOTE} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Seconds for a CWT time claim (whole seconds, rounded down).
+fn secs(t: Timestamp) -> i64 {
+    t.0.div_euclid(1000)
+}
+
+fn licence_fields(l: &Licence, extra: &[(&str, String)]) -> BTreeMap<String, Extra> {
+    let mut m = BTreeMap::from([
+        (
+            "type".to_owned(),
+            Extra::Text(l.type_code.as_str().to_owned()),
+        ),
+        (
+            "status".to_owned(),
+            Extra::Text(l.status().as_str().to_owned()),
+        ),
+    ]);
+    for (k, v) in extra {
+        m.insert((*k).to_owned(), Extra::Text(v.clone()));
+    }
+    m
+}
+
+/// A licence ready to be written: its state and signed document.
+struct Prepared {
+    licence: Licence,
+    document: Vec<u8>,
+    claims: LicenceClaims,
+}
+
+/// What a new document says, before its seal and ID are settled.
+struct Draft {
+    template: Template,
+    holder: Holder,
+    fields: BTreeMap<String, FieldValue>,
+    not_before: Timestamp,
+    not_after: Option<Timestamp>,
+    seal: SealId,
+    prev: Option<LicenceId>,
+}
+
+fn prefixed_fields(e: certseal_core::Error) -> RegistryError {
+    RegistryError::from(e)
+}
+
+fn merge(results: Vec<Result<(), RegistryError>>) -> Result<(), RegistryError> {
+    let mut v: Vec<FieldViolation> = Vec::new();
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(RegistryError::InvalidArgument(x)) => v.extend(x),
+            Err(other) => return Err(other),
+        }
+    }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidArgument(v))
+    }
+}
+
+impl Registry {
+    fn published_template(
+        &self,
+        type_code: &TypeCode,
+        version: u32,
+    ) -> Result<Template, RegistryError> {
+        let selector = match version {
+            0 => TemplateSelector::LatestPublished,
+            v => TemplateSelector::Version(v),
+        };
+        let t = self
+            .read_template(type_code, selector)
+            .map_err(|e| match e {
+                RegistryError::NotFound(m) => RegistryError::FailedPrecondition(format!(
+                    "{m}: licences are issued only from a published template"
+                )),
+                other => other,
+            })?;
+        if t.status != TemplateStatus::Published {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "template {} version {} is {}; licences are issued only from a published version",
+                t.type_code,
+                t.version,
+                t.status.as_str()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// The seal to sign with: the issuer's own, usable now, with a certificate that covers
+    /// the licence's validity.
+    fn signing_seal(
+        &self,
+        actor: &Actor,
+        seal_id: &SealId,
+        now: Timestamp,
+        not_after: Option<Timestamp>,
+    ) -> Result<Seal, RegistryError> {
+        let seal = load_seal(self.store.as_ref(), seal_id)?.ok_or_else(|| {
+            RegistryError::FailedPrecondition(format!("seal {seal_id} is not registered"))
+        })?;
+        if seal.lifecycle.department != actor.department {
+            return Err(RegistryError::PermissionDenied(format!(
+                "seal {seal_id} belongs to department {}, not to {}",
+                seal.lifecycle.department, actor.department
+            )));
+        }
+        match seal.lifecycle.usability_at(now) {
+            Usability::Usable => {}
+            Usability::NotActive(Some(s)) => {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "seal {seal_id} is {}; only an active seal can sign",
+                    s.as_str()
+                )));
+            }
+            other => {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "seal {seal_id} cannot sign now: {}",
+                    other.describe()
+                )));
+            }
+        }
+        let der = seal.certificate.as_ref().ok_or_else(|| {
+            RegistryError::FailedPrecondition(format!("seal {seal_id} has no certificate"))
+        })?;
+        let (cert_start, cert_end) =
+            x509::validity(der).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        let now_s = secs(now);
+        if now_s < cert_start || now_s >= cert_end {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "seal {seal_id}'s certificate is not valid now"
+            )));
+        }
+        if let Some(end) = not_after
+            && secs(end) > cert_end
+        {
+            return Err(RegistryError::invalid(
+                "not_after",
+                format!(
+                    "the licence would outlive the certificate of seal {seal_id}, which ends at {cert_end} s"
+                ),
+            ));
+        }
+        Ok(seal)
+    }
+
+    /// Checks the fields, the seal and the issuer, assigns `id`, and signs the document.
+    fn prepare(
+        &self,
+        actor: &Actor,
+        draft: Draft,
+        id: LicenceId,
+    ) -> Result<Prepared, RegistryError> {
+        let now = Timestamp::now();
+        let fields = draft
+            .template
+            .validate_values(&draft.fields)
+            .map_err(prefixed_fields)?;
+        let seal = self.signing_seal(actor, &draft.seal, now, draft.not_after)?;
+        let issuer = self
+            .store
+            .get(Table::Departments, actor.department.as_str().as_bytes())?
+            .map(|b| decode::<certseal_core::Department>("department", &b))
+            .transpose()?
+            .ok_or_else(|| {
+                RegistryError::FailedPrecondition(format!(
+                    "department {} is not registered",
+                    actor.department
+                ))
+            })?;
+        if issuer.status == DepartmentStatus::Deactivated {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "department {} is deactivated",
+                actor.department
+            )));
+        }
+        let claims = LicenceClaims {
+            issuer: actor.department.clone(),
+            exp: draft.not_after.map(secs),
+            nbf: secs(draft.not_before),
+            iat: secs(now),
+            id: id.clone(),
+            type_code: draft.template.type_code.clone(),
+            template_version: draft.template.version,
+            seal: seal.id,
+            holder: draft.holder.clone(),
+            fields,
+            prev: draft.prev.clone(),
+        };
+        let cert = Certificate {
+            der: seal.certificate.clone().unwrap_or_default(),
+        };
+        let pkcs8 = self.open_seal_key(&seal.id)?;
+        let signer = certseal_crypto::load_signer(key_algorithm(seal.algorithm), &pkcs8)
+            .map_err(|e| RegistryError::Corrupt(format!("seal key: {e}")))?;
+        drop(pkcs8);
+        let document = cose::sign1(
+            signer.as_ref(),
+            &cert.kid(),
+            LICENCE_CONTENT_TYPE,
+            None,
+            claims.encode(),
+        )
+        .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
+        let licence = Licence {
+            id,
+            type_code: draft.template.type_code,
+            template_version: draft.template.version,
+            issuer: actor.department.clone(),
+            seal: seal.id,
+            holder_kind: draft.holder.kind,
+            holder_id: draft.holder.id,
+            issued_at: now,
+            not_before: draft.not_before,
+            not_after: draft.not_after,
+            document_digest: sha256(&[&document]).to_vec(),
+            prev: draft.prev,
+            next: None,
+            history: vec![LicenceEvent {
+                at: now,
+                by: actor.clone(),
+                status: LicenceStatus::Active,
+                reason: None,
+                note: String::new(),
+            }],
+        };
+        Ok(Prepared {
+            licence,
+            document,
+            claims,
+        })
+    }
+
+    fn view(&self, p: Prepared) -> LicenceView {
+        LicenceView {
+            qr: qr::encode(&p.document),
+            licence: p.licence,
+            document: p.document,
+            claims: p.claims,
+        }
+    }
+
+    /// Issues a licence signed with one of the issuer's active seals. Needs the issuer role;
+    /// the issuing department is the caller's. The same idempotency key with the same request
+    /// returns the licence issued first; with another request, `AlreadyExists`.
+    pub async fn issue_licence(
+        &self,
+        actor: &Actor,
+        req: IssueRequest,
+    ) -> Result<LicenceView, RegistryError> {
+        require_role(actor, Role::Issuer, "issuing a licence")?;
+        let request_digest =
+            sha256(&[&certseal_core::cbor::to_canonical(&req).map_err(RegistryError::Corrupt)?]);
+        // Syntax first, every problem at once.
+        let key = req.idempotency_key.trim().to_owned();
+        let mut type_code = None;
+        let mut holder = None;
+        let mut seal_id = None;
+        merge(vec![
+            if key.is_empty()
+                || key.chars().count() > MAX_IDEMPOTENCY_KEY
+                || key.chars().any(char::is_control)
+            {
+                Err(RegistryError::invalid(
+                    "idempotency_key",
+                    format!("1 to {MAX_IDEMPOTENCY_KEY} characters without control characters"),
+                ))
+            } else {
+                Ok(())
+            },
+            req.type_code
+                .parse::<TypeCode>()
+                .map(|t| type_code = Some(t))
+                .map_err(|e| RegistryError::invalid("type_code", e.0)),
+            Holder::new(req.holder_kind, &req.holder_id, &req.holder_name)
+                .map(|h| holder = Some(h))
+                .map_err(RegistryError::from),
+            parse_seal_id(&req.seal_id).map(|s| seal_id = Some(s)),
+            if req.fields.len() > MAX_FIELDS {
+                Err(RegistryError::invalid(
+                    "fields",
+                    format!("at most {MAX_FIELDS} fields"),
+                ))
+            } else {
+                Ok(())
+            },
+            match (req.not_before, req.not_after) {
+                (Some(nb), Some(na)) if na <= nb => Err(RegistryError::invalid(
+                    "not_after",
+                    "must be later than not_before",
+                )),
+                _ => Ok(()),
+            },
+        ])?;
+        let (Some(type_code), Some(holder), Some(seal_id)) = (type_code, holder, seal_id) else {
+            unreachable!("merge returned Ok only if every part parsed");
+        };
+        let idem = idempotency_key(&actor.department, &key);
+        if let Some(found) = self.replay(&idem, &request_digest)? {
+            return Ok(found);
+        }
+        let template = self.published_template(&type_code, req.template_version)?;
+        let now = Timestamp::now();
+        let not_before = req.not_before.unwrap_or(now);
+        let not_after = req.not_after.or_else(|| {
+            (template.content.default_validity_days > 0).then(|| {
+                Timestamp(not_before.0 + i64::from(template.content.default_validity_days) * DAY_MS)
+            })
+        });
+        if let Some(na) = not_after
+            && na <= not_before
+        {
+            return Err(RegistryError::invalid(
+                "not_after",
+                "must be later than not_before",
+            ));
+        }
+        let id = LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
+            .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
+        let prepared = self.prepare(
+            actor,
+            Draft {
+                template,
+                holder,
+                fields: req.fields,
+                not_before,
+                not_after,
+                seal: seal_id,
+                prev: None,
+            },
+            id,
+        )?;
+        let actor = actor.clone();
+        let licence = prepared.licence.clone();
+        let document = prepared.document.clone();
+        let outcome = self
+            .sequencer
+            .submit(move |txn| {
+                if let Some(stored) = txn.get(Table::LicenceIdempotency, &idem)? {
+                    return Ok(Err(stored));
+                }
+                check_seal_still_active(txn, &licence.seal)?;
+                if txn
+                    .get(Table::Licences, licence.id.as_str().as_bytes())?
+                    .is_some()
+                {
+                    return Err(RegistryError::Corrupt(format!(
+                        "licence ID {} assigned twice",
+                        licence.id
+                    )));
+                }
+                write_new(txn, &licence);
+                txn.put(
+                    Table::LicenceIdempotency,
+                    idem,
+                    [&request_digest[..], licence.id.as_str().as_bytes()].concat(),
+                );
+                append(
+                    txn,
+                    &actor,
+                    "licence.issued",
+                    licence.id.as_str(),
+                    &document,
+                    licence_fields(
+                        &licence,
+                        &[
+                            ("seal", licence.seal.to_string()),
+                            ("tv", licence.template_version.to_string()),
+                        ],
+                    ),
+                );
+                Ok(Ok(()))
+            })
+            .await?;
+        match outcome {
+            Ok(()) => Ok(self.view(prepared)),
+            // A concurrent request with the same key won: answer as a retry would.
+            Err(stored) => self
+                .replay_stored(&stored, &request_digest)
+                .map(|v| v.expect("stored")),
+        }
+    }
+
+    /// The licence an idempotency key already issued, if any; `AlreadyExists` if the key was
+    /// used for another request.
+    fn replay(
+        &self,
+        idem: &[u8],
+        request_digest: &[u8; 32],
+    ) -> Result<Option<LicenceView>, RegistryError> {
+        match self.store.get(Table::LicenceIdempotency, idem)? {
+            None => Ok(None),
+            Some(stored) => self.replay_stored(&stored, request_digest),
+        }
+    }
+
+    fn replay_stored(
+        &self,
+        stored: &[u8],
+        request_digest: &[u8; 32],
+    ) -> Result<Option<LicenceView>, RegistryError> {
+        if stored.len() < 32 {
+            return Err(RegistryError::Corrupt("idempotency record".into()));
+        }
+        let id = std::str::from_utf8(&stored[32..])
+            .ok()
+            .and_then(|s| s.parse::<LicenceId>().ok())
+            .ok_or_else(|| RegistryError::Corrupt("idempotency record".into()))?;
+        if &stored[..32] != request_digest {
+            return Err(RegistryError::AlreadyExists(format!(
+                "the idempotency key was used for another request, which issued licence {id}"
+            )));
+        }
+        self.read_licence(&id).map(Some)
+    }
+
+    fn read_licence(&self, id: &LicenceId) -> Result<LicenceView, RegistryError> {
+        let snap = self.store.snapshot();
+        let licence = load_licence(snap.as_ref(), id)?
+            .ok_or_else(|| RegistryError::NotFound(format!("licence {id}")))?;
+        let document = snap
+            .get(Table::Records, &licence.document_digest)?
+            .ok_or_else(|| RegistryError::Corrupt(format!("document of licence {id}")))?;
+        let sign1 = cose::parse_sign1(&document, usize::MAX)
+            .map_err(|e| RegistryError::Corrupt(format!("document of licence {id}: {e}")))?;
+        let claims = LicenceClaims::decode(&sign1.payload)
+            .map_err(|e| RegistryError::Corrupt(format!("claims of licence {id}: {e}")))?;
+        Ok(LicenceView {
+            qr: qr::encode(&document),
+            licence,
+            document,
+            claims,
+        })
+    }
+
+    /// A licence with its document, decoded claims and QR string.
+    pub fn get_licence(
+        &self,
+        _actor: &Actor,
+        licence_id: &str,
+    ) -> Result<LicenceView, RegistryError> {
+        self.read_licence(&parse_licence_id(licence_id)?)
+    }
+
+    /// Lists licences by holder, issuer or type, newest first.
+    pub fn list_licences(
+        &self,
+        _actor: &Actor,
+        filter: &LicenceFilter,
+        page: &PageRequest,
+    ) -> Result<Paged<Licence>, RegistryError> {
+        let (table, prefix) = match filter {
+            LicenceFilter::Holder(kind, id) => {
+                let h = Holder::new(*kind, id, "-").map_err(RegistryError::from)?;
+                (Table::LicencesByHolder, holder_prefix(h.kind, &h.id))
+            }
+            LicenceFilter::Issuer(code) => (
+                Table::LicencesByIssuer,
+                parse_credit_code("issuer", code)?
+                    .as_str()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            LicenceFilter::Type(code) => (
+                Table::LicencesByType,
+                code.parse::<TypeCode>()
+                    .map_err(|e| RegistryError::invalid("type_code", e.0))?
+                    .as_str()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        };
+        let snap = self.store.snapshot();
+        scan_page(
+            snap.as_ref(),
+            table,
+            &prefix,
+            Direction::Reverse,
+            page,
+            MAX_SCANNED_PER_LIST,
+            |k, _| {
+                let id = k
+                    .get(prefix.len() + 8..)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|s| s.parse::<LicenceId>().ok())
+                    .ok_or_else(|| RegistryError::Corrupt("licence index key".into()))?;
+                load_licence(snap.as_ref(), &id)?
+                    .ok_or_else(|| {
+                        RegistryError::Corrupt(format!("index names missing licence {id}"))
+                    })
+                    .map(Some)
+            },
+        )
+    }
+
+    /// Amends or renews a licence: a new licence (same serial, next version) whose `prev` is
+    /// the old one, which becomes `Superseded`. Needs the issuer role of the issuing
+    /// department; the old licence must be active.
+    pub async fn reissue_licence(
+        &self,
+        actor: &Actor,
+        how: Reissue,
+        req: ReissueRequest,
+    ) -> Result<LicenceView, RegistryError> {
+        require_role(actor, Role::Issuer, "amending or renewing a licence")?;
+        let old_id = parse_licence_id(&req.licence_id)?;
+        // The old licence's history gets "amended by <new ID>: <note>", within the note bound.
+        if req.note.chars().count() > MAX_NOTE - 100 {
+            return Err(RegistryError::invalid(
+                "note",
+                format!("at most {} characters", MAX_NOTE - 100),
+            ));
+        }
+        let old = self.read_licence(&old_id)?;
+        if old.licence.issuer != actor.department {
+            return Err(RegistryError::PermissionDenied(format!(
+                "licence {old_id} was issued by department {}; only it can amend or renew it",
+                old.licence.issuer
+            )));
+        }
+        if old.licence.status() != LicenceStatus::Active {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "licence {old_id} is {}; only an active licence can be amended or renewed",
+                old.licence.status().as_str()
+            )));
+        }
+        if how == Reissue::Renew && req.fields.is_some() {
+            return Err(RegistryError::invalid(
+                "fields",
+                "a renewal keeps the fields; amend to change them",
+            ));
+        }
+        let version = old_id.version() + 1;
+        if version > 999 {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "licence {old_id} has reached version 999"
+            )));
+        }
+        let template = self.published_template(&old.licence.type_code, req.template_version)?;
+        let mut holder = old.claims.holder.clone();
+        if let Some(name) = &req.holder_name {
+            holder = Holder::new(holder.kind, &holder.id, name).map_err(RegistryError::from)?;
+        }
+        let now = Timestamp::now();
+        let (not_before, not_after) = match how {
+            Reissue::Amend => (
+                req.not_before.unwrap_or(old.licence.not_before),
+                req.not_after.or(old.licence.not_after),
+            ),
+            Reissue::Renew => {
+                let nb = req.not_before.unwrap_or(now);
+                let na = req.not_after.or_else(|| {
+                    (template.content.default_validity_days > 0).then(|| {
+                        Timestamp(nb.0 + i64::from(template.content.default_validity_days) * DAY_MS)
+                    })
+                });
+                (nb, na)
+            }
+        };
+        if let Some(na) = not_after
+            && na <= not_before
+        {
+            return Err(RegistryError::invalid(
+                "not_after",
+                "must be later than not_before",
+            ));
+        }
+        let seal = match &req.seal_id {
+            Some(s) => parse_seal_id(s)?,
+            None => old.licence.seal,
+        };
+        let fields = req
+            .fields
+            .clone()
+            .unwrap_or_else(|| old.claims.fields.clone());
+        if fields.len() > MAX_FIELDS {
+            return Err(RegistryError::invalid(
+                "fields",
+                format!("at most {MAX_FIELDS} fields"),
+            ));
+        }
+        let id = LicenceId::new(
+            &old.licence.type_code,
+            &old.licence.issuer,
+            old_id.serial(),
+            version,
+        )
+        .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
+        let prepared = self.prepare(
+            actor,
+            Draft {
+                template,
+                holder,
+                fields,
+                not_before,
+                not_after,
+                seal,
+                prev: Some(old_id.clone()),
+            },
+            id,
+        )?;
+        let mut prepared = prepared;
+        prepared.licence.history[0].note = req.note.trim().to_owned();
+        let actor = actor.clone();
+        let licence = prepared.licence.clone();
+        let document = prepared.document.clone();
+        let (kind, verb) = match how {
+            Reissue::Amend => ("licence.amended", "amended"),
+            Reissue::Renew => ("licence.renewed", "renewed"),
+        };
+        let note = req.note.clone();
+        self.sequencer
+            .submit(move |txn| {
+                let mut old = load_licence_txn(txn, &old_id)?;
+                old.apply(
+                    LicenceAction::Supersede,
+                    actor.clone(),
+                    licence.issued_at,
+                    &match note.trim() {
+                        "" => format!("{verb} by {}", licence.id),
+                        n => format!("{verb} by {}: {n}", licence.id),
+                    },
+                )?;
+                old.next = Some(licence.id.clone());
+                check_seal_still_active(txn, &licence.seal)?;
+                if txn
+                    .get(Table::Licences, licence.id.as_str().as_bytes())?
+                    .is_some()
+                {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "licence {} exists already",
+                        licence.id
+                    )));
+                }
+                write_new(txn, &licence);
+                let old_record = encode(&old);
+                txn.put(
+                    Table::Licences,
+                    old.id.as_str().as_bytes().to_vec(),
+                    old_record.clone(),
+                );
+                append(
+                    txn,
+                    &actor,
+                    kind,
+                    licence.id.as_str(),
+                    &document,
+                    licence_fields(
+                        &licence,
+                        &[
+                            ("prev", old.id.to_string()),
+                            ("seal", licence.seal.to_string()),
+                            ("tv", licence.template_version.to_string()),
+                        ],
+                    ),
+                );
+                append(
+                    txn,
+                    &actor,
+                    "licence.superseded",
+                    old.id.as_str(),
+                    &old_record,
+                    licence_fields(&old, &[("next", licence.id.to_string())]),
+                );
+                Ok(())
+            })
+            .await?;
+        Ok(self.view(prepared))
+    }
+
+    /// Suspends, reinstates or revokes a licence. Needs the issuer role of the issuing
+    /// department. A revoked licence never changes again.
+    pub async fn change_licence_status(
+        &self,
+        actor: &Actor,
+        licence_id: &str,
+        action: LicenceAction,
+        note: &str,
+    ) -> Result<Licence, RegistryError> {
+        require_role(actor, Role::Issuer, "changing a licence's status")?;
+        let id = parse_licence_id(licence_id)?;
+        check_note(note)?;
+        if action == LicenceAction::Supersede {
+            return Err(RegistryError::invalid(
+                "action",
+                "a licence is superseded by amending or renewing it",
+            ));
+        }
+        let actor = actor.clone();
+        let note = note.to_owned();
+        self.sequencer
+            .submit(move |txn| {
+                let mut l = load_licence_txn(txn, &id)?;
+                if l.issuer != actor.department {
+                    return Err(RegistryError::PermissionDenied(format!(
+                        "licence {id} was issued by department {}; only it can change its status",
+                        l.issuer
+                    )));
+                }
+                l.apply(action, actor.clone(), Timestamp::now(), &note)?;
+                let record = encode(&l);
+                txn.put(
+                    Table::Licences,
+                    l.id.as_str().as_bytes().to_vec(),
+                    record.clone(),
+                );
+                let (kind, reason) = match action {
+                    LicenceAction::Suspend => ("licence.suspended", None),
+                    LicenceAction::Reinstate => ("licence.reinstated", None),
+                    LicenceAction::Revoke(r) => ("licence.revoked", Some(r)),
+                    LicenceAction::Supersede => unreachable!("refused above"),
+                };
+                let reason = reason.map(|r| {
+                    (
+                        "reason",
+                        match r {
+                            LicenceRevocationReason::IssuedInError => "issued_in_error",
+                            LicenceRevocationReason::Withdrawn => "withdrawn",
+                            LicenceRevocationReason::Cancelled => "cancelled",
+                            LicenceRevocationReason::Other => "other",
+                        }
+                        .to_owned(),
+                    )
+                });
+                append(
+                    txn,
+                    &actor,
+                    kind,
+                    l.id.as_str(),
+                    &record,
+                    licence_fields(&l, reason.as_slice()),
+                );
+                Ok(l)
+            })
+            .await
+    }
+}
+
+/// The seal's status may have changed since the document was signed.
+fn check_seal_still_active(txn: &RegTxn<'_>, seal: &SealId) -> Result<(), RegistryError> {
+    let seal = load_seal_txn(txn, seal)?;
+    if seal.status() != SealStatus::Active {
+        return Err(RegistryError::FailedPrecondition(format!(
+            "seal {} became {} while the licence was being signed",
+            seal.id,
+            seal.status().as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The state and the indexes of a new licence.
+fn write_new(txn: &mut RegTxn<'_>, l: &Licence) {
+    txn.put(
+        Table::Licences,
+        l.id.as_str().as_bytes().to_vec(),
+        encode(l),
+    );
+    txn.put(
+        Table::LicencesByHolder,
+        index_key(
+            &holder_prefix(l.holder_kind, &l.holder_id),
+            l.issued_at,
+            &l.id,
+        ),
+        Vec::new(),
+    );
+    txn.put(
+        Table::LicencesByIssuer,
+        index_key(l.issuer.as_str().as_bytes(), l.issued_at, &l.id),
+        Vec::new(),
+    );
+    txn.put(
+        Table::LicencesByType,
+        index_key(l.type_code.as_str().as_bytes(), l.issued_at, &l.id),
+        Vec::new(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_fixed_width_time_ordered_and_unique() {
+        let a = SerialAllocator::new(0);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut last = String::new();
+        for _ in 0..20_000 {
+            let s = a.next();
+            assert_eq!(s.len(), 12);
+            assert!(s > last, "{s} after {last}");
+            assert!(seen.insert(s.clone()));
+            last = s;
+        }
+        // After a restart with the clock behind the log, serials still move forward.
+        let future = Timestamp::now().0 + 3_600_000;
+        let b = SerialAllocator::new(future);
+        assert!(b.next() > base36(future as u64, 9));
+    }
+}
