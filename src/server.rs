@@ -11,12 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{AuditApi, Context, DepartmentApi, SealApi, TemplateApi};
+use crate::api::{AuditApi, Context, DepartmentApi, LicenceApi, SealApi, TemplateApi};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::pb;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::department_service_server::DepartmentServiceServer;
+use crate::pb::licence_service_server::LicenceServiceServer;
 use crate::pb::seal_service_server::SealServiceServer;
 use crate::pb::template_service_server::TemplateServiceServer;
 
@@ -87,7 +88,8 @@ pub fn serve_on(
     let templates =
         TemplateServiceServer::new(TemplateApi(ctx.clone())).max_decoding_message_size(max);
     let audit = AuditServiceServer::new(AuditApi(ctx.clone())).max_decoding_message_size(max);
-    let seals = SealServiceServer::new(SealApi(ctx)).max_decoding_message_size(max);
+    let seals = SealServiceServer::new(SealApi(ctx.clone())).max_decoding_message_size(max);
+    let licences = LicenceServiceServer::new(LicenceApi(ctx)).max_decoding_message_size(max);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -117,6 +119,7 @@ pub fn serve_on(
             .add_service(templates)
             .add_service(audit)
             .add_service(seals)
+            .add_service(licences)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

@@ -4,6 +4,7 @@
 mod audit;
 mod convert;
 mod department;
+mod licence;
 mod seal;
 mod template;
 
@@ -15,6 +16,7 @@ use crate::auth::Authenticator;
 
 pub use audit::AuditApi;
 pub use department::DepartmentApi;
+pub use licence::LicenceApi;
 pub use seal::SealApi;
 pub use template::TemplateApi;
 
