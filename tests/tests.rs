@@ -23,3 +23,6 @@ mod seal_ca;
 // Seals: registration, certificates (checked by openssl), external CAs, lifecycle, usability,
 // the signed trust list, and key custody (no plaintext key on disk or in logs; re-wrap).
 mod seals;
+// Licences: issue, idempotency, reads and lists, every lifecycle path, bad input, an
+// independent COSE check in Python, bulk import and a restart.
+mod licences;

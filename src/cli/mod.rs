@@ -73,7 +73,7 @@ pub enum SealCommand {
         /// Start of validity, RFC 3339 (default: now).
         #[arg(long)]
         not_before: Option<String>,
-        /// End of validity, RFC 3339 (default: three years after the start).
+        /// End of validity, RFC 3339 (default: ten years after the start).
         #[arg(long)]
         not_after: Option<String>,
         /// National seal code.

@@ -31,7 +31,7 @@ use crate::seal_ca::{META_SEALED_KEYS, open_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions, require_role};
 
 /// Validity of a seal when the request gives no end.
-const DEFAULT_SEAL_YEARS: i64 = 3;
+const DEFAULT_SEAL_YEARS: i64 = 10;
 /// Longest validity window of a seal.
 const MAX_SEAL_YEARS: i64 = 20;
 const YEAR_MS: i64 = 365 * 86_400_000;
@@ -64,7 +64,7 @@ pub struct NewSeal {
     pub algorithm: SealAlgorithm,
     /// Start of validity; `None` means now.
     pub not_before: Option<Timestamp>,
-    /// End of validity; `None` means three years after the start.
+    /// End of validity; `None` means ten years after the start.
     pub not_after: Option<Timestamp>,
     /// National seal code, empty if none.
     pub national_code: String,

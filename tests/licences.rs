@@ -1,0 +1,852 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use certseal::pb;
+use certseal::pb::audit_service_client::AuditServiceClient;
+use certseal::pb::licence_service_client::LicenceServiceClient;
+use certseal::pb::seal_service_client::SealServiceClient;
+use certseal::pb::template_service_client::TemplateServiceClient;
+use certseal_core::{LicenceClaims, LicenceId};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::util::*;
+
+pub const PERSON: &str = "11010519491231002X";
+
+/// A department with a published licence type and an active seal.
+pub struct Issuer {
+    pub dept: String,
+    pub type_code: String,
+    pub seal_id: String,
+    pub seal_cert: Vec<u8>,
+}
+
+pub fn food_template(name: &str) -> pb::TemplateContent {
+    let mut c = content(name);
+    c.fields.extend([
+        pb::FieldSpec {
+            name: "capital".into(),
+            label: "注册资本".into(),
+            r#type: pb::FieldType::Decimal as i32,
+            scale: 2,
+            visibility: pb::Visibility::Public as i32,
+            ..Default::default()
+        },
+        pb::FieldSpec {
+            name: "staff".into(),
+            label: "从业人数".into(),
+            r#type: pb::FieldType::Integer as i32,
+            ..Default::default()
+        },
+        pb::FieldSpec {
+            name: "chain".into(),
+            label: "连锁".into(),
+            r#type: pb::FieldType::Boolean as i32,
+            ..Default::default()
+        },
+        pb::FieldSpec {
+            name: "opened".into(),
+            label: "开业日期".into(),
+            r#type: pb::FieldType::Date as i32,
+            ..Default::default()
+        },
+    ]);
+    c
+}
+
+/// Registers department `n` with a published type `…001` and an active seal of `alg`.
+pub async fn issuer(addr: SocketAddr, n: u32, alg: pb::SealAlgorithm) -> Issuer {
+    let channel = connect(addr).await;
+    let dept = dept_code(n);
+    register(
+        &mut certseal::pb::department_service_client::DepartmentServiceClient::new(channel.clone()),
+        &dept,
+        "厦门市市场监督管理局",
+    )
+    .await;
+    let type_code = format!("{dept}001");
+    let mut t = TemplateServiceClient::new(channel.clone());
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: type_code.clone(),
+        base_version: 0,
+        content: Some(food_template("食品经营许可证")),
+    }))
+    .await
+    .unwrap();
+    t.publish_template(admin(pb::PublishTemplateRequest {
+        type_code: type_code.clone(),
+        version: 1,
+    }))
+    .await
+    .unwrap();
+    let mut s = SealServiceClient::new(channel);
+    let seal = s
+        .register_seal(admin(pb::RegisterSealRequest {
+            department: dept.clone(),
+            name: "厦门市市场监督管理局行政审批专用章".into(),
+            r#type: pb::SealType::SpecialPurpose as i32,
+            image: png(2),
+            algorithm: alg as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seal
+        .unwrap();
+    s.activate_seal(admin(pb::SealTransitionRequest {
+        seal_id: seal.seal_id.clone(),
+        note: String::new(),
+    }))
+    .await
+    .unwrap();
+    Issuer {
+        dept,
+        type_code,
+        seal_id: seal.seal_id,
+        seal_cert: seal.certificate_der,
+    }
+}
+
+fn text(s: &str) -> pb::FieldValue {
+    pb::FieldValue {
+        value: Some(pb::field_value::Value::Text(s.into())),
+    }
+}
+
+pub fn fields(name: &str) -> HashMap<String, pb::FieldValue> {
+    HashMap::from([
+        ("operator_name".to_owned(), text(name)),
+        ("legal_rep_id".to_owned(), text(PERSON)),
+        ("capital".to_owned(), text("1000.5")),
+        (
+            "staff".to_owned(),
+            pb::FieldValue {
+                value: Some(pb::field_value::Value::Integer(12)),
+            },
+        ),
+        (
+            "chain".to_owned(),
+            pb::FieldValue {
+                value: Some(pb::field_value::Value::Boolean(true)),
+            },
+        ),
+        ("opened".to_owned(), text("2026-03-01")),
+    ])
+}
+
+pub fn request(i: &Issuer, key: &str) -> pb::IssueLicenceRequest {
+    pb::IssueLicenceRequest {
+        type_code: i.type_code.clone(),
+        template_version: 0,
+        holder: Some(pb::Holder {
+            kind: pb::HolderKind::Person as i32,
+            id: PERSON.into(),
+            name: "张三".into(),
+        }),
+        fields: fields("张三小吃店"),
+        not_before: None,
+        not_after: None,
+        seal_id: i.seal_id.clone(),
+        idempotency_key: key.into(),
+    }
+}
+
+fn as_issuer<T>(i: &Issuer, m: T) -> tonic::Request<T> {
+    as_actor(&i.dept, "issuer", m)
+}
+
+fn licences(channel: Channel) -> LicenceServiceClient<Channel> {
+    LicenceServiceClient::new(channel)
+}
+
+async fn log_size(addr: SocketAddr) -> u64 {
+    AuditServiceClient::new(connect(addr).await)
+        .get_latest_checkpoint(admin(pb::GetLatestCheckpointRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .size
+}
+
+/// The document verifies with the seal certificate and says what the licence says.
+fn check_document(l: &pb::Licence, i: &Issuer) -> LicenceClaims {
+    let doc = certseal_crypto::cose::parse_sign1(&l.document, 1 << 20).unwrap();
+    doc.verify_with_certificate(&i.seal_cert).unwrap();
+    assert_eq!(
+        doc.kid,
+        certseal_crypto::sha256(&[&i.seal_cert])[..8].to_vec()
+    );
+    assert_eq!(doc.content_type, "application/certseal-licence+cbor; v=1");
+    let claims = LicenceClaims::decode(&doc.payload).unwrap();
+    assert_eq!(claims.id.as_str(), l.licence_id);
+    assert_eq!(claims.issuer.as_str(), l.issuer);
+    assert_eq!(certseal_core::qr::decode(&l.qr).unwrap(), l.document);
+    claims
+}
+
+#[tokio::test]
+async fn issue_read_list_and_idempotency() {
+    let server = TestServer::start().await;
+    let i = issuer(server.addr(), 1, pb::SealAlgorithm::Ed25519).await;
+    let mut c = licences(server.channel().await);
+    let l = c
+        .issue_licence(as_issuer(&i, request(&i, "k-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    // GB/T 36904 shape with a MOD 37,36 check character, issued by the caller's department.
+    let id: LicenceId = l.licence_id.parse().unwrap();
+    assert_eq!(id.type_code().as_str(), i.type_code);
+    assert_eq!(id.issuer().as_str(), i.dept);
+    assert_eq!(id.version(), 1);
+    assert_eq!(id.serial().len(), 12);
+    assert_eq!(l.status(), pb::LicenceStatus::Active);
+    assert_eq!(l.holder.as_ref().unwrap().name, "张三");
+    let claims = check_document(&l, &i);
+    assert_eq!(
+        claims.fields["capital"],
+        certseal_core::FieldValue::Text("1000.50".into()),
+        "canonical decimal"
+    );
+    assert_eq!(
+        claims.exp.unwrap() - claims.nbf,
+        1825 * 86400,
+        "the template's default validity"
+    );
+    assert_eq!(l.fields["staff"], fields("x")["staff"]);
+
+    // A retry returns the same licence, byte for byte; another request under the key is refused.
+    let again = c
+        .issue_licence(as_issuer(&i, request(&i, "k-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.licence_id, l.licence_id);
+    assert_eq!(again.document, l.document);
+    let mut other = request(&i, "k-1");
+    other.fields = fields("另一家店");
+    let e = c.issue_licence(as_issuer(&i, other)).await.unwrap_err();
+    assert!(e.message().contains(&l.licence_id), "{e:?}");
+    expect_code(e, Code::AlreadyExists);
+
+    // Reads: one licence, and lists newest first.
+    let got = c
+        .get_licence(as_actor(
+            &dept_code(9),
+            "verifier",
+            pb::GetLicenceRequest {
+                licence_id: l.licence_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.document, l.document);
+    assert_eq!(got.fields, l.fields);
+    assert_eq!(got.qr, l.qr);
+    let mut ids = vec![l.licence_id.clone()];
+    for k in ["k-2", "k-3"] {
+        ids.push(
+            c.issue_licence(as_issuer(&i, request(&i, k)))
+                .await
+                .unwrap()
+                .into_inner()
+                .licence_id,
+        );
+    }
+    ids.reverse();
+    let list = |holder: bool, issuer: &str, type_code: &str, size: u32, token: String| {
+        pb::ListLicencesRequest {
+            holder_kind: if holder {
+                pb::HolderKind::Person as i32
+            } else {
+                0
+            },
+            holder_id: if holder { PERSON.into() } else { String::new() },
+            issuer: issuer.into(),
+            type_code: type_code.into(),
+            page_size: size,
+            page_token: token,
+        }
+    };
+    for req in [
+        list(true, "", "", 0, String::new()),
+        list(false, &i.dept, "", 0, String::new()),
+        list(false, "", &i.type_code, 0, String::new()),
+    ] {
+        let page = c.list_licences(admin(req)).await.unwrap().into_inner();
+        let got: Vec<_> = page.licences.iter().map(|l| l.licence_id.clone()).collect();
+        assert_eq!(got, ids, "newest first");
+        assert!(
+            page.licences[0].document.is_empty(),
+            "lists carry no documents"
+        );
+    }
+    let first = c
+        .list_licences(admin(list(false, &i.dept, "", 2, String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.licences.len(), 2);
+    let rest = c
+        .list_licences(admin(list(false, &i.dept, "", 2, first.next_page_token)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.licences.len(), 1);
+    assert_eq!(rest.licences[0].licence_id, ids[2]);
+    assert!(rest.next_page_token.is_empty());
+    let e = c
+        .list_licences(admin(list(true, &i.dept, "", 0, String::new())))
+        .await
+        .unwrap_err();
+    expect_code(e, Code::InvalidArgument);
+
+    // An ECDSA P-256 seal signs too.
+    let p = issuer(server.addr(), 2, pb::SealAlgorithm::EcdsaP256).await;
+    let lp = c
+        .issue_licence(as_issuer(&p, request(&p, "k-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    check_document(&lp, &p);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_lifecycle_path_is_kept_and_logged() {
+    let server = TestServer::start().await;
+    let i = issuer(server.addr(), 1, pb::SealAlgorithm::Ed25519).await;
+    let mut c = licences(server.channel().await);
+    let l = c
+        .issue_licence(as_issuer(&i, request(&i, "a")))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = l.licence_id.clone();
+    let tr = |id: &str, note: &str| pb::LicenceTransitionRequest {
+        licence_id: id.into(),
+        note: note.into(),
+    };
+    expect_code(
+        c.reinstate_licence(as_issuer(&i, tr(&id, "")))
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    let s = c
+        .suspend_licence(as_issuer(&i, tr(&id, "inspection")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.status(), pb::LicenceStatus::Suspended);
+    assert_eq!(s.history.last().unwrap().note, "inspection");
+    // Another department cannot touch it; a suspended licence cannot be amended.
+    let other = as_actor(&dept_code(5), "issuer", tr(&id, ""));
+    expect_code(
+        c.reinstate_licence(other).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+    let mut amend = pb::AmendLicenceRequest {
+        licence_id: id.clone(),
+        fields: fields("张三餐饮有限公司"),
+        holder_name: String::new(),
+        template_version: 0,
+        not_before: None,
+        not_after: None,
+        seal_id: String::new(),
+        note: "new name".into(),
+    };
+    expect_code(
+        c.amend_licence(as_issuer(&i, amend.clone()))
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    c.reinstate_licence(as_issuer(&i, tr(&id, "passed")))
+        .await
+        .unwrap();
+
+    // Amend: same serial, next version, prev/next linked, the old one superseded for good.
+    let a = c
+        .amend_licence(as_issuer(&i, amend.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let aid: LicenceId = a.licence_id.parse().unwrap();
+    let oid: LicenceId = id.parse().unwrap();
+    assert_eq!(aid.serial(), oid.serial());
+    assert_eq!(aid.version(), 2);
+    assert_eq!(a.prev, id);
+    let claims = check_document(&a, &i);
+    assert_eq!(claims.prev.as_ref().map(|p| p.as_str()), Some(id.as_str()));
+    assert_eq!(
+        claims.fields["operator_name"],
+        certseal_core::FieldValue::Text("张三餐饮有限公司".into())
+    );
+    assert_eq!(a.not_after, l.not_after, "an amendment keeps the window");
+    let old = c
+        .get_licence(admin(pb::GetLicenceRequest {
+            licence_id: id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(old.status(), pb::LicenceStatus::Superseded);
+    assert_eq!(old.next, a.licence_id);
+    amend.licence_id = id.clone();
+    expect_code(
+        c.amend_licence(as_issuer(&i, amend)).await.unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    expect_code(
+        c.suspend_licence(as_issuer(&i, tr(&id, "")))
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+
+    // Renew: a new window, the same fields.
+    let r = c
+        .renew_licence(as_issuer(
+            &i,
+            pb::RenewLicenceRequest {
+                licence_id: a.licence_id.clone(),
+                note: "renewed on time".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.licence_id.parse::<LicenceId>().unwrap().version(), 3);
+    assert_eq!(r.fields, a.fields);
+    assert_eq!(r.prev, a.licence_id);
+
+    // Revoke: final.
+    let e = c
+        .revoke_licence(as_issuer(
+            &i,
+            pb::RevokeLicenceRequest {
+                licence_id: r.licence_id.clone(),
+                reason: 0,
+                note: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    expect_code(e, Code::InvalidArgument);
+    let v = c
+        .revoke_licence(as_issuer(
+            &i,
+            pb::RevokeLicenceRequest {
+                licence_id: r.licence_id.clone(),
+                reason: pb::LicenceRevocationReason::Withdrawn as i32,
+                note: "hygiene violations".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.status(), pb::LicenceStatus::Revoked);
+    assert_eq!(
+        v.history.last().unwrap().reason(),
+        pb::LicenceRevocationReason::Withdrawn
+    );
+    for e in [
+        c.reinstate_licence(as_issuer(&i, tr(&r.licence_id, "")))
+            .await
+            .unwrap_err(),
+        c.suspend_licence(as_issuer(&i, tr(&r.licence_id, "")))
+            .await
+            .unwrap_err(),
+        c.renew_licence(as_issuer(
+            &i,
+            pb::RenewLicenceRequest {
+                licence_id: r.licence_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err(),
+    ] {
+        expect_code(e, Code::FailedPrecondition);
+    }
+
+    // Expiry follows the window: a licence whose window has ended reads as EXPIRED.
+    let mut past = request(&i, "past");
+    let now = certseal_core::Timestamp::now().0 / 1000;
+    past.not_before = Some(prost_types::Timestamp {
+        seconds: now - 400 * 86400,
+        nanos: 0,
+    });
+    past.not_after = Some(prost_types::Timestamp {
+        seconds: now - 35 * 86400,
+        nanos: 0,
+    });
+    let expired = c
+        .issue_licence(as_issuer(&i, past))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(expired.status(), pb::LicenceStatus::Expired);
+
+    // Each change is an audit entry committing to the document or the new state.
+    let mut a_log = AuditServiceClient::new(server.channel().await);
+    let mut stream = a_log
+        .export_entries(as_actor(
+            ADMIN_DEPT,
+            "auditor",
+            pb::ExportEntriesRequest { start: 0, end: 0 },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        if let Some(pb::export_chunk::Item::Entry(e)) = chunk.item {
+            let entry = certseal_log::Entry::decode(&e.entry).unwrap();
+            if entry.kind.starts_with("licence.") {
+                assert_eq!(entry.digest, certseal_crypto::sha256(&[&e.record]));
+                if entry.kind == "licence.issued" && entry.subject == id {
+                    assert_eq!(e.record, l.document, "the entry commits to the document");
+                }
+                kinds.push((entry.kind, entry.subject));
+            }
+        }
+    }
+    let (aid, rid) = (a.licence_id.clone(), r.licence_id.clone());
+    let expect: Vec<(&str, &str)> = vec![
+        ("licence.issued", &id),
+        ("licence.suspended", &id),
+        ("licence.reinstated", &id),
+        ("licence.amended", &aid),
+        ("licence.superseded", &id),
+        ("licence.renewed", &rid),
+        ("licence.superseded", &aid),
+        ("licence.revoked", &rid),
+    ];
+    let got: Vec<(&str, &str)> = kinds
+        .iter()
+        .take(expect.len())
+        .map(|(k, s)| (k.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(got, expect);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_issue_requests_are_refused_and_change_nothing() {
+    let server = TestServer::start().await;
+    let i = issuer(server.addr(), 1, pb::SealAlgorithm::Ed25519).await;
+    let j = issuer(server.addr(), 2, pb::SealAlgorithm::Ed25519).await;
+    // A seal of i's that is registered but not filed.
+    let pending = SealServiceClient::new(server.channel().await)
+        .register_seal(admin(pb::RegisterSealRequest {
+            department: i.dept.clone(),
+            name: "合同章".into(),
+            r#type: pb::SealType::Contract as i32,
+            image: png(5),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seal
+        .unwrap()
+        .seal_id;
+    // A draft version and a type nobody defined.
+    let mut t = TemplateServiceClient::new(server.channel().await);
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: format!("{}002", i.dept),
+        base_version: 0,
+        content: Some(food_template("草稿")),
+    }))
+    .await
+    .unwrap();
+    let before = log_size(server.addr()).await;
+    let mut c = licences(server.channel().await);
+
+    let invalid: Vec<(Box<dyn Fn(&mut pb::IssueLicenceRequest)>, &str)> = vec![
+        (
+            Box::new(|r| r.holder.as_mut().unwrap().id = "110105194912310021".into()),
+            "holder.id",
+        ),
+        (
+            Box::new(|r| r.holder.as_mut().unwrap().kind = 0),
+            "holder.kind",
+        ),
+        (
+            Box::new(|r| {
+                r.fields
+                    .insert("legal_rep_id".into(), text("110105194912310021"));
+            }),
+            "fields.legal_rep_id",
+        ),
+        (
+            Box::new(|r| {
+                r.fields.remove("operator_name");
+            }),
+            "fields.operator_name",
+        ),
+        (
+            Box::new(|r| {
+                r.fields.insert("colour".into(), text("red"));
+            }),
+            "fields.colour",
+        ),
+        (
+            Box::new(|r| {
+                r.fields.insert("capital".into(), text("12.345"));
+            }),
+            "fields.capital",
+        ),
+        (Box::new(|r| r.type_code = "123".into()), "type_code"),
+        (Box::new(|r| r.seal_id = "nope".into()), "seal_id"),
+        (
+            Box::new(|r| r.idempotency_key = String::new()),
+            "idempotency_key",
+        ),
+        (
+            Box::new(|r| r.idempotency_key = "k".repeat(129)),
+            "idempotency_key",
+        ),
+        (
+            Box::new(|r| {
+                r.not_after = Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                })
+            }),
+            "not_after",
+        ),
+        (
+            Box::new(|r| {
+                r.not_before = Some(prost_types::Timestamp {
+                    seconds: 1_900_000_000,
+                    nanos: 0,
+                });
+                r.not_after = Some(prost_types::Timestamp {
+                    seconds: 1_800_000_000,
+                    nanos: 0,
+                });
+            }),
+            "not_after",
+        ),
+    ];
+    for (n, (change, field)) in invalid.iter().enumerate() {
+        let mut r = request(&i, &format!("bad-{n}"));
+        change(&mut r);
+        let e = c.issue_licence(as_issuer(&i, r)).await.unwrap_err();
+        let shown = format!("{e:?}");
+        let fields = expect_code(e, Code::InvalidArgument);
+        assert!(fields.iter().any(|(f, _)| f == field), "{field}: {shown}");
+    }
+    // Several bad fields are reported together.
+    let mut r = request(&i, "many");
+    r.fields.remove("operator_name");
+    r.fields.insert("staff".into(), text("twelve"));
+    let f = expect_code(
+        c.issue_licence(as_issuer(&i, r)).await.unwrap_err(),
+        Code::InvalidArgument,
+    );
+    assert!(f.len() >= 2, "{f:?}");
+
+    let precondition: Vec<(pb::IssueLicenceRequest, &str)> = vec![
+        (
+            pb::IssueLicenceRequest {
+                type_code: format!("{}007", i.dept),
+                ..request(&i, "p1")
+            },
+            "published",
+        ),
+        (
+            pb::IssueLicenceRequest {
+                type_code: format!("{}002", i.dept),
+                ..request(&i, "p2")
+            },
+            "published",
+        ),
+        (
+            pb::IssueLicenceRequest {
+                template_version: 9,
+                ..request(&i, "p3")
+            },
+            "published",
+        ),
+        (
+            pb::IssueLicenceRequest {
+                seal_id: pending.clone(),
+                ..request(&i, "p4")
+            },
+            "pending",
+        ),
+        (
+            pb::IssueLicenceRequest {
+                seal_id: "0190f5e4-7d3a-7c4e-8a1b-2c3d4e5f6a7b".into(),
+                ..request(&i, "p5")
+            },
+            "not registered",
+        ),
+    ];
+    for (r, says) in precondition {
+        let e = c.issue_licence(as_issuer(&i, r)).await.unwrap_err();
+        assert!(e.message().contains(says), "{says}: {e:?}");
+        expect_code(e, Code::FailedPrecondition);
+    }
+    // Another department's seal; a role that does not issue.
+    let e = c
+        .issue_licence(as_issuer(
+            &i,
+            pb::IssueLicenceRequest {
+                seal_id: j.seal_id.clone(),
+                ..request(&i, "x1")
+            },
+        ))
+        .await
+        .unwrap_err();
+    expect_code(e, Code::PermissionDenied);
+    expect_code(
+        c.issue_licence(as_actor(&i.dept, "verifier", request(&i, "x2")))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    // An over-long request.
+    let mut huge = request(&i, "huge");
+    huge.fields
+        .insert("operator_name".into(), text(&"店".repeat(2_000_000)));
+    let e = c.issue_licence(as_issuer(&i, huge)).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{e:?}"
+    );
+    // Unknown and malformed licence IDs.
+    expect_code(
+        c.get_licence(admin(pb::GetLicenceRequest {
+            licence_id: format!("1.2.156.3005.2.{}.{}.0ABC.001.X", i.type_code, i.dept),
+        }))
+        .await
+        .unwrap_err(),
+        Code::InvalidArgument,
+    );
+
+    assert_eq!(log_size(server.addr()).await, before, "nothing logged");
+    let none = c
+        .list_licences(admin(pb::ListLicencesRequest {
+            issuer: i.dept.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.licences.is_empty(), "nothing stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn documents_verify_with_an_independent_cose_implementation() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = licences(server.channel().await);
+    let mut cases = Vec::new();
+    for (n, alg) in [
+        (1, pb::SealAlgorithm::Ed25519),
+        (2, pb::SealAlgorithm::EcdsaP256),
+    ] {
+        let i = issuer(server.addr(), n, alg).await;
+        let l = c
+            .issue_licence(as_issuer(&i, request(&i, "py")))
+            .await
+            .unwrap()
+            .into_inner();
+        let amended = c
+            .amend_licence(as_issuer(
+                &i,
+                pb::AmendLicenceRequest {
+                    licence_id: l.licence_id.clone(),
+                    fields: fields("张三餐饮"),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        cases.push((i, l, None));
+        let prev = cases.last().unwrap().1.licence_id.clone();
+        let i = issuer_clone(&cases.last().unwrap().0);
+        cases.push((i, amended, Some(prev)));
+    }
+    let tl = SealServiceClient::new(server.channel().await)
+        .get_trust_list(admin(pb::GetTrustListRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .signed;
+    std::fs::write(dir.path().join("trust-list.cose"), &tl).unwrap();
+    for (n, (i, l, prev)) in cases.iter().enumerate() {
+        let doc = dir.path().join(format!("doc{n}.cose"));
+        std::fs::write(&doc, &l.document).unwrap();
+        let fields: serde_json::Map<String, serde_json::Value> = l
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let v = match v.value.as_ref().unwrap() {
+                    pb::field_value::Value::Text(t) => serde_json::json!(t),
+                    pb::field_value::Value::Integer(x) => serde_json::json!(x),
+                    pb::field_value::Value::Boolean(b) => serde_json::json!(b),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let expected = serde_json::json!({
+            "licence_id": l.licence_id,
+            "issuer": i.dept,
+            "type_code": i.type_code,
+            "template_version": 1,
+            "seal_id": i.seal_id,
+            "holder": {"kind": "person", "id": PERSON, "name": "张三"},
+            "fields": fields,
+            "prev": prev,
+        });
+        let exp = dir.path().join(format!("expected{n}.json"));
+        std::fs::write(&exp, expected.to_string()).unwrap();
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/verify_licence.py"
+            ))
+            .args([dir.path().join("trust-list.cose"), doc.clone(), exp.clone()])
+            .output()
+            .expect("Debian's python3 (scripts/ensure-deps installs python3-cbor2)");
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.trim() == "OK", "{said}");
+        // And a changed byte is caught by the same independent check.
+        let mut bad = l.document.clone();
+        let at = bad.len() - 70;
+        bad[at] ^= 1;
+        std::fs::write(&doc, &bad).unwrap();
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/verify_licence.py"
+            ))
+            .args([dir.path().join("trust-list.cose"), doc, exp])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+    }
+    server.stop().await;
+}
+
+fn issuer_clone(i: &Issuer) -> Issuer {
+    Issuer {
+        dept: i.dept.clone(),
+        type_code: i.type_code.clone(),
+        seal_id: i.seal_id.clone(),
+        seal_cert: i.seal_cert.clone(),
+    }
+}
