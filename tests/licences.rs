@@ -850,3 +850,197 @@ fn issuer_clone(i: &Issuer) -> Issuer {
         seal_cert: i.seal_cert.clone(),
     }
 }
+
+fn cli(server: &ChildServer, as_dept: &str, role: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args(args)
+        .args([
+            "--server",
+            &server.url(),
+            "--as-department",
+            as_dept,
+            "--as-role",
+            role,
+        ])
+        .output()
+        .unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A valid resident ID for row `n` (birth date 1980-01-01, sequence n).
+fn resident_id(n: u32) -> String {
+    let body = format!("110105198001{:02}{:03}", 1 + n % 28, n % 1000);
+    (0..11)
+        .map(|c| {
+            format!(
+                "{body}{}",
+                if c == 10 {
+                    'X'
+                } else {
+                    char::from(b'0' + c as u8)
+                }
+            )
+        })
+        .find(|s| s.parse::<certseal_core::ResidentId>().is_ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cli_issue_and_bulk_import_with_bad_rows_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+
+    // One licence through the CLI.
+    let out = ok(cli(
+        &server,
+        &i.dept,
+        "issuer",
+        &[
+            "licence",
+            "issue",
+            "--type",
+            &i.type_code,
+            "--holder-kind",
+            "person",
+            "--holder-id",
+            PERSON,
+            "--holder-name",
+            "张三",
+            "--seal",
+            &i.seal_id,
+            "--key",
+            "cli-1",
+            "--field",
+            "operator_name=张三小吃店",
+            "--field",
+            &format!("legal_rep_id={PERSON}"),
+            "--field",
+            "staff=3",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v["licence_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["fields"]["staff"], 3);
+    let qr = ok(cli(&server, &i.dept, "verifier", &["licence", "qr", &id]));
+    assert!(qr.starts_with("CS1:"));
+    let shown = ok(cli(
+        &server,
+        &i.dept,
+        "issuer",
+        &["licence", "suspend", &id, "--note", "check"],
+    ));
+    assert!(shown.contains("suspended"), "{shown}");
+
+    // A file of 60 rows, 3 of them bad.
+    let mut lines = Vec::new();
+    for n in 0..60u32 {
+        let holder = resident_id(n);
+        let line = match n {
+            7 => "{not json".to_owned(),
+            19 => serde_json::json!({
+                "type_code": i.type_code, "seal_id": i.seal_id,
+                "holder": {"kind": "person", "id": "110105194912310021", "name": "李四"},
+                "fields": {"operator_name": "店", "legal_rep_id": PERSON},
+            })
+            .to_string(),
+            33 => serde_json::json!({
+                "type_code": i.type_code, "seal_id": i.seal_id,
+                "holder": {"kind": "person", "id": holder, "name": "王五"},
+                "fields": {"operator_name": "店", "legal_rep_id": PERSON, "colour": "red"},
+            })
+            .to_string(),
+            _ => serde_json::json!({
+                "type_code": i.type_code, "seal_id": i.seal_id,
+                "holder": {"kind": "person", "id": holder, "name": format!("持证人{n}")},
+                "fields": {"operator_name": format!("第{n}号店"), "legal_rep_id": holder,
+                           "capital": 1000.5, "staff": n, "chain": n % 2 == 0},
+            })
+            .to_string(),
+        };
+        lines.push(line);
+    }
+    let file = dir.path().join("licences.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let failures = dir.path().join("failures.jsonl");
+    let run = || {
+        cli(
+            &server,
+            &i.dept,
+            "issuer",
+            &[
+                "licence",
+                "import",
+                file.to_str().unwrap(),
+                "--failures",
+                failures.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = run();
+    assert!(!out.status.success(), "bad rows make the import fail");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("57 licences issued, 3 failed"), "{stdout}");
+    for line in ["line 8:", "line 20:", "line 34:"] {
+        assert!(stderr.contains(line), "{line} in {stderr}");
+    }
+    assert!(stderr.contains("holder.id"), "{stderr}");
+    assert!(stderr.contains("fields.colour"), "{stderr}");
+    let failed: Vec<u64> = std::fs::read_to_string(&failures)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(failed, [8, 20, 34]);
+    let count = |server: &ChildServer| {
+        let out = ok(cli(
+            server,
+            &i.dept,
+            "verifier",
+            &["licence", "list", "--issuer", &i.dept, "--json"],
+        ));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&server), 58);
+    // Importing the same file again issues nothing twice.
+    let again = run();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("57 licences issued, 3 failed"));
+    assert_eq!(count(&server), 58);
+
+    // Everything acknowledged survives kill -9.
+    let before = ok(cli(
+        &server,
+        &i.dept,
+        "verifier",
+        &["licence", "get", &id, "--json"],
+    ));
+    server.kill9();
+    let server = ChildServer::spawn(&data);
+    let after = ok(cli(
+        &server,
+        &i.dept,
+        "verifier",
+        &["licence", "get", &id, "--json"],
+    ));
+    assert_eq!(before, after);
+    assert_eq!(count(&server), 58);
+}

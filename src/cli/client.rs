@@ -11,6 +11,7 @@ use crate::auth::{DEPARTMENT_HEADER, ROLE_HEADER};
 use crate::pb;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::department_service_client::DepartmentServiceClient;
+use crate::pb::licence_service_client::LicenceServiceClient;
 use crate::pb::seal_service_client::SealServiceClient;
 use crate::pb::template_service_client::TemplateServiceClient;
 
@@ -60,6 +61,10 @@ impl Client {
         SealServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
+    pub(super) fn licences(&self) -> LicenceServiceClient<Channel> {
+        LicenceServiceClient::new(self.channel.clone())
+    }
+
     pub(super) fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel.clone())
     }
@@ -96,6 +101,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Template(c) => template(c).await,
         Command::Audit(c) => super::audit::run(c).await,
         Command::Seal(c) => super::seal::run(c).await,
+        Command::Licence(c) => super::licence::run(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),
         Command::Ca(super::CaCommand::Cert { client }) => {

@@ -2,6 +2,7 @@
 
 mod audit;
 mod client;
+mod licence;
 mod output;
 mod schema_file;
 mod seal;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Manage seals: register, certificates, lifecycle.
     #[command(subcommand)]
     Seal(SealCommand),
+    /// Issue and manage licences.
+    #[command(subcommand)]
+    Licence(LicenceCommand),
     /// The signed trust list of seal certificates.
     #[command(subcommand)]
     Trustlist(TrustlistCommand),
@@ -191,6 +195,181 @@ pub enum SealCommand {
         /// The instant, RFC 3339.
         #[arg(long)]
         at: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// What a licence says: holder, fields, validity (for issue and amend).
+#[derive(Debug, Args, Clone)]
+pub struct LicenceContent {
+    /// A field value, NAME=VALUE (repeat); values are text, the template types them.
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// Field values from a JSON object file ({"name": "text" | number | true/false}).
+    #[arg(long)]
+    pub fields_file: Option<PathBuf>,
+    /// Start of validity, RFC 3339.
+    #[arg(long)]
+    pub not_before: Option<String>,
+    /// End of validity, RFC 3339.
+    #[arg(long)]
+    pub not_after: Option<String>,
+    /// Template version (default: the latest published).
+    #[arg(long, default_value_t = 0)]
+    pub template_version: u32,
+}
+
+/// `certseal licence …`
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// Issue a licence as the calling department (issuer role).
+    Issue {
+        /// Licence type code (21 characters).
+        #[arg(long = "type")]
+        type_code: String,
+        /// person or organisation.
+        #[arg(long)]
+        holder_kind: String,
+        /// Resident ID or credit code.
+        #[arg(long)]
+        holder_id: String,
+        /// Holder name.
+        #[arg(long)]
+        holder_name: String,
+        /// The seal to sign with (an active seal of the calling department).
+        #[arg(long)]
+        seal: String,
+        /// Idempotency key; default: a new random key (printed), so a retry must pass it.
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        content: LicenceContent,
+        /// Write the signed document (COSE) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a licence: status, history, fields, QR string.
+    Get {
+        /// Licence ID.
+        licence_id: String,
+        /// Write the signed document (COSE) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List licences newest first, by holder, issuer or type.
+    List {
+        /// person or organisation (with --holder-id).
+        #[arg(long)]
+        holder_kind: Option<String>,
+        /// Holder's resident ID or credit code.
+        #[arg(long)]
+        holder_id: Option<String>,
+        /// Issuing department.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Licence type code.
+        #[arg(long = "type")]
+        type_code: Option<String>,
+        /// Fetch one page of this size.
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Continue from this token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Amend: a new licence with new field values replaces this one.
+    Amend {
+        /// Licence ID.
+        licence_id: String,
+        #[command(flatten)]
+        content: LicenceContent,
+        /// New holder name.
+        #[arg(long)]
+        holder_name: Option<String>,
+        /// Seal (default: the old licence's).
+        #[arg(long)]
+        seal: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Renew: a new licence with a new validity window replaces this one.
+    Renew {
+        /// Licence ID.
+        licence_id: String,
+        /// Start of validity, RFC 3339 (default: now).
+        #[arg(long)]
+        not_before: Option<String>,
+        /// End of validity, RFC 3339 (default: the template's validity).
+        #[arg(long)]
+        not_after: Option<String>,
+        /// Seal (default: the old licence's).
+        #[arg(long)]
+        seal: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// ACTIVE → SUSPENDED.
+    Suspend {
+        /// Licence ID.
+        licence_id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// SUSPENDED → ACTIVE.
+    Reinstate {
+        /// Licence ID.
+        licence_id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke for good.
+    Revoke {
+        /// Licence ID.
+        licence_id: String,
+        /// issued-in-error, withdrawn, cancelled or other (say which in --note).
+        #[arg(long)]
+        reason: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Issue every licence of a JSON-lines file through one stream; bad rows are reported with
+    /// their line numbers, good rows are issued.
+    Import {
+        /// One licence per line: {"type_code", "holder": {"kind", "id", "name"}, "fields",
+        /// "seal_id", optional "template_version", "not_before", "not_after", "idempotency_key"}.
+        file: PathBuf,
+        /// Write the failed rows here (JSON lines with the line number and the reasons).
+        #[arg(long)]
+        failures: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a licence's QR string (CS1:…).
+    Qr {
+        /// Licence ID.
+        licence_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },

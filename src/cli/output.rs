@@ -105,6 +105,12 @@ pub fn print_one(v: &Value, as_json: bool) {
                         );
                     }
                 }
+                Value::Object(m) if k == "fields" => {
+                    println!("{k:width$}  {} field(s)", m.len());
+                    for (name, value) in m {
+                        println!("  - {name:<24} {}", scalar(value));
+                    }
+                }
                 Value::Array(items) if k == "history" => {
                     println!("{k:width$}  {} change(s)", items.len());
                     for e in items {
@@ -232,4 +238,63 @@ pub fn seal(s: &pb::Seal) -> Value {
             v
         }).collect::<Vec<_>>(),
     })
+}
+
+fn field_value(v: &pb::FieldValue) -> Value {
+    match &v.value {
+        Some(pb::field_value::Value::Text(t)) => json!(t),
+        Some(pb::field_value::Value::Integer(i)) => json!(i),
+        Some(pb::field_value::Value::Boolean(b)) => json!(b),
+        None => Value::Null,
+    }
+}
+
+/// A licence as JSON.
+pub fn licence(l: &pb::Licence) -> Value {
+    let holder = l.holder.clone().unwrap_or_default();
+    let fields: serde_json::Map<String, Value> = l
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), field_value(v)))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let mut v = json!({
+        "licence_id": l.licence_id,
+        "status": short(l.status().as_str_name(), "LICENCE_STATUS_"),
+        "type_code": l.type_code,
+        "template_version": l.template_version,
+        "issuer": l.issuer,
+        "seal_id": l.seal_id,
+        "holder": {
+            "kind": short(holder.kind().as_str_name(), "HOLDER_KIND_"),
+            "id": holder.id,
+            "name": holder.name,
+        },
+        "issued_at": time(l.issued_at.as_ref()),
+        "not_before": time(l.not_before.as_ref()),
+        "not_after": time(l.not_after.as_ref()),
+        "prev": l.prev,
+        "next": l.next,
+        "document_sha256": hex(&l.document_sha256),
+        "history": l.history.iter().map(|e| {
+            let mut v = json!({
+                "at": time(e.at.as_ref()),
+                "status": short(e.status().as_str_name(), "LICENCE_STATUS_"),
+                "by": actor(e.by.as_ref()),
+                "note": e.note,
+            });
+            if e.reason != 0 {
+                v["reason"] = json!(short(e.reason().as_str_name(), "LICENCE_REVOCATION_REASON_"));
+            }
+            v
+        }).collect::<Vec<_>>(),
+    });
+    if !fields.is_empty() {
+        v["fields"] = Value::Object(fields);
+    }
+    if !l.qr.is_empty() {
+        v["qr"] = json!(l.qr);
+    }
+    v
 }
