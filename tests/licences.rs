@@ -537,6 +537,9 @@ async fn every_lifecycle_path_is_kept_and_logged() {
     server.stop().await;
 }
 
+/// A change that makes a request bad.
+type Change = Box<dyn Fn(&mut pb::IssueLicenceRequest)>;
+
 #[tokio::test]
 async fn bad_issue_requests_are_refused_and_change_nothing() {
     let server = TestServer::start().await;
@@ -569,7 +572,7 @@ async fn bad_issue_requests_are_refused_and_change_nothing() {
     let before = log_size(server.addr()).await;
     let mut c = licences(server.channel().await);
 
-    let invalid: Vec<(Box<dyn Fn(&mut pb::IssueLicenceRequest)>, &str)> = vec![
+    let invalid: Vec<(Change, &str)> = vec![
         (
             Box::new(|r| r.holder.as_mut().unwrap().id = "110105194912310021".into()),
             "holder.id",
