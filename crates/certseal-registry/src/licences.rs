@@ -383,6 +383,9 @@ impl Registry {
                 actor.department
             )));
         }
+        // The document counts whole seconds; the state says the same.
+        let whole = |t: Timestamp| Timestamp(secs(t) * 1000);
+        let (not_before, not_after) = (whole(draft.not_before), draft.not_after.map(whole));
         let claims = LicenceClaims {
             issuer: actor.department.clone(),
             exp: draft.not_after.map(secs),
@@ -420,8 +423,8 @@ impl Registry {
             holder_kind: draft.holder.kind,
             holder_id: draft.holder.id,
             issued_at: now,
-            not_before: draft.not_before,
-            not_after: draft.not_after,
+            not_before,
+            not_after,
             document_digest: sha256(&[&document]).to_vec(),
             prev: draft.prev,
             next: None,
