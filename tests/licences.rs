@@ -304,6 +304,42 @@ async fn issue_read_list_and_idempotency() {
         .unwrap_err();
     expect_code(e, Code::InvalidArgument);
 
+    // Two racing requests with one key: one licence, both told about it.
+    let (mut c1, mut c2) = (c.clone(), c.clone());
+    let (a, b) = tokio::join!(
+        c1.issue_licence(as_issuer(&i, request(&i, "race"))),
+        c2.issue_licence(as_issuer(&i, request(&i, "race")))
+    );
+    let (a, b) = (a.unwrap().into_inner(), b.unwrap().into_inner());
+    assert_eq!(a.licence_id, b.licence_id);
+    assert_eq!(a.document, b.document);
+    // A suspended licence can be revoked; every change needs a reason in the note.
+    let tr = |note: &str| pb::LicenceTransitionRequest {
+        licence_id: a.licence_id.clone(),
+        note: note.into(),
+    };
+    let f = expect_code(
+        c.suspend_licence(as_issuer(&i, tr(""))).await.unwrap_err(),
+        Code::InvalidArgument,
+    );
+    assert_eq!(f[0].0, "note");
+    c.suspend_licence(as_issuer(&i, tr("inspection")))
+        .await
+        .unwrap();
+    let r = c
+        .revoke_licence(as_issuer(
+            &i,
+            pb::RevokeLicenceRequest {
+                licence_id: a.licence_id.clone(),
+                reason: pb::LicenceRevocationReason::Cancelled as i32,
+                note: "business closed".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status(), pb::LicenceStatus::Revoked);
+
     // An ECDSA P-256 seal signs too.
     let p = issuer(server.addr(), 2, pb::SealAlgorithm::EcdsaP256).await;
     let lp = c
@@ -813,6 +849,9 @@ async fn documents_verify_with_an_independent_cose_implementation() {
             "holder": {"kind": "person", "id": PERSON, "name": "张三"},
             "fields": fields,
             "prev": prev,
+            "nbf": l.not_before.as_ref().unwrap().seconds,
+            "exp": l.not_after.as_ref().map(|t| t.seconds),
+            "iat": l.issued_at.as_ref().unwrap().seconds,
         });
         let exp = dir.path().join(format!("expected{n}.json"));
         std::fs::write(&exp, expected.to_string()).unwrap();
@@ -968,7 +1007,7 @@ async fn cli_issue_and_bulk_import_with_bad_rows_survive_a_crash() {
                 "type_code": i.type_code, "seal_id": i.seal_id,
                 "holder": {"kind": "person", "id": holder, "name": format!("持证人{n}")},
                 "fields": {"operator_name": format!("第{n}号店"), "legal_rep_id": holder,
-                           "capital": 1000.5, "staff": n, "chain": n % 2 == 0},
+                           "capital": "1000.5", "staff": n, "chain": n % 2 == 0},
             })
             .to_string(),
         };

@@ -192,10 +192,34 @@ pub(crate) fn issue_request(r: pb::IssueLicenceRequest) -> Result<IssueRequest, 
     })
 }
 
+/// The canonical name of a status code, as the proto documents it.
+fn code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match c {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 fn item_error(s: &Status) -> pb::ItemError {
     use tonic_types::StatusExt;
     pb::ItemError {
-        code: format!("{:?}", s.code()),
+        code: code_name(s.code()).to_owned(),
         message: s.message().to_owned(),
         fields: s
             .get_error_details()
@@ -439,6 +463,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::RevokeLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
+        self.0.auth.actor(&request)?;
         let reason = match pb::LicenceRevocationReason::try_from(request.get_ref().reason) {
             Ok(pb::LicenceRevocationReason::IssuedInError) => {
                 LicenceRevocationReason::IssuedInError

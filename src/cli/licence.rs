@@ -38,8 +38,9 @@ fn json_value(name: &str, v: &serde_json::Value) -> anyhow::Result<pb::FieldValu
         serde_json::Value::Bool(b) => V::Boolean(*b),
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => V::Integer(i),
-            // Decimals travel as text so that no digit is lost.
-            None => V::Text(n.to_string()),
+            // JSON readers pass such numbers through binary floating point, which can change
+            // their digits: decimals must be written as text.
+            None => bail!("field {name}: write decimals as text, e.g. \"12.50\", not as {n}"),
         },
         _ => bail!("field {name}: text, a number or true/false"),
     };
@@ -362,9 +363,9 @@ async fn import(cl: &Client, file: &Path, failures_file: Option<&Path>) -> anyho
     let open =
         || std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()));
     let total = std::io::BufReader::new(open()?)
-        .lines()
+        .split(b'\n')
         .map_while(Result::ok)
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim_ascii().is_empty())
         .count() as u64;
     let bar = indicatif::ProgressBar::new(total).with_style(
         indicatif::ProgressStyle::with_template(
@@ -381,8 +382,16 @@ async fn import(cl: &Client, file: &Path, failures_file: Option<&Path>) -> anyho
         std::thread::spawn(move || -> anyhow::Result<Vec<serde_json::Value>> {
             let mut bad = Vec::new();
             let f = std::fs::File::open(&file)?;
-            for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line = line.with_context(|| format!("line {}", n + 1))?;
+            for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+                let line = line.with_context(|| format!("reading line {}", n + 1))?;
+                let line = match String::from_utf8(line) {
+                    Ok(l) => l,
+                    Err(_) => {
+                        bar.inc(1);
+                        bad.push(json!({"line": n + 1, "code": "INVALID_ARGUMENT", "message": "not UTF-8 text"}));
+                        continue;
+                    }
+                };
                 if line.trim().is_empty() {
                     continue;
                 }

@@ -5,7 +5,7 @@ registry's trust list. No certseal code is involved.
 
 usage: verify_licence.py TRUST_LIST DOCUMENT EXPECTED.json
 EXPECTED holds licence_id, issuer, type_code, template_version, seal_id, holder {kind, id, name},
-fields {name: value} and, optionally, prev. Prints "OK" or exits non-zero with the reason.
+fields {name: value}, nbf, exp and iat (seconds; exp null without expiry) and prev (or null). Prints "OK" or exits non-zero with the reason.
 """
 import hashlib
 import json
@@ -87,9 +87,9 @@ def main():
     for name, (got, want) in checks.items():
         if got != want:
             fail(f"{name}: document says {got!r}, expected {want!r}")
-    for claim in (5, 6):
-        if not isinstance(claims.get(claim), int):
-            fail(f"claim {claim} is not an integer time")
+    for claim, name in ((5, "nbf"), (4, "exp"), (6, "iat")):
+        if claims.get(claim) != expected.get(name):
+            fail(f"{name}: document says {claims.get(claim)!r}, expected {expected.get(name)!r}")
     # Deterministic encoding: re-encoding canonically gives the same bytes.
     if cbor2.dumps(claims, canonical=True) != payload:
         fail("the payload is not in deterministic CBOR")

@@ -439,10 +439,11 @@ impl Licence {
         if note.chars().count() > MAX_NOTE {
             return Err(Error::invalid("note", "at most 500 characters"));
         }
-        if reason == Some(LicenceRevocationReason::Other) && note.is_empty() {
+        // Who and when are recorded by the registry; why is the caller's to say.
+        if note.is_empty() && action != LicenceAction::Supersede {
             return Err(Error::invalid(
                 "note",
-                "a revocation for another reason says which in the note",
+                "say why: suspensions, reinstatements and revocations keep a note",
             ));
         }
         // History never goes backwards, even if the clock does.
@@ -564,7 +565,7 @@ mod tests {
                 ""
             )
             .is_err(),
-            "other needs a note"
+            "a revocation needs a note"
         );
         assert_eq!(
             a(

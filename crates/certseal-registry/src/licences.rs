@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
-use crate::departments::parse_credit_code;
+use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::seals::{key_algorithm, load_seal, load_seal_txn, parse_seal_id};
 use crate::templates::TemplateSelector;
@@ -303,6 +303,7 @@ impl Registry {
         actor: &Actor,
         seal_id: &SealId,
         now: Timestamp,
+        not_before: Option<Timestamp>,
         not_after: Option<Timestamp>,
     ) -> Result<Seal, RegistryError> {
         let seal = load_seal(self.store.as_ref(), seal_id)?.ok_or_else(|| {
@@ -340,6 +341,16 @@ impl Registry {
                 "seal {seal_id}'s certificate is not valid now"
             )));
         }
+        if let Some(start) = not_before
+            && secs(start) >= cert_end
+        {
+            return Err(RegistryError::invalid(
+                "not_before",
+                format!(
+                    "the licence would start after the certificate of seal {seal_id} ends ({cert_end} s)"
+                ),
+            ));
+        }
         if let Some(end) = not_after
             && secs(end) > cert_end
         {
@@ -365,7 +376,13 @@ impl Registry {
             .template
             .validate_values(&draft.fields)
             .map_err(prefixed_fields)?;
-        let seal = self.signing_seal(actor, &draft.seal, now, draft.not_after)?;
+        let seal = self.signing_seal(
+            actor,
+            &draft.seal,
+            now,
+            Some(draft.not_before),
+            draft.not_after,
+        )?;
         let issuer = self
             .store
             .get(Table::Departments, actor.department.as_str().as_bytes())?
@@ -458,17 +475,18 @@ impl Registry {
     pub async fn issue_licence(
         &self,
         actor: &Actor,
-        req: IssueRequest,
+        mut req: IssueRequest,
     ) -> Result<LicenceView, RegistryError> {
         require_role(actor, Role::Issuer, "issuing a licence")?;
+        req.idempotency_key = req.idempotency_key.trim().to_owned();
         let request_digest =
             sha256(&[&certseal_core::cbor::to_canonical(&req).map_err(RegistryError::Corrupt)?]);
-        // Syntax first, every problem at once.
-        let key = req.idempotency_key.trim().to_owned();
+        // Every problem of the request at once: syntax, then the fields against the template.
+        let key = req.idempotency_key.clone();
         let mut type_code = None;
         let mut holder = None;
         let mut seal_id = None;
-        merge(vec![
+        let syntax = merge(vec![
             if key.is_empty()
                 || key.chars().count() > MAX_IDEMPOTENCY_KEY
                 || key.chars().any(char::is_control)
@@ -503,15 +521,34 @@ impl Registry {
                 )),
                 _ => Ok(()),
             },
-        ])?;
-        let (Some(type_code), Some(holder), Some(seal_id)) = (type_code, holder, seal_id) else {
-            unreachable!("merge returned Ok only if every part parsed");
+        ]);
+        let template = match &type_code {
+            Some(t) if req.fields.len() <= MAX_FIELDS => {
+                Some(self.published_template(t, req.template_version))
+            }
+            _ => None,
+        };
+        if let Err(syntax) = syntax {
+            let mut all = vec![Err(syntax)];
+            if let Some(Ok(t)) = &template {
+                all.push(
+                    t.validate_values(&req.fields)
+                        .map(|_| ())
+                        .map_err(RegistryError::from),
+                );
+            }
+            return merge(all).and(Err(RegistryError::Corrupt("unreachable".into())));
+        }
+        let (Some(type_code), Some(holder), Some(seal_id), Some(template)) =
+            (type_code, holder, seal_id, template)
+        else {
+            unreachable!("the syntax check passed only if every part parsed");
         };
         let idem = idempotency_key(&actor.department, &key);
         if let Some(found) = self.replay(&idem, &request_digest)? {
             return Ok(found);
         }
-        let template = self.published_template(&type_code, req.template_version)?;
+        let template = template?;
         let now = Timestamp::now();
         let not_before = req.not_before.unwrap_or(now);
         let not_after = req.not_after.or_else(|| {
@@ -527,70 +564,82 @@ impl Registry {
                 "must be later than not_before",
             ));
         }
-        let id = LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
-            .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
-        let prepared = self.prepare(
-            actor,
-            Draft {
-                template,
-                holder,
-                fields: req.fields,
-                not_before,
-                not_after,
-                seal: seal_id,
-                prev: None,
-            },
-            id,
-        )?;
-        let actor = actor.clone();
-        let licence = prepared.licence.clone();
-        let document = prepared.document.clone();
-        let outcome = self
-            .sequencer
-            .submit(move |txn| {
-                if let Some(stored) = txn.get(Table::LicenceIdempotency, &idem)? {
-                    return Ok(Err(stored));
+        // A serial can repeat only if the clock was set back across a restart: then take
+        // another one.
+        for _ in 0..3 {
+            let id = LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
+                .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
+            let prepared = self.prepare(
+                actor,
+                Draft {
+                    template: template.clone(),
+                    holder: holder.clone(),
+                    fields: req.fields.clone(),
+                    not_before,
+                    not_after,
+                    seal: seal_id,
+                    prev: None,
+                },
+                id,
+            )?;
+            let actor = actor.clone();
+            let licence = prepared.licence.clone();
+            let document = prepared.document.clone();
+            let idem = idem.clone();
+            let outcome = self
+                .sequencer
+                .submit(move |txn| -> Result<Issued, RegistryError> {
+                    if let Some(stored) = txn.get(Table::LicenceIdempotency, &idem)? {
+                        return Ok(Issued::Replay(stored));
+                    }
+                    check_still_issuable(txn, &licence)?;
+                    if txn
+                        .get(Table::Licences, licence.id.as_str().as_bytes())?
+                        .is_some()
+                    {
+                        return Ok(Issued::SerialTaken);
+                    }
+                    write_new(txn, &licence);
+                    txn.put(
+                        Table::LicenceIdempotency,
+                        idem,
+                        [&request_digest[..], licence.id.as_str().as_bytes()].concat(),
+                    );
+                    append(
+                        txn,
+                        &actor,
+                        "licence.issued",
+                        licence.id.as_str(),
+                        &document,
+                        licence_fields(
+                            &licence,
+                            &[
+                                ("seal", licence.seal.to_string()),
+                                ("tv", licence.template_version.to_string()),
+                            ],
+                        ),
+                    );
+                    Ok(Issued::New)
+                })
+                .await?;
+            match outcome {
+                Issued::New => return Ok(self.view(prepared)),
+                // A concurrent request with the same key won: answer as a retry would.
+                Issued::Replay(stored) => {
+                    return self
+                        .replay_stored(&stored, &request_digest)
+                        .map(|v| v.expect("stored"));
                 }
-                check_seal_still_active(txn, &licence.seal)?;
-                if txn
-                    .get(Table::Licences, licence.id.as_str().as_bytes())?
-                    .is_some()
-                {
-                    return Err(RegistryError::Corrupt(format!(
-                        "licence ID {} assigned twice",
-                        licence.id
-                    )));
+                Issued::SerialTaken => {
+                    tracing::warn!(
+                        "a licence serial was taken already (clock set back?); retrying"
+                    );
                 }
-                write_new(txn, &licence);
-                txn.put(
-                    Table::LicenceIdempotency,
-                    idem,
-                    [&request_digest[..], licence.id.as_str().as_bytes()].concat(),
-                );
-                append(
-                    txn,
-                    &actor,
-                    "licence.issued",
-                    licence.id.as_str(),
-                    &document,
-                    licence_fields(
-                        &licence,
-                        &[
-                            ("seal", licence.seal.to_string()),
-                            ("tv", licence.template_version.to_string()),
-                        ],
-                    ),
-                );
-                Ok(Ok(()))
-            })
-            .await?;
-        match outcome {
-            Ok(()) => Ok(self.view(prepared)),
-            // A concurrent request with the same key won: answer as a retry would.
-            Err(stored) => self
-                .replay_stored(&stored, &request_digest)
-                .map(|v| v.expect("stored")),
+            }
         }
+        Err(RegistryError::Corrupt(
+            "no free licence serial after three tries".into(),
+        ))
     }
 
     /// The licence an idempotency key already issued, if any; `AlreadyExists` if the key was
@@ -834,7 +883,7 @@ impl Registry {
                     },
                 )?;
                 old.next = Some(licence.id.clone());
-                check_seal_still_active(txn, &licence.seal)?;
+                check_still_issuable(txn, &licence)?;
                 if txn
                     .get(Table::Licences, licence.id.as_str().as_bytes())?
                     .is_some()
@@ -946,6 +995,28 @@ impl Registry {
             })
             .await
     }
+}
+
+/// How a sequenced issue ended.
+enum Issued {
+    New,
+    /// The idempotency key was taken meanwhile: its record.
+    Replay(Vec<u8>),
+    SerialTaken,
+}
+
+/// The seal and the issuing department may have changed since the document was signed.
+fn check_still_issuable(txn: &RegTxn<'_>, licence: &Licence) -> Result<(), RegistryError> {
+    match load_department(txn, &licence.issuer)? {
+        Some(d) if d.status == DepartmentStatus::Active => {}
+        _ => {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "department {} is not an active department",
+                licence.issuer
+            )));
+        }
+    }
+    check_seal_still_active(txn, &licence.seal)
 }
 
 /// The seal's status may have changed since the document was signed.
