@@ -32,6 +32,16 @@ pub struct RawConfig {
     pub audit: RawAudit,
     /// `[seals]`
     pub seals: RawSeals,
+    /// `[verification]`
+    pub verification: RawVerification,
+}
+
+/// `[verification]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawVerification {
+    /// Purpose codes a check may state.
+    pub purposes: Option<Vec<String>>,
 }
 
 /// `[seals]` section.
@@ -276,6 +286,26 @@ impl RawConfig {
                 Ok(c)
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let purposes = match self.verification.purposes {
+            None => certseal_registry::DEFAULT_PURPOSES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            Some(p) => {
+                let valid = |c: &String| {
+                    (1..=32).contains(&c.len())
+                        && c.bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                };
+                if p.is_empty() || !p.iter().all(valid) {
+                    return Err(invalid(
+                        "verification.purposes",
+                        "one or more codes of 1 to 32 characters A-Z, 0-9, _".into(),
+                    ));
+                }
+                p
+            }
+        };
         Ok(Config {
             listen,
             data_dir: o
@@ -299,6 +329,7 @@ impl RawConfig {
                 log_origin,
                 seal_ca,
                 trust_anchors,
+                purposes,
             },
         })
     }

@@ -1230,6 +1230,7 @@ fn private_keys_never_appear_in_the_data_folder_or_logs_and_rewrap_moves_them_to
         ),
         (b"certseal/trust-list-key", b"trust_list_key"),
         (b"certseal/log-key", b"log_key"),
+        (b"certseal/receipt-key", b"receipt_key"),
     ] {
         let sealed = store.get(Table::Meta, key).unwrap().unwrap();
         let pkcs8 = kek.open(owner, &sealed).unwrap();
@@ -1276,7 +1277,7 @@ fn private_keys_never_appear_in_the_data_folder_or_logs_and_rewrap_moves_them_to
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 6 key(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 7 key(s)"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

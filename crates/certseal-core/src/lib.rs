@@ -17,6 +17,7 @@ pub mod seal;
 pub mod template;
 pub mod trust_list;
 mod uuid_id;
+pub mod verification;
 
 pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
 pub use error::{Error, FieldViolation};
@@ -35,3 +36,4 @@ pub use template::{
 };
 pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
 pub use uuid_id::SealId;
+pub use verification::{Indication, Purpose, Receipt, StatusList, SubIndication};

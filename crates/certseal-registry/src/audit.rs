@@ -50,6 +50,11 @@ pub struct AuditWriter {
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
 
 impl AuditWriter {
+    /// The index the next entry gets.
+    pub(crate) fn next_index(&self) -> u64 {
+        self.frontier.size()
+    }
+
     /// Time of the last entry (ms): no later entry is dated before it.
     pub(crate) fn last_time(&self) -> i64 {
         self.last_time

@@ -18,6 +18,7 @@ mod paging;
 mod seal_ca;
 mod seals;
 mod templates;
+mod verification;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use seals::{
     rewrap_keys,
 };
 pub use templates::{TemplateFilter, TemplateSelector};
+pub use verification::{DEFAULT_PURPOSES, ReceiptView, SignedStatusList, Subject, Verification};
 
 /// Written into a new data folder; a folder with another value is refused.
 pub const DATA_FORMAT: &str = "certseal-data/1";
@@ -68,6 +70,8 @@ pub struct RegistryOptions {
     pub seal_ca: Option<ConfiguredCa>,
     /// External CAs whose seal certificates may be imported.
     pub trust_anchors: Vec<certseal_crypto::Certificate>,
+    /// Purpose codes a verification may state.
+    pub purposes: Vec<String>,
 }
 
 impl Default for RegistryOptions {
@@ -79,6 +83,10 @@ impl Default for RegistryOptions {
             log_origin: DEFAULT_LOG_ORIGIN.to_owned(),
             seal_ca: None,
             trust_anchors: Vec::new(),
+            purposes: verification::DEFAULT_PURPOSES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
         }
     }
 }
@@ -95,6 +103,7 @@ pub struct Registry {
     kek: Arc<certseal_crypto::Kek>,
     origin: String,
     serials: licences::SerialAllocator,
+    purposes: Vec<String>,
 }
 
 impl Registry {
@@ -137,6 +146,7 @@ impl Registry {
             kek: Arc::new(kek),
             origin: opts.log_origin.clone(),
             serials,
+            purposes: opts.purposes.clone(),
         })
     }
 

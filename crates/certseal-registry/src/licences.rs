@@ -157,7 +157,7 @@ impl SerialAllocator {
     }
 }
 
-fn parse_licence_id(value: &str) -> Result<LicenceId, RegistryError> {
+pub(crate) fn parse_licence_id(value: &str) -> Result<LicenceId, RegistryError> {
     value
         .parse()
         .map_err(|e: certseal_core::IdError| RegistryError::invalid("licence_id", e.0))
@@ -184,7 +184,7 @@ fn idempotency_key(issuer: &CreditCode, key: &str) -> Vec<u8> {
     [issuer.as_str().as_bytes(), key.as_bytes()].concat()
 }
 
-fn load_licence(r: &dyn Read, id: &LicenceId) -> Result<Option<Licence>, RegistryError> {
+pub(crate) fn load_licence(r: &dyn Read, id: &LicenceId) -> Result<Option<Licence>, RegistryError> {
     r.get(Table::Licences, id.as_str().as_bytes())?
         .map(|b| decode("licence", &b))
         .transpose()
@@ -900,6 +900,7 @@ impl Registry {
                     old.id.as_str().as_bytes().to_vec(),
                     old_record.clone(),
                 );
+                put_status_index(txn, &old);
                 append(
                     txn,
                     &actor,
@@ -965,6 +966,7 @@ impl Registry {
                     l.id.as_str().as_bytes().to_vec(),
                     record.clone(),
                 );
+                put_status_index(txn, &l);
                 let (kind, reason) = match action {
                     LicenceAction::Suspend => ("licence.suspended", None),
                     LicenceAction::Reinstate => ("licence.reinstated", None),
@@ -1030,6 +1032,17 @@ fn check_seal_still_active(txn: &RegTxn<'_>, seal: &SealId) -> Result<(), Regist
         )));
     }
     Ok(())
+}
+
+/// Keeps the status list's index: every licence that is not active, with since when.
+fn put_status_index(txn: &mut RegTxn<'_>, l: &Licence) {
+    let key = l.id.as_str().as_bytes().to_vec();
+    match l.history.last() {
+        Some(e) if e.status != LicenceStatus::Active => {
+            txn.put(Table::LicenceStatusIndex, key, encode(&(e.status, e.at)));
+        }
+        _ => txn.delete(Table::LicenceStatusIndex, key),
+    }
 }
 
 /// The state and the indexes of a new licence.

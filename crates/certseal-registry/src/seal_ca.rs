@@ -13,14 +13,19 @@ const META_CA_KEY: &[u8] = b"seal_ca_key";
 const META_CA_CERT: &[u8] = b"seal_ca_cert";
 const META_TRUST_LIST_KEY: &[u8] = b"trust_list_key";
 const META_TRUST_LIST_CERT: &[u8] = b"trust_list_cert";
+const META_RECEIPT_KEY: &[u8] = b"receipt_key";
+const META_RECEIPT_CERT: &[u8] = b"receipt_cert";
+/// Associated data binding the sealed receipt key to its use.
+pub(crate) const RECEIPT_KEY_OWNER: &[u8] = b"certseal/receipt-key";
 /// Associated data binding the sealed CA key to its use.
 pub(crate) const CA_KEY_OWNER: &[u8] = b"certseal/seal-ca-key";
 /// Associated data binding the sealed trust-list key to its use.
 pub(crate) const TRUST_LIST_KEY_OWNER: &[u8] = b"certseal/trust-list-key";
 /// Every key sealed in the meta table, with the owner it is bound to.
-pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 3] = [
+pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 4] = [
     (META_CA_KEY, CA_KEY_OWNER),
     (META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER),
+    (META_RECEIPT_KEY, RECEIPT_KEY_OWNER),
     (b"log_key", crate::audit::LOG_KEY_OWNER),
 ];
 /// Validity of a new seal CA certificate.
@@ -49,6 +54,7 @@ impl std::fmt::Debug for ConfiguredCa {
 pub(crate) struct SealCa {
     pub cert: Certificate,
     pub trust_list_cert: Certificate,
+    pub receipt_cert: Certificate,
 }
 
 fn crypto_err(e: certseal_crypto::CryptoError) -> RegistryError {
@@ -83,11 +89,38 @@ pub(crate) fn open_seal_ca(
     };
     let trust_list_cert = match store.get(Table::Meta, META_TRUST_LIST_CERT)? {
         Some(der) => Certificate { der },
-        None => create_trust_list_key(store, kek, &cert, origin)?,
+        None => create_service_key(
+            store,
+            kek,
+            &cert,
+            &format!(
+                "{}{origin}",
+                certseal_core::trust_list::TRUST_LIST_SIGNER_PREFIX
+            ),
+            (
+                META_TRUST_LIST_KEY,
+                META_TRUST_LIST_CERT,
+                TRUST_LIST_KEY_OWNER,
+            ),
+        )?,
+    };
+    let receipt_cert = match store.get(Table::Meta, META_RECEIPT_CERT)? {
+        Some(der) => Certificate { der },
+        None => create_service_key(
+            store,
+            kek,
+            &cert,
+            &format!(
+                "{}{origin}",
+                certseal_core::verification::RECEIPT_SIGNER_PREFIX
+            ),
+            (META_RECEIPT_KEY, META_RECEIPT_CERT, RECEIPT_KEY_OWNER),
+        )?,
     };
     Ok(SealCa {
         cert,
         trust_list_cert,
+        receipt_cert,
     })
 }
 
@@ -127,12 +160,16 @@ fn create_ca(
     Ok(cert)
 }
 
-fn create_trust_list_key(
+/// A registry signing key (Ed25519) with a service certificate from the seal CA, stored under
+/// `keys` = (key entry, certificate entry, owner).
+fn create_service_key(
     store: &dyn KvStore,
     kek: &Kek,
     ca: &Certificate,
-    origin: &str,
+    common_name: &str,
+    keys: (&[u8], &[u8], &[u8]),
 ) -> Result<Certificate, RegistryError> {
+    let (key_entry, cert_entry, owner) = keys;
     let ca_pkcs8 = open_ca_key(store, kek)?;
     let key = x509::generate_key(KeyAlgorithm::Ed25519).map_err(crypto_err)?;
     let (nb, na) = x509::validity(&ca.der).map_err(crypto_err)?;
@@ -140,22 +177,17 @@ fn create_trust_list_key(
         ca,
         &ca_pkcs8,
         &key.pkcs8,
-        &format!(
-            "{}{origin}",
-            certseal_core::trust_list::TRUST_LIST_SIGNER_PREFIX
-        ),
+        common_name,
         (Timestamp::now().0 / 1000 - 3600).max(nb),
         na,
     )
     .map_err(crypto_err)?;
-    let sealed = kek
-        .seal(TRUST_LIST_KEY_OWNER, &key.pkcs8)
-        .map_err(crypto_err)?;
+    let sealed = kek.seal(owner, &key.pkcs8).map_err(crypto_err)?;
     let mut b = Batch::new();
-    b.put(Table::Meta, META_TRUST_LIST_KEY, sealed);
-    b.put(Table::Meta, META_TRUST_LIST_CERT, cert.der.clone());
+    b.put(Table::Meta, key_entry, sealed);
+    b.put(Table::Meta, cert_entry, cert.der.clone());
     store.write(&b, true)?;
-    tracing::info!("created the trust-list key");
+    tracing::info!(common_name, "created a registry signing key");
     Ok(cert)
 }
 
@@ -165,6 +197,17 @@ pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<SecretBytes,
         .get(Table::Meta, META_CA_KEY)?
         .ok_or_else(|| RegistryError::Corrupt("the seal CA key is missing".into()))?;
     kek.open(CA_KEY_OWNER, &sealed).map_err(crypto_err)
+}
+
+/// The receipt private key, opened for one use.
+pub(crate) fn open_receipt_key(
+    store: &dyn KvStore,
+    kek: &Kek,
+) -> Result<SecretBytes, RegistryError> {
+    let sealed = store
+        .get(Table::Meta, META_RECEIPT_KEY)?
+        .ok_or_else(|| RegistryError::Corrupt("the receipt key is missing".into()))?;
+    kek.open(RECEIPT_KEY_OWNER, &sealed).map_err(crypto_err)
 }
 
 /// The trust-list private key, opened for one use.
@@ -187,6 +230,11 @@ impl Registry {
     /// The certificate of the key that signs trust lists (issued by the seal CA).
     pub fn trust_list_certificate(&self) -> &Certificate {
         &self.seal_ca.trust_list_cert
+    }
+
+    /// The certificate of the key that signs receipts (issued by the seal CA).
+    pub fn receipt_certificate(&self) -> &Certificate {
+        &self.seal_ca.receipt_cert
     }
 
     /// External CA certificates trusted for imported seal certificates.

@@ -59,11 +59,17 @@ pub enum Table {
     LicencesByType,
     /// Idempotency keys: issuer credit code (18) ‖ key → request digest (32) ‖ licence ID.
     LicenceIdempotency,
+    /// Licences that are not active: licence ID → status and since when (the status list).
+    LicenceStatusIndex,
+    /// Receipts by receipt ID (16 bytes) → receipt digest (32) ‖ log index (u64 BE).
+    Receipts,
+    /// Index: licence ID ‖ 0x00 ‖ checked-at ms (u64 BE) ‖ receipt ID → empty.
+    ReceiptsByLicence,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 19] = [
+    pub const ALL: [Table; 22] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -83,6 +89,9 @@ impl Table {
         Table::LicencesByIssuer,
         Table::LicencesByType,
         Table::LicenceIdempotency,
+        Table::LicenceStatusIndex,
+        Table::Receipts,
+        Table::ReceiptsByLicence,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -107,6 +116,9 @@ impl Table {
             Table::LicencesByIssuer => "licences_by_issuer",
             Table::LicencesByType => "licences_by_type",
             Table::LicenceIdempotency => "licence_idempotency",
+            Table::LicenceStatusIndex => "licence_status_index",
+            Table::Receipts => "receipts",
+            Table::ReceiptsByLicence => "receipts_by_licence",
         }
     }
 }

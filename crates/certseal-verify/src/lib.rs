@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod document;
 pub mod trust_list;
 
 use certseal_log::merkle::{leaf_hash, verify_inclusion};

@@ -1,0 +1,495 @@
+//! Verification: a department checks a licence by ID or by the document (or its QR string),
+//! for a stated purpose, and gets a signed receipt that is itself an audit-log entry. The
+//! decision is `certseal_verify::document::check_document`, the same one the offline verifier
+//! runs, fed from the store: seals by key ID, the licence's logged issue time and status.
+
+use std::collections::BTreeMap;
+
+use certseal_core::verification::{RECEIPT_CONTENT_TYPE, STATUS_LIST_CONTENT_TYPE, StatusEntry};
+use certseal_core::{
+    Actor, FieldValue, Indication, Licence, LicenceClaims, LicenceId, LicenceStatus, Purpose,
+    Receipt, Role, SealId, StatusList, SubIndication, TemplateStatus, Timestamp, Visibility, qr,
+};
+use certseal_crypto::{Certificate, cose, sha256, x509};
+use certseal_log::Extra;
+use certseal_store::{Direction, Read, Table};
+use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_document};
+
+use crate::audit::append;
+use crate::codec::decode;
+use crate::licences::{load_licence, parse_licence_id};
+use crate::paging::scan_page;
+use crate::seal_ca::{open_receipt_key, open_trust_list_key};
+use crate::seals::load_seal;
+use crate::templates::TemplateSelector;
+use crate::{PageRequest, Paged, Registry, RegistryError};
+
+/// Purpose codes when the configuration names none.
+pub const DEFAULT_PURPOSES: [&str; 6] = [
+    "ADMIN_APPROVAL",
+    "PUBLIC_SERVICE",
+    "LAW_ENFORCEMENT",
+    "SUPERVISION",
+    "HOLDER_REQUEST",
+    "PUBLIC_PAGE",
+];
+
+/// What is checked: a licence ID, or a document (COSE bytes or a `CS1:` string).
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// By licence ID.
+    Id(String),
+    /// The signed document's bytes.
+    Document(Vec<u8>),
+    /// The QR string.
+    Qr(String),
+}
+
+/// A check's result with its receipt.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The result.
+    pub indication: Indication,
+    /// Why, when not passed.
+    pub sub: Option<SubIndication>,
+    /// Words for people.
+    pub reason: String,
+    /// The licence checked, when it is known.
+    pub licence: Option<Licence>,
+    /// The claims, when the document could be read.
+    pub claims: Option<LicenceClaims>,
+    /// The fields the caller may see (public ones; all of them for the issuer).
+    pub visible_fields: BTreeMap<String, FieldValue>,
+    /// The signed receipt (COSE_Sign1).
+    pub receipt: Vec<u8>,
+    /// Its payload.
+    pub receipt_payload: Receipt,
+    /// The receipt's audit-log entry.
+    pub log_index: u64,
+}
+
+/// A stored receipt.
+#[derive(Debug, Clone)]
+pub struct ReceiptView {
+    /// Its payload.
+    pub receipt: Receipt,
+    /// The signed receipt.
+    pub signed: Vec<u8>,
+    /// Its audit-log entry.
+    pub log_index: u64,
+}
+
+/// A signed status list.
+#[derive(Debug, Clone)]
+pub struct SignedStatusList {
+    /// The COSE_Sign1 bytes.
+    pub signed: Vec<u8>,
+    /// What it says.
+    pub list: StatusList,
+}
+
+fn require_checker(actor: &Actor) -> Result<(), RegistryError> {
+    match actor.role {
+        Role::Verifier | Role::Issuer => Ok(()),
+        other => Err(RegistryError::PermissionDenied(format!(
+            "checking licences needs the verifier (or issuer) role; the caller acts as {}",
+            other.as_str()
+        ))),
+    }
+}
+
+/// The status a licence had at `t`: the last change at or before `t`.
+fn status_at(l: &Licence, t: Timestamp) -> LicenceStatus {
+    l.history
+        .iter()
+        .rev()
+        .find(|e| e.at <= t)
+        .map_or(LicenceStatus::Active, |e| e.status)
+}
+
+fn receipt_key(licence: &str, at: Timestamp, id: &SealId) -> Vec<u8> {
+    [
+        licence.as_bytes(),
+        &[0],
+        &(at.0.max(0) as u64).to_be_bytes(),
+        id.as_bytes(),
+    ]
+    .concat()
+}
+
+impl Registry {
+    /// The registry's purpose codes.
+    pub fn purposes(&self) -> &[String] {
+        &self.purposes
+    }
+
+    /// Seals whose certificate has key ID `kid`, with their chain checked against the seal CA
+    /// and the trust anchors.
+    fn seal_candidates(&self, snap: &dyn Read, kid: &[u8]) -> Vec<SealCandidate> {
+        let Ok(page) = snap.scan(Table::SealsByKid, kid, None, 16, Direction::Forward) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, _) in page.items {
+            let Ok(id) = <[u8; 16]>::try_from(&k[kid.len()..]) else {
+                continue;
+            };
+            let Ok(Some(seal)) = load_seal(snap, &SealId::from_bytes(id)) else {
+                continue;
+            };
+            let Some(cert) = seal.certificate else {
+                continue;
+            };
+            let (nb, _) = x509::validity(&cert).unwrap_or((0, 0));
+            let chain_ok = std::iter::once(&self.seal_ca.cert)
+                .chain(self.trust_anchors.iter())
+                .any(|ca| x509::check_issued_by(&cert, &ca.der, nb).is_ok())
+                // An imported certificate's chain (through intermediates not kept) was checked
+                // when it was taken in.
+                || seal.certificate_source == Some(certseal_core::CertificateSource::External);
+            out.push(SealCandidate {
+                seal_id: seal.id,
+                cert,
+                chain_ok,
+                not_before: seal.lifecycle.not_before,
+                not_after: seal.lifecycle.not_after,
+                history: seal
+                    .lifecycle
+                    .history
+                    .iter()
+                    .map(|e| (e.at, e.status, e.revocation))
+                    .collect(),
+            });
+        }
+        out
+    }
+
+    fn visible_fields(
+        &self,
+        actor: &Actor,
+        claims: &LicenceClaims,
+    ) -> BTreeMap<String, FieldValue> {
+        if actor.department == claims.issuer {
+            return claims.fields.clone();
+        }
+        let template = self
+            .read_template(
+                &claims.type_code,
+                TemplateSelector::Version(claims.template_version),
+            )
+            .ok()
+            .filter(|t| t.status != TemplateStatus::Draft);
+        let Some(t) = template else {
+            return BTreeMap::new();
+        };
+        claims
+            .fields
+            .iter()
+            .filter(|(name, _)| {
+                t.content
+                    .fields
+                    .iter()
+                    .any(|f| &f.name == *name && f.visibility == Visibility::Public)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Checks a licence at `at` (default now) for `purpose`, and records a signed receipt.
+    /// Needs the verifier (or issuer) role.
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        subject: Subject,
+        purpose_code: &str,
+        purpose_text: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Verification, RegistryError> {
+        require_checker(actor)?;
+        let purpose = Purpose::new(purpose_code, purpose_text, &self.purposes)
+            .map_err(RegistryError::InvalidArgument)?;
+        let now = Timestamp::now();
+        let at = at.unwrap_or(now);
+        let snap = self.store.snapshot();
+        let (asked, outcome, licence) = match subject {
+            Subject::Id(id) => {
+                let id = parse_licence_id(&id)?;
+                match load_licence(snap.as_ref(), &id)? {
+                    None => {
+                        let mut o = unknown(&id);
+                        o.digest = [0; 32];
+                        (id.to_string(), o, None)
+                    }
+                    Some(l) => {
+                        let doc =
+                            snap.get(Table::Records, &l.document_digest)?
+                                .ok_or_else(|| {
+                                    RegistryError::Corrupt(format!("document of licence {id}"))
+                                })?;
+                        let o = self.check(snap.as_ref(), &doc, at);
+                        (id.to_string(), o, Some(l))
+                    }
+                }
+            }
+            Subject::Document(bytes) => {
+                let o = self.check(snap.as_ref(), &bytes, at);
+                let licence = match &o.claims {
+                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                    None => None,
+                };
+                let asked = o
+                    .claims
+                    .as_ref()
+                    .map(|c| c.id.to_string())
+                    .unwrap_or_default();
+                (asked, o, licence)
+            }
+            Subject::Qr(text) => match qr::decode(&text) {
+                Ok(bytes) => {
+                    let o = self.check(snap.as_ref(), &bytes, at);
+                    let licence = match &o.claims {
+                        Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                        None => None,
+                    };
+                    let asked = o
+                        .claims
+                        .as_ref()
+                        .map(|c| c.id.to_string())
+                        .unwrap_or_default();
+                    (asked, o, licence)
+                }
+                Err(e) => {
+                    let mut o = unknown_format(&format!("QR string: {e}"));
+                    o.digest = sha256(&[text.as_bytes()]);
+                    (String::new(), o, None)
+                }
+            },
+        };
+        drop(snap);
+        let visible_fields = match &outcome.claims {
+            Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
+                self.visible_fields(actor, c)
+            }
+            _ => BTreeMap::new(),
+        };
+        let mut random = [0u8; 10];
+        certseal_crypto::random(&mut random).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        let receipt_id = SealId::new(now.0.max(0) as u64, &random);
+        let receipt = Receipt {
+            v: 1,
+            id: receipt_id.to_string(),
+            licence: asked.clone(),
+            document: if outcome.digest == [0; 32] {
+                Vec::new()
+            } else {
+                outcome.digest.to_vec()
+            },
+            result: outcome.indication,
+            sub: outcome.sub,
+            checked_at: now,
+            at,
+            verifier: actor.department.clone(),
+            purpose,
+        };
+        let signed = self.sign_receipt(&receipt)?;
+        let actor_c = actor.clone();
+        let signed_c = signed.clone();
+        let result = receipt.result.as_str().to_owned();
+        let sub = receipt.sub.map(|s| s.as_str().to_owned());
+        let log_index = self
+            .sequencer
+            .submit(move |txn| -> Result<u64, RegistryError> {
+                let index = txn.state.next_index();
+                let digest = sha256(&[&signed_c]);
+                txn.put(
+                    Table::Receipts,
+                    receipt_id.as_bytes().to_vec(),
+                    [&digest[..], &index.to_be_bytes()].concat(),
+                );
+                if !asked.is_empty() {
+                    txn.put(
+                        Table::ReceiptsByLicence,
+                        receipt_key(&asked, now, &receipt_id),
+                        Vec::new(),
+                    );
+                }
+                let mut extra = BTreeMap::from([
+                    ("licence".to_owned(), Extra::Text(asked.clone())),
+                    ("result".to_owned(), Extra::Text(result)),
+                ]);
+                if let Some(sub) = sub {
+                    extra.insert("sub".to_owned(), Extra::Text(sub));
+                }
+                append(
+                    txn,
+                    &actor_c,
+                    "receipt.issued",
+                    &receipt_id.to_string(),
+                    &signed_c,
+                    extra,
+                );
+                Ok(index)
+            })
+            .await?;
+        Ok(Verification {
+            indication: outcome.indication,
+            sub: outcome.sub,
+            reason: outcome.reason,
+            licence,
+            claims: outcome.claims,
+            visible_fields,
+            receipt: signed,
+            receipt_payload: receipt,
+            log_index,
+        })
+    }
+
+    fn check(&self, snap: &dyn Read, document: &[u8], at: Timestamp) -> Outcome {
+        let digest = sha256(&[document]);
+        check_document(
+            document,
+            |kid| self.seal_candidates(snap, kid),
+            |claims| match load_licence(snap, &claims.id) {
+                Ok(Some(l)) => LicenceFacts::Registered {
+                    status_at: status_at(&l, at),
+                    issued_at: l.issued_at,
+                    same_document: l.document_digest == digest,
+                },
+                _ => LicenceFacts::Unknown,
+            },
+            at,
+        )
+    }
+
+    fn sign_receipt(&self, receipt: &Receipt) -> Result<Vec<u8>, RegistryError> {
+        let pkcs8 = open_receipt_key(self.store.as_ref(), &self.kek)?;
+        let signer = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        drop(pkcs8);
+        let cert = &self.seal_ca.receipt_cert;
+        cose::sign1(
+            signer.as_ref(),
+            &cert.kid(),
+            RECEIPT_CONTENT_TYPE,
+            Some(&cert.der),
+            receipt.encode(),
+        )
+        .map_err(|e| RegistryError::Corrupt(e.to_string()))
+    }
+
+    /// Who checked a licence, when and why: its receipts, newest first.
+    pub fn list_receipts(
+        &self,
+        _actor: &Actor,
+        licence_id: &str,
+        page: &PageRequest,
+    ) -> Result<Paged<ReceiptView>, RegistryError> {
+        let id: LicenceId = parse_licence_id(licence_id)?;
+        let prefix = [id.as_str().as_bytes(), &[0]].concat();
+        let snap = self.store.snapshot();
+        scan_page(
+            snap.as_ref(),
+            Table::ReceiptsByLicence,
+            &prefix,
+            Direction::Reverse,
+            page,
+            10_000,
+            |k, _| {
+                let rid = <[u8; 16]>::try_from(&k[prefix.len() + 8..])
+                    .map_err(|_| RegistryError::Corrupt("receipt index key".into()))?;
+                let v = snap
+                    .get(Table::Receipts, &rid)?
+                    .ok_or_else(|| RegistryError::Corrupt("receipt missing".into()))?;
+                if v.len() != 40 {
+                    return Err(RegistryError::Corrupt("receipt record".into()));
+                }
+                let signed = snap
+                    .get(Table::Records, &v[..32])?
+                    .ok_or_else(|| RegistryError::Corrupt("signed receipt missing".into()))?;
+                let payload = cose::parse_sign1(&signed, usize::MAX)
+                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?
+                    .payload;
+                Ok(Some(ReceiptView {
+                    receipt: Receipt::decode(&payload).map_err(RegistryError::Corrupt)?,
+                    signed,
+                    log_index: u64::from_be_bytes(v[32..].try_into().expect("8 bytes")),
+                }))
+            },
+        )
+    }
+
+    /// Every licence that is not active, with since when, signed by the trust-list key.
+    pub fn status_list(&self, _actor: &Actor) -> Result<SignedStatusList, RegistryError> {
+        let log_size = self.latest_checkpoint().checkpoint.size;
+        let snap = self.store.snapshot();
+        let mut entries = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = snap.scan(
+                Table::LicenceStatusIndex,
+                b"",
+                after.as_deref(),
+                4096,
+                Direction::Forward,
+            )?;
+            for (k, v) in &page.items {
+                let (status, since): (LicenceStatus, Timestamp) = decode("licence status", v)?;
+                entries.push(StatusEntry {
+                    id: String::from_utf8(k.clone())
+                        .map_err(|_| RegistryError::Corrupt("status index key".into()))?,
+                    status,
+                    since,
+                });
+            }
+            match (page.more, page.items.last()) {
+                (true, Some((k, _))) => after = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let list = StatusList {
+            v: 1,
+            issuer: self.origin.clone(),
+            issued_at: Timestamp::now(),
+            log_size,
+            entries,
+        };
+        let pkcs8 = open_trust_list_key(self.store.as_ref(), &self.kek)?;
+        let signer = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        drop(pkcs8);
+        let cert: &Certificate = &self.seal_ca.trust_list_cert;
+        let signed = cose::sign1(
+            signer.as_ref(),
+            &cert.kid(),
+            STATUS_LIST_CONTENT_TYPE,
+            Some(&cert.der),
+            list.encode(),
+        )
+        .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        Ok(SignedStatusList { signed, list })
+    }
+}
+
+fn unknown(id: &LicenceId) -> Outcome {
+    Outcome {
+        indication: Indication::TotalFailed,
+        sub: Some(SubIndication::UnknownLicence),
+        reason: format!("the registry holds no licence {id}"),
+        claims: None,
+        seal_id: None,
+        digest: [0; 32],
+        status_checked: true,
+    }
+}
+
+fn unknown_format(reason: &str) -> Outcome {
+    Outcome {
+        indication: Indication::TotalFailed,
+        sub: Some(SubIndication::FormatFailure),
+        reason: reason.to_owned(),
+        claims: None,
+        seal_id: None,
+        digest: [0; 32],
+        status_checked: false,
+    }
+}
