@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{AuditApi, Context, DepartmentApi, LicenceApi, SealApi, TemplateApi};
+use crate::api::{
+    AuditApi, Context, DepartmentApi, LicenceApi, SealApi, TemplateApi, VerificationApi,
+};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::pb;
@@ -20,6 +22,7 @@ use crate::pb::department_service_server::DepartmentServiceServer;
 use crate::pb::licence_service_server::LicenceServiceServer;
 use crate::pb::seal_service_server::SealServiceServer;
 use crate::pb::template_service_server::TemplateServiceServer;
+use crate::pb::verification_service_server::VerificationServiceServer;
 
 /// A server running in this process.
 #[derive(Debug)]
@@ -89,7 +92,10 @@ pub fn serve_on(
         TemplateServiceServer::new(TemplateApi(ctx.clone())).max_decoding_message_size(max);
     let audit = AuditServiceServer::new(AuditApi(ctx.clone())).max_decoding_message_size(max);
     let seals = SealServiceServer::new(SealApi(ctx.clone())).max_decoding_message_size(max);
-    let licences = LicenceServiceServer::new(LicenceApi(ctx)).max_decoding_message_size(max);
+    let licences =
+        LicenceServiceServer::new(LicenceApi(ctx.clone())).max_decoding_message_size(max);
+    let verification =
+        VerificationServiceServer::new(VerificationApi(ctx)).max_decoding_message_size(max);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -120,6 +126,7 @@ pub fn serve_on(
             .add_service(audit)
             .add_service(seals)
             .add_service(licences)
+            .add_service(verification)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

@@ -75,7 +75,7 @@ fn fields_from_pb(
     }
 }
 
-fn fields_to_pb(
+pub(crate) fn fields_to_pb(
     fields: &BTreeMap<String, FieldValue>,
 ) -> std::collections::HashMap<String, pb::FieldValue> {
     fields
@@ -193,7 +193,7 @@ pub(crate) fn issue_request(r: pb::IssueLicenceRequest) -> Result<IssueRequest, 
 }
 
 /// The canonical name of a status code, as the proto documents it.
-fn code_name(c: tonic::Code) -> &'static str {
+pub(crate) fn code_name(c: tonic::Code) -> &'static str {
     use tonic::Code as C;
     match c {
         C::Ok => "OK",

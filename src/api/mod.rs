@@ -7,6 +7,7 @@ mod department;
 mod licence;
 mod seal;
 mod template;
+mod verification;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use department::DepartmentApi;
 pub use licence::LicenceApi;
 pub use seal::SealApi;
 pub use template::TemplateApi;
+pub use verification::VerificationApi;
 
 /// What every service adapter needs.
 #[derive(Debug, Clone)]

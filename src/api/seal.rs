@@ -174,6 +174,7 @@ impl SealService for SealApi {
             pem: ca.pem(),
             trust_anchors_pem: r.trust_anchors().iter().map(Certificate::pem).collect(),
             trust_list_certificate_pem: r.trust_list_certificate().pem(),
+            receipt_certificate_pem: r.receipt_certificate().pem(),
         }))
     }
 

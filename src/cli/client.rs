@@ -14,6 +14,7 @@ use crate::pb::department_service_client::DepartmentServiceClient;
 use crate::pb::licence_service_client::LicenceServiceClient;
 use crate::pb::seal_service_client::SealServiceClient;
 use crate::pb::template_service_client::TemplateServiceClient;
+use crate::pb::verification_service_client::VerificationServiceClient;
 
 /// A connection plus the identity to send.
 pub(crate) struct Client {
@@ -65,6 +66,10 @@ impl Client {
         LicenceServiceClient::new(self.channel.clone())
     }
 
+    pub(super) fn verification(&self) -> VerificationServiceClient<Channel> {
+        VerificationServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
     pub(super) fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel.clone())
     }
@@ -102,6 +107,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Audit(c) => super::audit::run(c).await,
         Command::Seal(c) => super::seal::run(c).await,
         Command::Licence(c) => super::licence::run(c).await,
+        Command::Verify(args) => super::verify::offline(args),
+        Command::Statuslist(c) => super::verify::statuslist(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),
         Command::Ca(super::CaCommand::Cert { client }) => {

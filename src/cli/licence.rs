@@ -100,6 +100,8 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
     | L::Reinstate { client, .. }
     | L::Revoke { client, .. }
     | L::Import { client, .. }
+    | L::Verify { client, .. }
+    | L::Receipts { client, .. }
     | L::Qr { client, .. }) = &c;
     let cl = Client::connect(client).await?;
     let json = client.json;
@@ -298,6 +300,71 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                 .into_inner()
         }
         L::Import { file, failures, .. } => return import(&cl, &file, failures.as_deref()).await,
+        L::Verify {
+            licence_id,
+            purpose,
+            why,
+            at,
+            receipt_out,
+            ..
+        } => {
+            let r = cl
+                .verification()
+                .verify_licence(cl.request(pb::VerifyLicenceRequest {
+                    licence_id,
+                    purpose: Some(pb::Purpose {
+                        code: purpose,
+                        text: why,
+                    }),
+                    at: time_arg("--at", at.as_deref())?,
+                })?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if let Some(p) = receipt_out {
+                write(&p, &r.receipt)?;
+            }
+            print_one(&super::verify::result_json(&r), json);
+            return Ok(());
+        }
+        L::Receipts { licence_id, .. } => {
+            let mut items = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = cl
+                    .verification()
+                    .list_receipts(cl.request(pb::ListReceiptsRequest {
+                        licence_id: licence_id.clone(),
+                        page_size: 0,
+                        page_token,
+                    })?)
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                items.extend(r.receipts.iter().map(|x| {
+                    json!({
+                        "checked_at": x.checked_at.as_ref().map(ToString::to_string),
+                        "verifier": x.verifier,
+                        "purpose": x.purpose.as_ref().map(|p| format!("{} {}", p.code, p.text)),
+                        "result": x.indication().as_str_name(),
+                        "sub_indication": x.sub_indication().as_str_name(),
+                        "receipt_id": x.receipt_id,
+                        "log_index": x.log_index,
+                    })
+                }));
+                page_token = r.next_page_token;
+                if page_token.is_empty() {
+                    break;
+                }
+            }
+            print_list(
+                &items,
+                &["checked_at", "verifier", "result", "purpose"],
+                "",
+                json,
+            );
+            return Ok(());
+        }
     };
     print_one(&output::licence(&licence), json);
     Ok(())

@@ -6,6 +6,7 @@ mod licence;
 mod output;
 mod schema_file;
 mod seal;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,11 @@ pub enum Command {
     /// The signed trust list of seal certificates.
     #[command(subcommand)]
     Trustlist(TrustlistCommand),
+    /// Check a licence document or QR string offline: no server needed.
+    Verify(VerifyArgs),
+    /// The signed status list of revoked, suspended and superseded licences.
+    #[command(subcommand)]
+    Statuslist(StatuslistCommand),
     /// Key custody (offline, with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -366,10 +372,71 @@ pub enum LicenceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Check a licence by ID for a stated purpose; prints the result and keeps the receipt.
+    Verify {
+        /// Licence ID.
+        licence_id: String,
+        /// Purpose code (see the registry's list).
+        #[arg(long)]
+        purpose: String,
+        /// Why, in words.
+        #[arg(long)]
+        why: String,
+        /// Check validity at this instant (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Write the signed receipt here.
+        #[arg(long)]
+        receipt_out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Who checked a licence, when and why.
+    Receipts {
+        /// Licence ID.
+        licence_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a licence's QR string (CS1:…).
     Qr {
         /// Licence ID.
         licence_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `certseal verify …`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A document file (COSE bytes or a CS1: string), or a CS1: string itself.
+    pub document: String,
+    /// The trust list (from `certseal trustlist export`).
+    #[arg(long)]
+    pub trust_list: PathBuf,
+    /// The seal CA certificate you trust (from `certseal ca cert`).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// The status list (from `certseal statuslist export`); without it the licence's status is
+    /// not checked, and the result says so.
+    #[arg(long)]
+    pub status: Option<PathBuf>,
+    /// Check validity at this instant (RFC 3339; default now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `certseal statuslist …`
+#[derive(Debug, Subcommand)]
+pub enum StatuslistCommand {
+    /// Fetch the signed status list and write it to FILE.
+    Export {
+        /// Output file.
+        file: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -210,62 +210,7 @@ impl Registry {
             .map_err(RegistryError::InvalidArgument)?;
         let now = Timestamp::now();
         let at = at.unwrap_or(now);
-        let snap = self.store.snapshot();
-        let (asked, outcome, licence) = match subject {
-            Subject::Id(id) => {
-                let id = parse_licence_id(&id)?;
-                match load_licence(snap.as_ref(), &id)? {
-                    None => {
-                        let mut o = unknown(&id);
-                        o.digest = [0; 32];
-                        (id.to_string(), o, None)
-                    }
-                    Some(l) => {
-                        let doc =
-                            snap.get(Table::Records, &l.document_digest)?
-                                .ok_or_else(|| {
-                                    RegistryError::Corrupt(format!("document of licence {id}"))
-                                })?;
-                        let o = self.check(snap.as_ref(), &doc, at);
-                        (id.to_string(), o, Some(l))
-                    }
-                }
-            }
-            Subject::Document(bytes) => {
-                let o = self.check(snap.as_ref(), &bytes, at);
-                let licence = match &o.claims {
-                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
-                    None => None,
-                };
-                let asked = o
-                    .claims
-                    .as_ref()
-                    .map(|c| c.id.to_string())
-                    .unwrap_or_default();
-                (asked, o, licence)
-            }
-            Subject::Qr(text) => match qr::decode(&text) {
-                Ok(bytes) => {
-                    let o = self.check(snap.as_ref(), &bytes, at);
-                    let licence = match &o.claims {
-                        Some(c) => load_licence(snap.as_ref(), &c.id)?,
-                        None => None,
-                    };
-                    let asked = o
-                        .claims
-                        .as_ref()
-                        .map(|c| c.id.to_string())
-                        .unwrap_or_default();
-                    (asked, o, licence)
-                }
-                Err(e) => {
-                    let mut o = unknown_format(&format!("QR string: {e}"));
-                    o.digest = sha256(&[text.as_bytes()]);
-                    (String::new(), o, None)
-                }
-            },
-        };
-        drop(snap);
+        let (asked, outcome, licence) = self.evaluate(subject, at)?;
         let visible_fields = match &outcome.claims {
             Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
                 self.visible_fields(actor, c)
@@ -342,6 +287,70 @@ impl Registry {
             receipt_payload: receipt,
             log_index,
         })
+    }
+
+    /// Runs the check on one snapshot: what was asked, the outcome, the licence if known.
+    fn evaluate(
+        &self,
+        subject: Subject,
+        at: Timestamp,
+    ) -> Result<(String, Outcome, Option<Licence>), RegistryError> {
+        let snap = self.store.snapshot();
+        let (asked, outcome, licence) = match subject {
+            Subject::Id(id) => {
+                let id = parse_licence_id(&id)?;
+                match load_licence(snap.as_ref(), &id)? {
+                    None => {
+                        let mut o = unknown(&id);
+                        o.digest = [0; 32];
+                        (id.to_string(), o, None)
+                    }
+                    Some(l) => {
+                        let doc =
+                            snap.get(Table::Records, &l.document_digest)?
+                                .ok_or_else(|| {
+                                    RegistryError::Corrupt(format!("document of licence {id}"))
+                                })?;
+                        let o = self.check(snap.as_ref(), &doc, at);
+                        (id.to_string(), o, Some(l))
+                    }
+                }
+            }
+            Subject::Document(bytes) => {
+                let o = self.check(snap.as_ref(), &bytes, at);
+                let licence = match &o.claims {
+                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                    None => None,
+                };
+                let asked = o
+                    .claims
+                    .as_ref()
+                    .map(|c| c.id.to_string())
+                    .unwrap_or_default();
+                (asked, o, licence)
+            }
+            Subject::Qr(text) => match qr::decode(&text) {
+                Ok(bytes) => {
+                    let o = self.check(snap.as_ref(), &bytes, at);
+                    let licence = match &o.claims {
+                        Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                        None => None,
+                    };
+                    let asked = o
+                        .claims
+                        .as_ref()
+                        .map(|c| c.id.to_string())
+                        .unwrap_or_default();
+                    (asked, o, licence)
+                }
+                Err(e) => {
+                    let mut o = unknown_format(&format!("QR string: {e}"));
+                    o.digest = sha256(&[text.as_bytes()]);
+                    (String::new(), o, None)
+                }
+            },
+        };
+        Ok((asked, outcome, licence))
     }
 
     fn check(&self, snap: &dyn Read, document: &[u8], at: Timestamp) -> Outcome {

@@ -64,7 +64,58 @@ pub fn verify_trust_list(signed: &[u8], seal_ca_der: &[u8]) -> Result<TrustList,
     Ok(list)
 }
 
-/// Whether the list is older than `max_age_ms` at `now`.
+/// Whether a list is older than `max_age_ms` at `now`.
 pub fn is_stale(list: &TrustList, now: Timestamp, max_age_ms: i64) -> bool {
     now.0 - list.issued_at.0 > max_age_ms
+}
+
+/// Verifies a signed status list against the seal CA (signed by the same trust-list key), and
+/// returns it with its entries sorted for lookups.
+pub fn verify_status_list(
+    signed: &[u8],
+    seal_ca_der: &[u8],
+) -> Result<certseal_core::StatusList, VerifyError> {
+    use certseal_core::verification::STATUS_LIST_CONTENT_TYPE;
+    let doc = cose::parse_sign1(signed, MAX_TRUST_LIST_BYTES).map_err(|e| bad(e.to_string()))?;
+    if doc.content_type != STATUS_LIST_CONTENT_TYPE {
+        return Err(bad(format!(
+            "content type '{}', expected '{STATUS_LIST_CONTENT_TYPE}'",
+            doc.content_type
+        )));
+    }
+    let signer = doc
+        .x5chain
+        .as_deref()
+        .ok_or_else(|| bad("no signer certificate (x5chain) in the protected header"))?;
+    doc.verify_with_certificate(signer)
+        .map_err(|e| bad(format!("signature: {e}")))?;
+    let mut list = certseal_core::StatusList::decode(&doc.payload).map_err(bad)?;
+    x509::check_issued_by(signer, seal_ca_der, list.issued_at.0.div_euclid(1000))
+        .map_err(|e| bad(format!("signer certificate: {e}")))?;
+    x509::check_service_certificate(
+        signer,
+        &format!("{TRUST_LIST_SIGNER_PREFIX}{}", list.issuer),
+    )
+    .map_err(|e| bad(format!("signer certificate: {e}")))?;
+    list.entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(list)
+}
+
+/// Checks a licence document offline: with a verified trust list, and a verified status list
+/// when there is one (without it, the result says the status was not checked).
+pub fn verify_document_offline(
+    document: &[u8],
+    trust_list: &TrustList,
+    status: Option<&certseal_core::StatusList>,
+    at: Timestamp,
+) -> crate::document::Outcome {
+    crate::document::check_document(
+        document,
+        |kid| crate::document::trust_list_candidates(trust_list, kid, at),
+        |claims| match status {
+            Some(s) => crate::document::LicenceFacts::Listed(s.status_at(claims.id.as_str(), at)),
+            None => crate::document::LicenceFacts::NotChecked,
+        },
+        at,
+    )
 }

@@ -1,0 +1,265 @@
+//! `certseal.v1.VerificationService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use certseal_core::{Indication, SubIndication, Timestamp};
+use certseal_registry::{Registry, RegistryError, Subject, Verification};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Context;
+use super::convert::{self, timestamp, timestamp_from_pb};
+use super::licence::{code_name, fields_to_pb, licence_state_to_pb};
+use crate::pb;
+use crate::pb::verification_service_server::VerificationService;
+use crate::status::to_status;
+
+/// The verification service adapter.
+#[derive(Debug, Clone)]
+pub struct VerificationApi(pub Context);
+
+/// Checks of one batch call made at the same time.
+const BATCH_IN_FLIGHT: usize = 256;
+
+fn indication_to_pb(i: Indication) -> pb::Indication {
+    match i {
+        Indication::TotalPassed => pb::Indication::TotalPassed,
+        Indication::TotalFailed => pb::Indication::TotalFailed,
+        Indication::Indeterminate => pb::Indication::Indeterminate,
+    }
+}
+
+fn sub_to_pb(s: Option<SubIndication>) -> pb::SubIndication {
+    use SubIndication as S;
+    match s {
+        None => pb::SubIndication::Unspecified,
+        Some(S::SigCryptoFailure) => pb::SubIndication::SigCryptoFailure,
+        Some(S::FormatFailure) => pb::SubIndication::FormatFailure,
+        Some(S::Revoked) => pb::SubIndication::Revoked,
+        Some(S::Suspended) => pb::SubIndication::Suspended,
+        Some(S::Superseded) => pb::SubIndication::Superseded,
+        Some(S::Expired) => pb::SubIndication::Expired,
+        Some(S::NotYetValid) => pb::SubIndication::NotYetValid,
+        Some(S::SealRevoked) => pb::SubIndication::SealRevoked,
+        Some(S::SealNotActive) => pb::SubIndication::SealNotActive,
+        Some(S::NoCertificateChainFound) => pb::SubIndication::NoCertificateChainFound,
+        Some(S::UnknownLicence) => pb::SubIndication::UnknownLicence,
+        Some(S::DocumentMismatch) => pb::SubIndication::DocumentMismatch,
+        Some(S::TryLater) => pb::SubIndication::TryLater,
+    }
+}
+
+fn result_to_pb(v: Verification) -> pb::VerificationResult {
+    let licence = v.licence.as_ref().map(|l| {
+        let mut out = licence_state_to_pb(l);
+        if let (Some(h), Some(c)) = (out.holder.as_mut(), v.claims.as_ref()) {
+            h.name = c.holder.name.clone();
+        }
+        out.fields = fields_to_pb(&v.visible_fields);
+        out
+    });
+    pb::VerificationResult {
+        indication: indication_to_pb(v.indication) as i32,
+        sub_indication: sub_to_pb(v.sub) as i32,
+        reason: v.reason,
+        licence,
+        receipt: v.receipt,
+        receipt_id: v.receipt_payload.id.clone(),
+        receipt_log_index: v.log_index,
+        checked_at: Some(timestamp(v.receipt_payload.checked_at)),
+    }
+}
+
+fn optional_time(
+    field: &str,
+    t: &Option<prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, RegistryError> {
+    t.as_ref().map(|t| timestamp_from_pb(field, t)).transpose()
+}
+
+async fn verify_by_id(
+    registry: &Registry,
+    actor: &certseal_core::Actor,
+    r: pb::VerifyLicenceRequest,
+) -> Result<Verification, RegistryError> {
+    let purpose = r.purpose.unwrap_or_default();
+    let at = optional_time("at", &r.at)?;
+    registry
+        .verify(
+            actor,
+            Subject::Id(r.licence_id),
+            &purpose.code,
+            &purpose.text,
+            at,
+        )
+        .await
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyLicencesResult, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl VerificationService for VerificationApi {
+    async fn verify_licence(
+        &self,
+        request: Request<pb::VerifyLicenceRequest>,
+    ) -> Result<Response<pb::VerificationResult>, Status> {
+        let actor = self.0.auth.actor(&request)?;
+        let v = verify_by_id(&self.0.registry, &actor, request.into_inner())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(result_to_pb(v)))
+    }
+
+    async fn verify_document(
+        &self,
+        request: Request<pb::VerifyDocumentRequest>,
+    ) -> Result<Response<pb::VerificationResult>, Status> {
+        let actor = self.0.auth.actor(&request)?;
+        let r = request.into_inner();
+        let subject = match r.document {
+            Some(pb::verify_document_request::Document::Cose(b)) => Subject::Document(b),
+            Some(pb::verify_document_request::Document::Qr(q)) => Subject::Qr(q),
+            None => {
+                return Err(to_status(RegistryError::invalid(
+                    "document",
+                    "give the signed document (cose) or its QR string (qr)",
+                )));
+            }
+        };
+        let purpose = r.purpose.unwrap_or_default();
+        let at = optional_time("at", &r.at).map_err(to_status)?;
+        let v = self
+            .0
+            .registry
+            .verify(&actor, subject, &purpose.code, &purpose.text, at)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(result_to_pb(v)))
+    }
+
+    type VerifyLicencesStream = ResultStream;
+
+    async fn verify_licences(
+        &self,
+        request: Request<Streaming<pb::VerifyLicencesItem>>,
+    ) -> Result<Response<ResultStream>, Status> {
+        let actor = Arc::new(self.0.auth.actor(&request)?);
+        let mut items = request.into_inner();
+        let registry = self.0.registry.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(BATCH_IN_FLIGHT);
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
+            let mut index = 0u64;
+            loop {
+                let item = match items.message().await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (registry, actor, tx) = (registry.clone(), actor.clone(), tx.clone());
+                let i = index;
+                index += 1;
+                tokio::spawn(async move {
+                    let outcome = match item.request {
+                        Some(r) => verify_by_id(&registry, &actor, r).await,
+                        None => Err(RegistryError::invalid("request", "each item carries one")),
+                    };
+                    let outcome = match outcome {
+                        Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
+                        Err(e) => {
+                            let s = to_status(e);
+                            pb::verify_licences_result::Outcome::Error(pb::ItemError {
+                                code: code_name(s.code()).to_owned(),
+                                message: s.message().to_owned(),
+                                fields: Vec::new(),
+                            })
+                        }
+                    };
+                    let _ = tx
+                        .send(Ok(pb::VerifyLicencesResult {
+                            r#ref: item.r#ref,
+                            index: i,
+                            outcome: Some(outcome),
+                        }))
+                        .await;
+                    drop(permit);
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_receipts(
+        &self,
+        request: Request<pb::ListReceiptsRequest>,
+    ) -> Result<Response<pb::ListReceiptsResponse>, Status> {
+        let actor = self.0.auth.actor(&request)?;
+        let r = request.into_inner();
+        let page = self
+            .0
+            .registry
+            .list_receipts(
+                &actor,
+                &r.licence_id,
+                &convert::page(r.page_size, r.page_token),
+            )
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListReceiptsResponse {
+            receipts: page
+                .items
+                .into_iter()
+                .map(|v| pb::ReceiptSummary {
+                    receipt_id: v.receipt.id.clone(),
+                    verifier: v.receipt.verifier.to_string(),
+                    purpose: Some(pb::Purpose {
+                        code: v.receipt.purpose.code.clone(),
+                        text: v.receipt.purpose.text.clone(),
+                    }),
+                    checked_at: Some(timestamp(v.receipt.checked_at)),
+                    at: Some(timestamp(v.receipt.at)),
+                    indication: indication_to_pb(v.receipt.result) as i32,
+                    sub_indication: sub_to_pb(v.receipt.sub) as i32,
+                    receipt: v.signed,
+                    log_index: v.log_index,
+                })
+                .collect(),
+            next_page_token: page.next_token,
+        }))
+    }
+
+    async fn get_status_list(
+        &self,
+        request: Request<pb::GetStatusListRequest>,
+    ) -> Result<Response<pb::StatusList>, Status> {
+        let actor = self.0.auth.actor(&request)?;
+        let registry = self.0.registry.clone();
+        let l = tokio::task::spawn_blocking(move || registry.status_list(&actor))
+            .await
+            .map_err(|_| Status::internal("status list task failed"))?
+            .map_err(to_status)?;
+        Ok(Response::new(pb::StatusList {
+            signed: l.signed,
+            issued_at: Some(timestamp(l.list.issued_at)),
+            entries: l.list.entries.len() as u32,
+        }))
+    }
+
+    async fn list_purposes(
+        &self,
+        request: Request<pb::ListPurposesRequest>,
+    ) -> Result<Response<pb::ListPurposesResponse>, Status> {
+        self.0.auth.actor(&request)?;
+        Ok(Response::new(pb::ListPurposesResponse {
+            codes: self.0.registry.purposes().to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,99 @@
+//! `certseal verify` (offline) and `certseal statuslist …`.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::client::{Client, explain};
+use super::output::print_one;
+use super::{StatuslistCommand, VerifyArgs};
+use crate::pb;
+
+/// A verification result as JSON.
+pub fn result_json(r: &pb::VerificationResult) -> Value {
+    let mut v = json!({
+        "indication": r.indication().as_str_name(),
+        "sub_indication": if r.sub_indication == 0 { Value::Null } else { json!(r.sub_indication().as_str_name()) },
+        "reason": r.reason,
+        "receipt_id": r.receipt_id,
+        "receipt_log_index": r.receipt_log_index,
+    });
+    if let Some(l) = &r.licence {
+        v["licence"] = super::output::licence(l);
+    }
+    v
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// `certseal verify`: a document checked with files only.
+pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
+    let ca = certseal_crypto::x509::certificate_from_pem_or_der(&read(&a.ca)?).context("--ca")?;
+    let trust_list = certseal_verify::verify_trust_list(&read(&a.trust_list)?, &ca.der)
+        .context("--trust-list")?;
+    let status = a
+        .status
+        .as_ref()
+        .map(|p| certseal_verify::verify_status_list(&read(p)?, &ca.der).context("--status"))
+        .transpose()?;
+    let input = if a.document.starts_with("CS1:") {
+        a.document.clone().into_bytes()
+    } else {
+        read(std::path::Path::new(&a.document))?
+    };
+    let document = match std::str::from_utf8(&input) {
+        Ok(text) if text.trim_start().starts_with("CS1:") => {
+            certseal_core::qr::decode(text.trim()).unwrap_or_else(|_| input.clone())
+        }
+        _ => input,
+    };
+    let at = match &a.at {
+        Some(t) => {
+            let t: prost_types::Timestamp = t
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--at '{t}': an RFC 3339 time"))?;
+            certseal_core::Timestamp(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        }
+        None => certseal_core::Timestamp::now(),
+    };
+    let o = certseal_verify::verify_document_offline(&document, &trust_list, status.as_ref(), at);
+    let v = json!({
+        "indication": o.indication.as_str(),
+        "sub_indication": o.sub.map(|s| s.as_str()),
+        "reason": o.reason,
+        "status_checked": o.status_checked,
+        "licence_id": o.claims.as_ref().map(|c| c.id.to_string()),
+        "issuer": o.claims.as_ref().map(|c| c.issuer.to_string()),
+        "type_code": o.claims.as_ref().map(|c| c.type_code.to_string()),
+        "seal_id": o.seal_id.map(|s| s.to_string()),
+        "trust_list_issued_at_ms": trust_list.issued_at.0,
+        "status_list_issued_at_ms": status.as_ref().map(|s| s.issued_at.0),
+    });
+    print_one(&v, a.json);
+    Ok(())
+}
+
+/// `certseal statuslist …`
+pub async fn statuslist(c: StatuslistCommand) -> anyhow::Result<()> {
+    match c {
+        StatuslistCommand::Export { file, client } => {
+            let cl = Client::connect(&client).await?;
+            let r = cl
+                .verification()
+                .get_status_list(cl.request(pb::GetStatusListRequest {})?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            std::fs::write(&file, &r.signed)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!(
+                "wrote the status list ({} entries, {} bytes) to {}",
+                r.entries,
+                r.signed.len(),
+                file.display()
+            );
+            Ok(())
+        }
+    }
+}
