@@ -26,3 +26,6 @@ mod seals;
 // Licences: issue, idempotency, reads and lists, every lifecycle path, bad input, an
 // independent COSE check in Python, bulk import and a restart.
 mod licences;
+// Verification: every sub-indication from a real case, receipts (signed, logged, listed,
+// checked by Python), the offline verifier agreeing with the service, batches.
+mod verification;

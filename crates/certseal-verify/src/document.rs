@@ -176,28 +176,35 @@ fn decide(
     // The issue time the audit log proves; offline, only the document's word.
     let (issued_at, proven) = match &facts {
         LicenceFacts::Registered { issued_at, .. } => (*issued_at, true),
-        _ => (Timestamp(claims.iat.saturating_mul(1000)), false),
+        // iat counts whole seconds: the document was signed within that second.
+        _ => (Timestamp(claims.iat.saturating_mul(1000) + 999), false),
     };
+    let compromise = seal.history.iter().find_map(|(_, _, r)| match r {
+        Some(RevocationReason::KeyCompromise { compromised_at }) => Some(*compromised_at),
+        _ => None,
+    });
+    if !proven && let Some(c) = compromise {
+        // Offline, only the document says when it was signed, to the second. A document
+        // dated from the compromise on fails; an earlier date may be a thief's back-dating,
+        // and only the registry's log can say when it was really issued.
+        if claims.iat.saturating_mul(1000) >= c.0 {
+            return failed(
+                SubIndication::SealRevoked,
+                format!("signed at or after the seal's key compromise ({} ms)", c.0),
+            );
+        }
+        return indeterminate(
+            SubIndication::TryLater,
+            "the seal's key was compromised; ask the registry when this document was issued",
+        );
+    }
     match usability_at(
         seal.not_before,
         seal.not_after,
         seal.history.iter().copied(),
         issued_at,
     ) {
-        Usability::Usable => {
-            // Offline, a compromise soon after the claimed time might hide a back-dated
-            // document: only the registry's log can say when it was really issued.
-            let compromise = seal.history.iter().find_map(|(_, _, r)| match r {
-                Some(RevocationReason::KeyCompromise { compromised_at }) => Some(*compromised_at),
-                _ => None,
-            });
-            if !proven && compromise.is_some() {
-                return indeterminate(
-                    SubIndication::TryLater,
-                    "the seal's key was compromised; ask the registry when this document was issued",
-                );
-            }
-        }
+        Usability::Usable => {}
         Usability::KeyCompromised(t) => {
             return failed(
                 SubIndication::SealRevoked,
