@@ -163,6 +163,10 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     let t = replace(&ok.document, &[0x01, 0x27], &[0x01, 0x26]);
     assert_eq!(says(&c.cose(&t).await), (TotalFailed, S::SigCryptoFailure));
     docs.push(("tampered header", t, (TotalFailed, S::SigCryptoFailure)));
+    // An algorithm certseal does not sign with (-1).
+    let t = replace(&ok.document, &[0x01, 0x27], &[0x01, 0x20]);
+    assert_eq!(says(&c.cose(&t).await), (TotalFailed, S::FormatFailure));
+    docs.push(("unknown algorithm", t, (TotalFailed, S::FormatFailure)));
     // A valid signature by another seal, presented under this seal's key ID.
     let other = issuer(addr, 2, pb::SealAlgorithm::Ed25519).await;
     let by_other = issue(addr, &other, "other", None, None).await;

@@ -108,6 +108,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Seal(c) => super::seal::run(c).await,
         Command::Licence(c) => super::licence::run(c).await,
         Command::Verify(args) => super::verify::offline(args),
+        Command::Bench(args) => super::bench::run(args).await,
         Command::Statuslist(c) => super::verify::statuslist(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),

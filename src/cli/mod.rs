@@ -1,6 +1,7 @@
 //! The command line: `certseal serve` and the client subcommands.
 
 mod audit;
+mod bench;
 mod client;
 mod licence;
 mod output;
@@ -54,6 +55,8 @@ pub enum Command {
     /// The signed status list of revoked, suspended and superseded licences.
     #[command(subcommand)]
     Statuslist(StatuslistCommand),
+    /// Load generator: issue or verify against a running server, or one it starts.
+    Bench(bench::BenchArgs),
     /// Key custody (offline, with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),

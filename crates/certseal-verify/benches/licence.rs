@@ -1,6 +1,7 @@
 //! The sign-and-encode path of issuing a licence, and its verification: claims to deterministic
 //! CBOR, COSE_Sign1 with Ed25519 or P-256, the QR string, the licence ID, and the per-request
-//! cost of opening the sealed seal key. Throughputs are per licence (criterion's elem/s).
+//! cost of opening the sealed seal key, and the offline verifier's whole check of a document.
+//! Throughputs are per licence (criterion's elem/s).
 //!
 //! `cargo bench -p certseal-verify --bench licence`
 
@@ -123,6 +124,48 @@ fn bench(c: &mut Criterion) {
                 let d = cose::parse_sign1(black_box(&doc), 1 << 16).unwrap();
                 d.verify_with_certificate(&cert.der).unwrap();
                 LicenceClaims::decode(&d.payload).unwrap()
+            })
+        });
+        // The offline verifier's whole check: trust-list lookup by kid, chain, seal status,
+        // signature, claims, window.
+        let list = certseal_core::TrustList {
+            v: 1,
+            issuer: "bench".into(),
+            issued_at: certseal_core::Timestamp(1_795_000_000_000),
+            log_size: 1,
+            cas: vec![certseal_core::trust_list::serde_bytes_vec::Der(
+                ca.der.clone(),
+            )],
+            seals: vec![certseal_core::TrustedSeal {
+                id: c0.seal,
+                department: c0.issuer.clone(),
+                name: "行政审批专用章".into(),
+                seal_type: certseal_core::SealType::SpecialPurpose,
+                alg: match alg {
+                    KeyAlgorithm::Ed25519 => certseal_core::SealAlgorithm::Ed25519,
+                    KeyAlgorithm::EcdsaP256 => certseal_core::SealAlgorithm::EcdsaP256,
+                },
+                kid: kid.to_vec(),
+                cert: cert.der.clone(),
+                not_before: certseal_core::Timestamp(0),
+                not_after: certseal_core::Timestamp(4_000_000_000_000),
+                history: vec![certseal_core::TrustListEvent {
+                    at: certseal_core::Timestamp(1),
+                    status: certseal_core::SealStatus::Active,
+                    revocation: None,
+                }],
+            }],
+        };
+        let at = certseal_core::Timestamp(1_800_000_000_000);
+        g.bench_function(format!("verify_document_offline_{name}"), |b| {
+            b.iter(|| {
+                let o = certseal_verify::verify_document_offline(black_box(&doc), &list, None, at);
+                assert_eq!(
+                    o.indication,
+                    certseal_core::Indication::TotalPassed,
+                    "{}",
+                    o.reason
+                );
             })
         });
         if alg == KeyAlgorithm::Ed25519 {

@@ -1,0 +1,381 @@
+//! `certseal bench`: a load generator for a running server (or one it starts on a temporary
+//! folder). It prepares a department, a licence type and an active seal, then runs N
+//! concurrent callers for S seconds and prints throughput and latency percentiles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::client::explain;
+use crate::pb;
+use crate::pb::licence_service_client::LicenceServiceClient;
+use crate::pb::verification_service_client::VerificationServiceClient;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// IssueLicence.
+    Issue,
+    /// VerifyLicence by ID (each with a signed, logged receipt).
+    VerifyId,
+    /// VerifyDocument with the COSE bytes.
+    VerifyDoc,
+}
+
+/// `certseal bench …`
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// issue, verify-id or verify-doc.
+    pub workload: Workload,
+    /// Calls in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// A running server started with --dev-auth; default: start one on a temporary folder.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+const ADMIN: &str = "11100000000013338W";
+const DEPT: &str = "11350200MB0123456A";
+const PERSON: &str = "11010519491231002X";
+
+fn as_actor<T>(dept: &str, role: &str, m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut()
+        .insert("x-certseal-department", dept.parse().expect("ASCII"));
+    r.metadata_mut()
+        .insert("x-certseal-role", role.parse().expect("ASCII"));
+    r
+}
+
+/// A server this command started; killed when dropped.
+struct Spawned {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server() -> anyhow::Result<(String, Spawned)> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--dev-auth", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start a server")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("the server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((format!("http://{addr}"), Spawned { child, _dir: dir }))
+}
+
+/// The request for licence `n`.
+fn issue_request(seal: &str, run: &str, n: u64) -> pb::IssueLicenceRequest {
+    let text = |s: String| pb::FieldValue {
+        value: Some(pb::field_value::Value::Text(s)),
+    };
+    pb::IssueLicenceRequest {
+        type_code: format!("{DEPT}001"),
+        template_version: 0,
+        holder: Some(pb::Holder {
+            kind: pb::HolderKind::Organisation as i32,
+            id: "91350200MA2XYW123L".into(),
+            name: format!("厦门某某餐饮有限公司{n}"),
+        }),
+        fields: [
+            ("operator_name".to_owned(), text(format!("第{n}号店"))),
+            ("legal_rep_id".to_owned(), text(PERSON.into())),
+        ]
+        .into_iter()
+        .collect(),
+        not_before: None,
+        not_after: None,
+        seal_id: seal.into(),
+        idempotency_key: format!("bench-{run}-{n}"),
+    }
+}
+
+/// Department, type and seal (idempotent enough to run twice against one server).
+async fn prepare(channel: Channel) -> anyhow::Result<String> {
+    use crate::pb::department_service_client::DepartmentServiceClient;
+    use crate::pb::seal_service_client::SealServiceClient;
+    use crate::pb::template_service_client::TemplateServiceClient;
+    let _ = DepartmentServiceClient::new(channel.clone())
+        .register_department(as_actor(
+            ADMIN,
+            "admin",
+            pb::RegisterDepartmentRequest {
+                credit_code: DEPT.into(),
+                name: "基准测试局".into(),
+                region_code: "350200".into(),
+            },
+        ))
+        .await;
+    let mut t = TemplateServiceClient::new(channel.clone());
+    let field = |name: &str, ty: pb::FieldType| pb::FieldSpec {
+        name: name.into(),
+        label: name.into(),
+        r#type: ty as i32,
+        required: true,
+        visibility: pb::Visibility::Public as i32,
+        ..Default::default()
+    };
+    let _ = t
+        .create_template_draft(as_actor(
+            ADMIN,
+            "admin",
+            pb::CreateTemplateDraftRequest {
+                type_code: format!("{DEPT}001"),
+                base_version: 0,
+                content: Some(pb::TemplateContent {
+                    name: "基准证照".into(),
+                    category: pb::TemplateCategory::Licence as i32,
+                    default_validity_days: 1825,
+                    fields: vec![
+                        field("operator_name", pb::FieldType::String),
+                        field("legal_rep_id", pb::FieldType::ResidentId),
+                    ],
+                }),
+            },
+        ))
+        .await;
+    let _ = t
+        .publish_template(as_actor(
+            ADMIN,
+            "admin",
+            pb::PublishTemplateRequest {
+                type_code: format!("{DEPT}001"),
+                version: 1,
+            },
+        ))
+        .await;
+    let mut s = SealServiceClient::new(channel);
+    let active = s
+        .list_seals(as_actor(
+            ADMIN,
+            "admin",
+            pb::ListSealsRequest {
+                department: DEPT.into(),
+                status: pb::SealStatus::Active as i32,
+                page_size: 1,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if let Some(seal) = active.seals.first() {
+        return Ok(seal.seal_id.clone());
+    }
+    let seal = s
+        .register_seal(as_actor(
+            ADMIN,
+            "admin",
+            pb::RegisterSealRequest {
+                department: DEPT.into(),
+                name: "基准测试专用章".into(),
+                r#type: pb::SealType::SpecialPurpose as i32,
+                image: b"\x89PNG\r\n\x1a\nbench".to_vec(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .seal
+        .context("no seal")?;
+    s.activate_seal(as_actor(
+        ADMIN,
+        "admin",
+        pb::SealTransitionRequest {
+            seal_id: seal.seal_id.clone(),
+            note: "bench".into(),
+        },
+    ))
+    .await
+    .map_err(explain)?;
+    Ok(seal.seal_id)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Runs `certseal bench`.
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.concurrency == 0 || a.duration == 0 {
+        bail!("--concurrency and --duration must be at least 1");
+    }
+    let (url, _spawned) = match &a.target {
+        Some(t) => (t.clone(), None),
+        None => {
+            let (url, s) = spawn_server()?;
+            (url, Some(s))
+        }
+    };
+    let channel = Channel::from_shared(url.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let seal = prepare(channel.clone()).await?;
+    let mut run_id = [0u8; 6];
+    certseal_crypto::random(&mut run_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run_id: String = run_id.iter().map(|b| format!("{b:02x}")).collect();
+    // Licences to check, for the verify workloads.
+    let mut targets = Vec::new();
+    if a.workload != Workload::Issue {
+        let mut l = LicenceServiceClient::new(channel.clone());
+        for n in 0..64 {
+            let r = l
+                .issue_licence(as_actor(DEPT, "issuer", issue_request(&seal, &run_id, n)))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            targets.push((r.licence_id, r.document));
+        }
+    }
+    let targets = Arc::new(targets);
+    let seal = Arc::new(seal);
+    let deadline = Instant::now() + Duration::from_secs(a.duration);
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..a.concurrency {
+        let (channel, targets, seal, counter, run_id) = (
+            channel.clone(),
+            targets.clone(),
+            seal.clone(),
+            counter.clone(),
+            run_id.clone(),
+        );
+        let workload = a.workload;
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut l = LicenceServiceClient::new(channel.clone());
+            let mut v = VerificationServiceClient::new(channel);
+            let purpose = Some(pb::Purpose {
+                code: "ADMIN_APPROVAL".into(),
+                text: "bench".into(),
+            });
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t0 = Instant::now();
+                let ok = match workload {
+                    Workload::Issue => l
+                        .issue_licence(as_actor(DEPT, "issuer", issue_request(&seal, &run_id, n)))
+                        .await
+                        .is_ok(),
+                    Workload::VerifyId => {
+                        let (id, _) = &targets[n as usize % targets.len()];
+                        v.verify_licence(as_actor(
+                            ADMIN,
+                            "verifier",
+                            pb::VerifyLicenceRequest {
+                                licence_id: id.clone(),
+                                purpose: purpose.clone(),
+                                at: None,
+                            },
+                        ))
+                        .await
+                        .is_ok_and(|r| r.get_ref().indication() == pb::Indication::TotalPassed)
+                    }
+                    Workload::VerifyDoc => {
+                        let (_, doc) = &targets[n as usize % targets.len()];
+                        v.verify_document(as_actor(
+                            ADMIN,
+                            "verifier",
+                            pb::VerifyDocumentRequest {
+                                document: Some(pb::verify_document_request::Document::Cose(
+                                    doc.clone(),
+                                )),
+                                purpose: purpose.clone(),
+                                at: None,
+                            },
+                        ))
+                        .await
+                        .is_ok_and(|r| r.get_ref().indication() == pb::Indication::TotalPassed)
+                    }
+                };
+                if ok {
+                    lat.push(t0.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    let report = json!({
+        "workload": format!("{:?}", a.workload),
+        "concurrency": a.concurrency,
+        "seconds": elapsed,
+        "ok": lat.len(),
+        "errors": errors,
+        "per_second": lat.len() as f64 / elapsed,
+        "latency_ms": {
+            "p50": percentile(&lat, 0.50),
+            "p90": percentile(&lat, 0.90),
+            "p99": percentile(&lat, 0.99),
+            "max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        },
+        "server": if a.target.is_some() { url } else { "started by this command".to_owned() },
+    });
+    println!(
+        "{:?}: {} ok in {:.1} s = {:.0}/s at {} in flight; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
+        a.workload,
+        lat.len(),
+        elapsed,
+        lat.len() as f64 / elapsed,
+        a.concurrency,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        errors
+    );
+    if let Some(p) = a.report {
+        std::fs::write(&p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
