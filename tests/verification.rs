@@ -209,6 +209,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     // Revoked, and valid before.
     let rv = issue(addr, &i, "revoked", None, None).await;
     let before = Timestamp::now().0;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     l.revoke_licence(as_actor(
         &i.dept,
         "issuer",

@@ -287,7 +287,17 @@ impl Registry {
     ) -> Result<SealView, RegistryError> {
         require_role(actor, Role::Admin, "registering a seal")?;
         let now = Timestamp::now();
-        let c = check_new_seal(&new, now)?;
+        let mut c = check_new_seal(&new, now)?;
+        // The default end never outlives the seal CA; an explicit one is refused below if it does.
+        if new.not_after.is_none() && new.certificate == CertificateRequest::SealCa {
+            let (_, ca_end) = x509::validity(&self.seal_ca.cert.der).map_err(internal)?;
+            c.not_after = c.not_after.min(Timestamp(ca_end * 1000));
+            if c.not_after <= c.not_before {
+                return Err(RegistryError::FailedPrecondition(
+                    "the seal CA's certificate has ended; configure a new seal CA".into(),
+                ));
+            }
+        }
         let dept = active_department(
             self.store
                 .get(Table::Departments, c.department.as_str().as_bytes())?
