@@ -259,7 +259,6 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         (Indeterminate, S::Suspended),
         "at an instant during the suspension"
     );
-    docs.pop();
     docs.push((
         "reinstated",
         su.document.clone(),
@@ -655,4 +654,194 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
         other => panic!("{other:?}"),
     }
     server.stop().await;
+}
+
+/// Signs `claims` with a PKCS#8 key as a licence document under `kid`.
+fn forge(
+    claims: &certseal_core::LicenceClaims,
+    alg: certseal_crypto::KeyAlgorithm,
+    pkcs8: &[u8],
+    kid: &[u8],
+) -> Vec<u8> {
+    let signer = certseal_crypto::load_signer(alg, pkcs8).unwrap();
+    certseal_crypto::cose::sign1(
+        signer.as_ref(),
+        kid,
+        certseal_core::licence::LICENCE_CONTENT_TYPE,
+        None,
+        claims.encode(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn forged_and_superseded_documents_get_their_sub_indications() {
+    use certseal_crypto::KeyAlgorithm::Ed25519;
+    use pb::Indication::{Indeterminate, TotalFailed};
+    use pb::SubIndication as S;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let pending = SealServiceClient::new(connect(server.addr).await)
+        .register_seal(admin(pb::RegisterSealRequest {
+            department: i.dept.clone(),
+            name: "合同章".into(),
+            r#type: pb::SealType::Contract as i32,
+            image: png(7),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seal
+        .unwrap();
+    let ok = issue(server.addr, &i, "ok", None, None).await;
+    // Superseded: the old document after an amendment.
+    let amended = LicenceServiceClient::new(connect(server.addr).await)
+        .amend_licence(as_actor(
+            &i.dept,
+            "issuer",
+            pb::AmendLicenceRequest {
+                licence_id: ok.licence_id.clone(),
+                fields: crate::licences::fields("新名字"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c = Checker::new(server.addr).await;
+    assert_eq!(
+        says(&c.cose(&ok.document).await),
+        (TotalFailed, S::Superseded)
+    );
+    let r = c
+        .by_id(&amended.licence_id, Some(Timestamp::now().0 - 3_600_000))
+        .await;
+    assert_eq!(
+        says(&r),
+        (Indeterminate, S::NotYetValid),
+        "an amendment did not exist an hour ago"
+    );
+    server.kill9();
+
+    // What a thief with the registry's files could sign: read the keys the registry keeps.
+    let kek = certseal_crypto::Kek::load_or_create(&data.join("keys").join("kek")).unwrap();
+    let store = certseal_store::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
+    let key_of = |id: &str| {
+        use certseal_store::Read;
+        let sid: certseal_core::SealId = id.parse().unwrap();
+        let sealed = store
+            .get(certseal_store::Table::SealKeys, sid.as_bytes())
+            .unwrap()
+            .unwrap();
+        kek.open(format!("certseal/seal-key/{id}").as_bytes(), &sealed)
+            .unwrap()
+    };
+    let active_key = key_of(&i.seal_id);
+    let pending_key = key_of(&pending.seal_id);
+    drop(store);
+    let kid = |der: &[u8]| certseal_crypto::sha256(&[der])[..8].to_vec();
+    let genuine = certseal_core::LicenceClaims::decode(
+        &certseal_crypto::cose::parse_sign1(&amended.document, 1 << 16)
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
+
+    // Same licence ID, other content, signed by the right (not revoked) seal key.
+    let mut c1 = genuine.clone();
+    c1.fields.insert(
+        "operator_name".into(),
+        certseal_core::FieldValue::Text("冒名顶替".into()),
+    );
+    let mismatch = forge(&c1, Ed25519, &active_key, &kid(&i.seal_cert));
+    // A licence the registry never issued.
+    let mut c2 = genuine.clone();
+    c2.id = certseal_core::LicenceId::new(&c2.type_code, &c2.issuer, "ZZZZZZZZZZZZ", 1).unwrap();
+    let never = forge(&c2, Ed25519, &active_key, &kid(&i.seal_cert));
+    // Signed by a seal that was never filed.
+    let mut c3 = c2.clone();
+    c3.seal = pending.seal_id.parse().unwrap();
+    let not_filed = forge(&c3, Ed25519, &pending_key, &kid(&pending.certificate_der));
+    // A valid signature by another seal than the one the document names.
+    let other_seal = forge(&c2, Ed25519, &pending_key, &kid(&pending.certificate_der));
+    // A key nobody certified.
+    let stranger = certseal_crypto::x509::generate_key(Ed25519).unwrap();
+    let unknown_key = forge(&c2, Ed25519, &stranger.pkcs8, &[7; 8]);
+
+    let server = ChildServer::spawn(&data);
+    let mut c = Checker::new(server.addr).await;
+    let cases = [
+        (
+            "document mismatch",
+            &mismatch,
+            (TotalFailed, S::DocumentMismatch),
+        ),
+        ("never issued", &never, (TotalFailed, S::UnknownLicence)),
+        (
+            "seal not filed",
+            &not_filed,
+            (TotalFailed, S::SealNotActive),
+        ),
+        (
+            "another seal",
+            &other_seal,
+            (TotalFailed, S::SigCryptoFailure),
+        ),
+        (
+            "unknown key",
+            &unknown_key,
+            (Indeterminate, S::NoCertificateChainFound),
+        ),
+    ];
+    for (what, doc, expected) in &cases {
+        let r = c.cose(doc).await;
+        assert_eq!(&says(&r), expected, "{what}: {}", r.reason);
+        assert!(
+            r.licence.is_none(),
+            "{what}: a forgery shows no licence record"
+        );
+    }
+    // A forgery is not filed among the real licence's receipts.
+    let receipts =
+        c.v.list_receipts(admin(pb::ListReceiptsRequest {
+            licence_id: amended.licence_id.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    // Only the genuine check (by ID, an hour back) is listed.
+    assert_eq!(receipts.receipts.len(), 1);
+    assert_eq!(
+        receipts.receipts[0].sub_indication(),
+        pb::SubIndication::NotYetValid
+    );
+
+    // Offline agrees where it can know (it cannot see the stored bytes or the registry's list
+    // of issued licences, so the first two pass signature and seal checks there).
+    let ca = SealServiceClient::new(connect(server.addr).await)
+        .get_ca_certificate(admin(pb::GetCaCertificateRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .der;
+    let tl = SealServiceClient::new(connect(server.addr).await)
+        .get_trust_list(admin(pb::GetTrustListRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .signed;
+    let trust_list = certseal_verify::verify_trust_list(&tl, &ca).unwrap();
+    for (what, doc, expected) in &cases[2..] {
+        let o = certseal_verify::verify_document_offline(doc, &trust_list, None, Timestamp::now());
+        assert_eq!(
+            o.sub.map(|s| s.as_str()),
+            Some(expected.1.as_str_name()),
+            "offline, {what}"
+        );
+    }
 }

@@ -428,6 +428,9 @@ pub struct VerifyArgs {
     /// Check validity at this instant (RFC 3339; default now).
     #[arg(long)]
     pub at: Option<String>,
+    /// Refuse a status list older than this many hours.
+    #[arg(long, default_value_t = 24)]
+    pub status_max_age_hours: i64,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -57,6 +57,15 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
         }
         None => certseal_core::Timestamp::now(),
     };
+    if let Some(s) = &status {
+        certseal_verify::check_status_list_fits(
+            s,
+            &trust_list,
+            certseal_core::Timestamp::now().max(at),
+            a.status_max_age_hours.saturating_mul(3_600_000),
+        )
+        .context("--status")?;
+    }
     let o = certseal_verify::verify_document_offline(&document, &trust_list, status.as_ref(), at);
     let v = json!({
         "indication": o.indication.as_str(),

@@ -451,6 +451,9 @@ pub struct Seal {
     pub certificate: Option<Vec<u8>>,
     /// Where the certificate came from.
     pub certificate_source: Option<CertificateSource>,
+    /// Intermediate CA certificates (DER) between an imported certificate and its anchor.
+    #[serde(default)]
+    pub intermediates: Vec<crate::trust_list::serde_bytes_vec::Der>,
     /// Owner, validity window and status history.
     pub lifecycle: SealLifecycle,
 }

@@ -55,6 +55,9 @@ pub struct TrustedSeal {
     /// Seal certificate, DER.
     #[serde(with = "crate::bytes")]
     pub cert: Vec<u8>,
+    /// Intermediate CA certificates between it and one of `cas` (usually none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<serde_bytes_vec::Der>,
     /// Start of the seal's validity window.
     pub not_before: Timestamp,
     /// End of the seal's validity window (exclusive).
@@ -159,6 +162,7 @@ mod tests {
                 alg: SealAlgorithm::Ed25519,
                 kid: vec![1; 8],
                 cert: vec![0x30, 0x00],
+                chain: Vec::new(),
                 not_before: Timestamp(0),
                 not_after: Timestamp(10_000),
                 history: vec![

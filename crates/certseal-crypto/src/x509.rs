@@ -545,6 +545,19 @@ fn signed_by_ca(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>, at: i6
         && cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
+/// Checks that `cert` (DER) chains to one of `anchors` through `intermediates`, each CA valid
+/// and allowed to sign certificates at `at` (Unix seconds).
+pub fn check_chain(
+    cert: &[u8],
+    anchors: &[Certificate],
+    intermediates: &[Certificate],
+    at: i64,
+) -> Result<(), CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(cert).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    chain_to_anchor(&x, anchors, intermediates, at)
+}
+
 fn chain_to_anchor(
     leaf: &X509Certificate<'_>,
     anchors: &[Certificate],

@@ -366,6 +366,7 @@ impl Registry {
             algorithm: new.algorithm,
             public_key: key.public_key,
             certificate_source: certificate.as_ref().map(|_| CertificateSource::RegistryCa),
+            intermediates: Vec::new(),
             certificate: certificate.map(|c| c.der),
             lifecycle,
         };
@@ -520,6 +521,11 @@ impl Registry {
                 );
                 seal.certificate = Some(cert.der);
                 seal.certificate_source = Some(CertificateSource::External);
+                // Kept so that every later check (and the trust list) can rebuild the chain.
+                seal.intermediates = chain
+                    .iter()
+                    .map(|c| certseal_core::trust_list::serde_bytes_vec::Der(c.der.clone()))
+                    .collect();
                 let record = encode(&seal);
                 txn.put(Table::Seals, seal.id.as_bytes().to_vec(), record.clone());
                 append(
@@ -737,6 +743,7 @@ impl Registry {
                     alg: seal.algorithm,
                     kid: Certificate { der: cert.clone() }.kid().to_vec(),
                     cert,
+                    chain: seal.intermediates,
                     not_before: seal.lifecycle.not_before,
                     not_after: seal.lifecycle.not_after,
                     history: seal

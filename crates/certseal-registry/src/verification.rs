@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use certseal_core::trust_list::serde_bytes_vec::Der;
 use certseal_core::verification::{RECEIPT_CONTENT_TYPE, STATUS_LIST_CONTENT_TYPE, StatusEntry};
 use certseal_core::{
     Actor, FieldValue, Indication, Licence, LicenceClaims, LicenceId, LicenceStatus, Purpose,
@@ -140,13 +141,11 @@ impl Registry {
             let Some(cert) = seal.certificate else {
                 continue;
             };
-            let (nb, _) = x509::validity(&cert).unwrap_or((0, 0));
-            let chain_ok = std::iter::once(&self.seal_ca.cert)
+            let cas: Vec<Der> = std::iter::once(&self.seal_ca.cert)
                 .chain(self.trust_anchors.iter())
-                .any(|ca| x509::check_issued_by(&cert, &ca.der, nb).is_ok())
-                // An imported certificate's chain (through intermediates not kept) was checked
-                // when it was taken in.
-                || seal.certificate_source == Some(certseal_core::CertificateSource::External);
+                .map(|c| Der(c.der.clone()))
+                .collect();
+            let chain_ok = certseal_verify::document::chain_ok(&cert, &cas, &seal.intermediates);
             out.push(SealCandidate {
                 seal_id: seal.id,
                 cert,
@@ -210,7 +209,26 @@ impl Registry {
             .map_err(RegistryError::InvalidArgument)?;
         let now = Timestamp::now();
         let at = at.unwrap_or(now);
-        let (asked, outcome, licence) = self.evaluate(subject, at)?;
+        let by_id = matches!(subject, Subject::Id(_));
+        let (asked, mut outcome, mut licence) = self.evaluate(subject, at)?;
+        // What a document claims is shown only if the registry issued that very document: a
+        // forgery must not come back dressed in the real licence's record.
+        let genuine = by_id
+            || (outcome.seal_id.is_some()
+                && !matches!(
+                    outcome.sub,
+                    Some(
+                        SubIndication::SigCryptoFailure
+                            | SubIndication::DocumentMismatch
+                            | SubIndication::NoCertificateChainFound
+                            | SubIndication::UnknownLicence
+                            | SubIndication::FormatFailure
+                    )
+                ));
+        if !genuine {
+            licence = None;
+            outcome.claims = None;
+        }
         let visible_fields = match &outcome.claims {
             Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
                 self.visible_fields(actor, c)
@@ -251,7 +269,7 @@ impl Registry {
                     receipt_id.as_bytes().to_vec(),
                     [&digest[..], &index.to_be_bytes()].concat(),
                 );
-                if !asked.is_empty() {
+                if genuine && !asked.is_empty() {
                     txn.put(
                         Table::ReceiptsByLicence,
                         receipt_key(&asked, now, &receipt_id),
@@ -364,7 +382,11 @@ impl Registry {
                     issued_at: l.issued_at,
                     same_document: l.document_digest == digest,
                 },
-                _ => LicenceFacts::Unknown,
+                Ok(None) => LicenceFacts::Unknown,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a licence during a check");
+                    LicenceFacts::Unavailable
+                }
             },
             at,
         )

@@ -147,6 +147,7 @@ fn bench(c: &mut Criterion) {
                 },
                 kid: kid.to_vec(),
                 cert: cert.der.clone(),
+                chain: Vec::new(),
                 not_before: certseal_core::Timestamp(0),
                 not_after: certseal_core::Timestamp(4_000_000_000_000),
                 history: vec![certseal_core::TrustListEvent {

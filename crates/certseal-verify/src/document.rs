@@ -49,6 +49,8 @@ pub enum LicenceFacts {
     Listed(Option<LicenceStatus>),
     /// No status source (offline without a status list).
     NotChecked,
+    /// The registry could not read its record now.
+    Unavailable,
 }
 
 /// The result of a check.
@@ -165,7 +167,7 @@ fn decide(
     }
     if claims.seal != seal.seal_id {
         return failed(
-            SubIndication::FormatFailure,
+            SubIndication::SigCryptoFailure,
             format!(
                 "the document names seal {} but seal {} signed it",
                 claims.seal, seal.seal_id
@@ -173,6 +175,12 @@ fn decide(
         );
     }
     let facts = facts(claims);
+    if let LicenceFacts::Unavailable = facts {
+        return indeterminate(
+            SubIndication::TryLater,
+            "the registry cannot read the licence's record now",
+        );
+    }
     // The issue time the audit log proves; offline, only the document's word.
     let (issued_at, proven) = match &facts {
         LicenceFacts::Registered { issued_at, .. } => (*issued_at, true),
@@ -183,7 +191,12 @@ fn decide(
         Some(RevocationReason::KeyCompromise { compromised_at }) => Some(*compromised_at),
         _ => None,
     });
-    if !proven && let Some(c) = compromise {
+    // The registry answers for licences it never issued below, whatever their date says.
+    let unknown = matches!(facts, LicenceFacts::Unknown);
+    if !proven
+        && !unknown
+        && let Some(c) = compromise
+    {
         // Offline, only the document says when it was signed, to the second. A document
         // dated from the compromise on fails; an earlier date may be a thief's back-dating,
         // and only the registry's log can say when it was really issued.
@@ -231,6 +244,7 @@ fn decide(
                 format!("the registry holds no licence {}", claims.id),
             );
         }
+        LicenceFacts::Unavailable => unreachable!("decided above"),
         LicenceFacts::Registered {
             same_document: false,
             ..
@@ -241,6 +255,12 @@ fn decide(
                     "well signed, but not the document the registry issued as {}",
                     claims.id
                 ),
+            );
+        }
+        LicenceFacts::Registered { issued_at, .. } if at < issued_at => {
+            return indeterminate(
+                SubIndication::NotYetValid,
+                "the licence was issued after that instant",
             );
         }
         LicenceFacts::Registered { status_at, .. } => (status_at, true),
@@ -277,16 +297,30 @@ fn decide(
     o
 }
 
+/// Whether `cert` chains to one of `cas` through `chain`, the CAs judged when the certificate
+/// was issued (its notBefore): a seal certificate stays checkable after its CA's renewal.
+pub fn chain_ok(
+    cert: &[u8],
+    cas: &[certseal_core::trust_list::serde_bytes_vec::Der],
+    chain: &[certseal_core::trust_list::serde_bytes_vec::Der],
+) -> bool {
+    let to_certs = |v: &[certseal_core::trust_list::serde_bytes_vec::Der]| {
+        v.iter()
+            .map(|d| certseal_crypto::Certificate { der: d.0.clone() })
+            .collect::<Vec<_>>()
+    };
+    let Ok((issued, _)) = x509::validity(cert) else {
+        return false;
+    };
+    x509::check_chain(cert, &to_certs(cas), &to_certs(chain), issued).is_ok()
+}
+
 /// Seal candidates from a verified trust list: chain checked against the list's CAs.
-pub fn trust_list_candidates(list: &TrustList, kid: &[u8], at: Timestamp) -> Vec<SealCandidate> {
+pub fn trust_list_candidates(list: &TrustList, kid: &[u8]) -> Vec<SealCandidate> {
     list.seals_with_kid(kid)
         .map(|s| SealCandidate {
             seal_id: s.id,
-            chain_ok: list.cas.iter().any(|ca| {
-                x509::check_issued_by(&s.cert, &ca.0, at.0.div_euclid(1000)).is_ok()
-                    || x509::check_issued_by(&s.cert, &ca.0, s.not_before.0.div_euclid(1000))
-                        .is_ok()
-            }),
+            chain_ok: chain_ok(&s.cert, &list.cas, &s.chain),
             cert: s.cert.clone(),
             not_before: s.not_before,
             not_after: s.not_after,

@@ -16,7 +16,9 @@ pub use bundle::{
     Bundle, BundleReport, CHECKPOINT_FILE, ENTRIES_FILE, MANIFEST_FILE, RECORDS_FILE,
     verify as verify_bundle,
 };
-pub use trust_list::{verify_document_offline, verify_status_list, verify_trust_list};
+pub use trust_list::{
+    check_status_list_fits, verify_document_offline, verify_status_list, verify_trust_list,
+};
 
 /// Why verification failed; each variant says where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

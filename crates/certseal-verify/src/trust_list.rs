@@ -101,8 +101,33 @@ pub fn verify_status_list(
     Ok(list)
 }
 
+/// Checks that a status list belongs with a trust list (same registry) and is fresh enough:
+/// issued no more than `max_age_ms` before `now`.
+pub fn check_status_list_fits(
+    status: &certseal_core::StatusList,
+    trust_list: &TrustList,
+    now: Timestamp,
+    max_age_ms: i64,
+) -> Result<(), VerifyError> {
+    if status.issuer != trust_list.issuer {
+        return Err(bad(format!(
+            "the status list is from {}, the trust list from {}",
+            status.issuer, trust_list.issuer
+        )));
+    }
+    if now.0 - status.issued_at.0 > max_age_ms {
+        return Err(bad(format!(
+            "the status list was issued {} s ago, more than the {} s allowed: fetch a new one",
+            (now.0 - status.issued_at.0) / 1000,
+            max_age_ms / 1000
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a licence document offline: with a verified trust list, and a verified status list
-/// when there is one (without it, the result says the status was not checked).
+/// when there is one (without it, the result says the status was not checked). A status list
+/// says nothing of instants after it was issued: check with [`check_status_list_fits`].
 pub fn verify_document_offline(
     document: &[u8],
     trust_list: &TrustList,
@@ -111,7 +136,7 @@ pub fn verify_document_offline(
 ) -> crate::document::Outcome {
     crate::document::check_document(
         document,
-        |kid| crate::document::trust_list_candidates(trust_list, kid, at),
+        |kid| crate::document::trust_list_candidates(trust_list, kid),
         |claims| match status {
             Some(s) => crate::document::LicenceFacts::Listed(s.status_at(claims.id.as_str(), at)),
             None => crate::document::LicenceFacts::NotChecked,
