@@ -1,4 +1,5 @@
-//! Property tests on every decoder of outside bytes: identifiers, CBOR, licence claims, COSE
+//! Property tests on every decoder of outside bytes: identifiers, template schemas and field
+//! values, CBOR, licence claims, COSE
 //! documents, QR strings, trust lists, status lists, receipts, certificates, log entries,
 //! checkpoints, tlog-proofs and export bundles. Whatever arrives, nothing panics: bad input is
 //! an error, and a valid input changed anywhere is refused or decodes to exactly what it says.
@@ -186,4 +187,170 @@ proptest! {
         let verified = certseal_verify::verify_bundle(dir.path(), &key, None, |_, _| {});
         prop_assert!(verified.is_err(), "random files verified");
     }
+}
+
+fn field_type() -> impl Strategy<Value = certseal_core::FieldType> {
+    use certseal_core::FieldType as F;
+    prop_oneof![
+        Just(F::String),
+        Just(F::Integer),
+        Just(F::Decimal),
+        Just(F::Date),
+        Just(F::Boolean),
+        Just(F::Enum),
+        Just(F::ResidentId),
+        Just(F::CreditCode),
+    ]
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("c".to_owned())],
+        1 => "[a-z_0-9A-Z]{0,6}",
+    ]
+}
+
+/// Mostly well-formed specs of each type, sometimes anything at all.
+fn field_spec() -> impl Strategy<Value = certseal_core::FieldSpec> {
+    use certseal_core::FieldType as F;
+    let spec = |name, label, field_type, required| certseal_core::FieldSpec {
+        name,
+        label,
+        field_type,
+        required,
+        max_length: 0,
+        pattern: String::new(),
+        enum_values: Vec::new(),
+        scale: 0,
+        visibility: certseal_core::Visibility::Public,
+    };
+    let typed = (name(), "\\PC{1,10}", field_type(), any::<bool>()).prop_flat_map(
+        move |(name, label, field_type, required)| {
+            let base = spec(name, label, field_type, required);
+            match field_type {
+                F::String => (
+                    0u32..300,
+                    prop_oneof![
+                        Just(String::new()),
+                        Just("[0-9]{3}".to_owned()),
+                        Just("JY[0-9]{2,4}".to_owned()),
+                        "[a-z0-9\\[\\]\\(\\)\\*\\+\\?\\{\\},|^$.]{0,12}",
+                    ],
+                )
+                    .prop_map(move |(max_length, pattern)| certseal_core::FieldSpec {
+                        max_length,
+                        pattern,
+                        ..base.clone()
+                    })
+                    .boxed(),
+                F::Decimal => (0u32..8)
+                    .prop_map(move |scale| certseal_core::FieldSpec {
+                        scale,
+                        ..base.clone()
+                    })
+                    .boxed(),
+                F::Enum => proptest::collection::vec("[a-z]{1,4}", 1..4)
+                    .prop_map(move |enum_values| certseal_core::FieldSpec {
+                        enum_values,
+                        ..base.clone()
+                    })
+                    .boxed(),
+                _ => Just(base).boxed(),
+            }
+        },
+    );
+    let anything = (
+        name(),
+        "\\PC{0,10}",
+        field_type(),
+        any::<bool>(),
+        0u32..5000,
+        "\\PC{0,20}",
+        proptest::collection::vec("\\PC{0,8}", 0..4),
+        0u32..12,
+    )
+        .prop_map(
+            |(name, label, field_type, required, max_length, pattern, enum_values, scale)| {
+                certseal_core::FieldSpec {
+                    name,
+                    label,
+                    field_type,
+                    required,
+                    max_length,
+                    pattern,
+                    enum_values,
+                    scale,
+                    visibility: certseal_core::Visibility::Public,
+                }
+            },
+        );
+    prop_oneof![9 => typed, 1 => anything]
+}
+
+fn field_value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        "\\PC{0,40}".prop_map(FieldValue::Text),
+        "[0-9.\\-]{0,20}".prop_map(FieldValue::Text),
+        any::<i64>().prop_map(FieldValue::Integer),
+        any::<bool>().prop_map(FieldValue::Boolean),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn template_schemas_and_values_are_checked_without_panics(
+        fields in proptest::collection::vec(field_spec(), 0..6),
+        values in proptest::collection::btree_map("[abc]", field_value(), 0..4),
+    ) {
+        let content = certseal_core::TemplateContent {
+            name: "证照".into(),
+            category: certseal_core::TemplateCategory::Licence,
+            default_validity_days: 0,
+            fields,
+        };
+        if let Ok(content) = content.validate() {
+            let actor = certseal_core::Actor {
+                department: "11100000000013338W".parse().unwrap(),
+                role: certseal_core::Role::Admin,
+            };
+            let t = certseal_core::Template {
+                type_code: "11100000000013338W001".parse().unwrap(),
+                version: 1,
+                content,
+                status: certseal_core::TemplateStatus::Published,
+                created_at: Timestamp(0),
+                created_by: actor.clone(),
+                updated_at: Timestamp(0),
+                updated_by: actor,
+                published_at: None,
+            };
+            if let Ok(canonical) = t.validate_values(&values) {
+                // Canonical values are accepted again, unchanged.
+                prop_assert_eq!(t.validate_values(&canonical).unwrap(), canonical);
+            }
+        }
+    }
+}
+
+#[test]
+fn random_schemas_are_often_valid_so_values_get_checked() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = proptest::collection::vec(field_spec(), 1..4);
+    let mut valid = 0;
+    for _ in 0..400 {
+        let fields = strategy.new_tree(&mut runner).unwrap().current();
+        let content = certseal_core::TemplateContent {
+            name: "证照".into(),
+            category: certseal_core::TemplateCategory::Licence,
+            default_validity_days: 0,
+            fields,
+        };
+        if content.validate().is_ok() {
+            valid += 1;
+        }
+    }
+    assert!(valid >= 40, "only {valid} of 400 random schemas were valid");
 }
