@@ -34,6 +34,46 @@ pub struct RawConfig {
     pub seals: RawSeals,
     /// `[verification]`
     pub verification: RawVerification,
+    /// `[limits]`
+    pub limits: RawLimits,
+}
+
+/// `[limits]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimits {
+    /// Longest a unary call may take, in seconds.
+    pub request_timeout_secs: Option<u64>,
+    /// Longest a bulk stream may wait for its client's next item, in seconds.
+    pub stream_idle_secs: Option<u64>,
+    /// Most items in one bulk stream.
+    pub stream_max_items: Option<u64>,
+    /// Most calls in flight on one connection.
+    pub per_connection_concurrency: Option<usize>,
+}
+
+/// Bounds on what one caller can hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a unary call may take.
+    pub request_timeout: std::time::Duration,
+    /// Longest a bulk stream waits for the next item.
+    pub stream_idle: std::time::Duration,
+    /// Most items in one bulk stream.
+    pub stream_max_items: u64,
+    /// Most calls in flight on one connection.
+    pub per_connection_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_secs(30),
+            stream_idle: std::time::Duration::from_secs(60),
+            stream_max_items: 10_000_000,
+            per_connection_concurrency: 1024,
+        }
+    }
 }
 
 /// `[verification]` section.
@@ -145,6 +185,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Storage, keys and audit log.
     pub registry: RegistryOptions,
+    /// Timeouts and bounds.
+    pub limits: Limits,
 }
 
 /// A configuration problem, naming the key.
@@ -306,6 +348,39 @@ impl RawConfig {
                 p
             }
         };
+        let d = Limits::default();
+        let secs = |key: &'static str, v: Option<u64>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
+            Some(_) => Err(invalid(key, "between 1 and 86400 seconds".into())),
+        };
+        let limits = Limits {
+            request_timeout: secs(
+                "limits.request_timeout_secs",
+                self.limits.request_timeout_secs,
+                d.request_timeout,
+            )?,
+            stream_idle: secs(
+                "limits.stream_idle_secs",
+                self.limits.stream_idle_secs,
+                d.stream_idle,
+            )?,
+            stream_max_items: match self.limits.stream_max_items {
+                None => d.stream_max_items,
+                Some(n) if n >= 1 => n,
+                Some(_) => return Err(invalid("limits.stream_max_items", "at least 1".into())),
+            },
+            per_connection_concurrency: match self.limits.per_connection_concurrency {
+                None => d.per_connection_concurrency,
+                Some(n) if (1..=65_536).contains(&n) => n,
+                Some(_) => {
+                    return Err(invalid(
+                        "limits.per_connection_concurrency",
+                        "between 1 and 65536".into(),
+                    ));
+                }
+            },
+        };
         Ok(Config {
             listen,
             data_dir: o
@@ -331,6 +406,7 @@ impl RawConfig {
                 trust_anchors,
                 purposes,
             },
+            limits,
         })
     }
 }

@@ -84,7 +84,9 @@ pub fn serve_on(
     let ctx = Context {
         registry: registry.clone(),
         auth,
+        limits: config.limits,
     };
+    let limits = config.limits;
     let max = config.max_message_bytes;
     let departments =
         DepartmentServiceServer::new(DepartmentApi(ctx.clone())).max_decoding_message_size(max);
@@ -118,6 +120,12 @@ pub fn serve_on(
             .await;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
         let result = tonic::transport::Server::builder()
+            // Unary calls end in time; dead peers are found; no connection takes everything.
+            .timeout(limits.request_timeout)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+            .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
+            .concurrency_limit_per_connection(limits.per_connection_concurrency)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)

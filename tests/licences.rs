@@ -1086,3 +1086,66 @@ async fn cli_issue_and_bulk_import_with_bad_rows_survive_a_crash() {
     assert_eq!(before, after);
     assert_eq!(count(&server), 58);
 }
+
+#[tokio::test]
+async fn stalled_or_endless_bulk_streams_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(
+        &dir.path().join("data"),
+        "[limits]\nstream_idle_secs = 1\nstream_max_items = 3\n",
+    )
+    .await;
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let mut c = licences(connect(server.addr).await);
+    let item = |n: u32| pb::IssueLicencesItem {
+        r#ref: n.to_string(),
+        licence: Some(request(&i, &format!("bulk-{n}"))),
+    };
+
+    // A client that sends one item and then neither sends nor closes.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(item(0)).await.unwrap();
+    let mut results = c
+        .issue_licences(as_issuer(
+            &i,
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = results.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.outcome,
+        Some(pb::issue_licences_result::Outcome::LicenceId(_))
+    ));
+    let started = std::time::Instant::now();
+    let e = loop {
+        match results.message().await {
+            Err(e) => break e,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without an error"),
+        }
+    };
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(tx);
+
+    // A client that sends more items than a stream may carry.
+    let items: Vec<_> = (10..20).map(item).collect();
+    let mut results = c
+        .issue_licences(as_issuer(&i, tokio_stream::iter(items)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut issued = 0;
+    let e = loop {
+        match results.message().await {
+            Err(e) => break e,
+            Ok(Some(_)) => issued += 1,
+            Ok(None) => panic!("the stream ended without an error"),
+        }
+    };
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(issued <= 3, "{issued}");
+    server.stop().await.unwrap();
+}

@@ -29,4 +29,28 @@ pub struct Context {
     pub registry: Arc<Registry>,
     /// How callers are identified.
     pub auth: Authenticator,
+    /// Timeouts and bounds of streams.
+    pub limits: crate::config::Limits,
+}
+
+/// The next item of a client stream, within the idle timeout and the item bound; `Ok(None)` at
+/// its end.
+pub(crate) async fn next_item<T>(
+    items: &mut tonic::Streaming<T>,
+    limits: &crate::config::Limits,
+    read: u64,
+) -> Result<Option<T>, tonic::Status> {
+    if read >= limits.stream_max_items {
+        return Err(tonic::Status::resource_exhausted(format!(
+            "a stream carries at most {} items",
+            limits.stream_max_items
+        )));
+    }
+    match tokio::time::timeout(limits.stream_idle, items.message()).await {
+        Ok(r) => r,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no item for {} s: the stream is closed",
+            limits.stream_idle.as_secs()
+        ))),
+    }
 }

@@ -147,12 +147,13 @@ impl VerificationService for VerificationApi {
         let actor = Arc::new(self.0.auth.actor(&request)?);
         let mut items = request.into_inner();
         let registry = self.0.registry.clone();
+        let limits = self.0.limits;
         let (tx, rx) = tokio::sync::mpsc::channel(BATCH_IN_FLIGHT);
         tokio::spawn(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
             let mut index = 0u64;
             loop {
-                let item = match items.message().await {
+                let item = match super::next_item(&mut items, &limits, index).await {
                     Ok(Some(item)) => item,
                     Ok(None) => break,
                     Err(e) => {
