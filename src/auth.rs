@@ -1,8 +1,9 @@
 //! Who is calling: every RPC runs for an [`Actor`].
 //!
-//! Until mutual TLS exists, the only source of identity is the development mode, which trusts
-//! the `x-certseal-department` and `x-certseal-role` request metadata. It is off unless the
-//! server is started with `--dev-auth`; without it every RPC is refused as unauthenticated.
+//! With mutual TLS the department and its roles come from the client certificate. The
+//! development mode trusts the `x-certseal-department` and `x-certseal-role` request metadata;
+//! it is off unless the server is started with `--dev-auth`, and refused with TLS. With neither,
+//! every RPC is refused as unauthenticated.
 
 use certseal_core::{Actor, CreditCode, Role};
 use tonic::{Request, Status};
@@ -17,6 +18,9 @@ pub const ROLE_HEADER: &str = "x-certseal-role";
 pub enum Authenticator {
     /// Trust request metadata. For development only.
     DevMetadata,
+    /// Mutual TLS: the department and its roles come from the client certificate; the
+    /// `x-certseal-role` metadata may pick one of the certificate's roles.
+    ClientCert,
     /// No identity source is configured: every call is unauthenticated.
     Refuse,
 }
@@ -36,6 +40,42 @@ impl Authenticator {
                 )?;
                 let role: Role = header(request, ROLE_HEADER)?.parse().map_err(|e: String| {
                     Status::unauthenticated(format!("metadata '{ROLE_HEADER}': {e}"))
+                })?;
+                Ok(Actor { department, role })
+            }
+            Authenticator::ClientCert => {
+                let certs = request.peer_certs().ok_or_else(|| {
+                    Status::unauthenticated("no client certificate: present your department's")
+                })?;
+                let der = certs
+                    .first()
+                    .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+                let (code, roles) = certseal_crypto::x509::client_identity(der.as_ref())
+                    .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
+                let department: CreditCode =
+                    code.parse().map_err(|e: certseal_core::IdError| {
+                        Status::unauthenticated(format!("client certificate: {e}"))
+                    })?;
+                let asked = request
+                    .metadata()
+                    .get(ROLE_HEADER)
+                    .map(|v| v.to_str().unwrap_or_default().to_owned());
+                let role = match (asked, roles.as_slice()) {
+                    (Some(r), _) if roles.contains(&r) => r,
+                    (Some(r), _) => {
+                        return Err(Status::permission_denied(format!(
+                            "the certificate of {department} grants the roles {roles:?}, not '{r}'"
+                        )));
+                    }
+                    (None, [only]) => only.clone(),
+                    (None, _) => {
+                        return Err(Status::unauthenticated(format!(
+                            "the certificate grants the roles {roles:?}: choose one with metadata '{ROLE_HEADER}'"
+                        )));
+                    }
+                };
+                let role: Role = role.parse().map_err(|e: String| {
+                    Status::unauthenticated(format!("client certificate: {e}"))
                 })?;
                 Ok(Actor { department, role })
             }

@@ -36,6 +36,37 @@ pub struct RawConfig {
     pub verification: RawVerification,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[tls]`
+    pub tls: RawTls,
+}
+
+/// `[tls]` section: all three files, or none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    /// The server's certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// The CA that issues departments' client certificates (PEM).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// TLS material, read at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// Server certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Server key, PEM.
+    pub key_pem: Vec<u8>,
+    /// Client CA, PEM.
+    pub client_ca_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsFiles(..)")
+    }
 }
 
 /// `[limits]` section.
@@ -187,6 +218,8 @@ pub struct Config {
     pub registry: RegistryOptions,
     /// Timeouts and bounds.
     pub limits: Limits,
+    /// Mutual TLS, when configured.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A configuration problem, naming the key.
@@ -348,6 +381,31 @@ impl RawConfig {
                 p
             }
         };
+        let tls = match (
+            &self.tls.cert_file,
+            &self.tls.key_file,
+            &self.tls.client_ca_file,
+        ) {
+            (None, None, None) => None,
+            (Some(c), Some(k), Some(ca)) => Some(TlsFiles {
+                cert_pem: read("tls.cert_file", c)?,
+                key_pem: read("tls.key_file", k)?,
+                client_ca_pem: read("tls.client_ca_file", ca)?,
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls",
+                    "give cert_file, key_file and client_ca_file together".into(),
+                ));
+            }
+        };
+        let dev_auth = o.dev_auth || self.server.dev_auth.unwrap_or(false);
+        if dev_auth && tls.is_some() {
+            return Err(invalid(
+                "server.dev_auth",
+                "development mode is refused when TLS is configured".into(),
+            ));
+        }
         let d = Limits::default();
         let secs = |key: &'static str, v: Option<u64>, default: std::time::Duration| match v {
             None => Ok(default),
@@ -387,7 +445,7 @@ impl RawConfig {
                 .data_dir
                 .or(self.server.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            dev_auth: o.dev_auth || self.server.dev_auth.unwrap_or(false),
+            dev_auth,
             max_message_bytes,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             log_format,
@@ -407,6 +465,7 @@ impl RawConfig {
                 purposes,
             },
             limits,
+            tls,
         })
     }
 }

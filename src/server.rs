@@ -70,7 +70,10 @@ pub fn serve_on(
     let registry = Registry::open(&config.data_dir, &config.registry)
         .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
     let registry = Arc::new(registry);
-    let auth = if config.dev_auth {
+    let auth = if config.tls.is_some() {
+        tracing::info!("mutual TLS: callers are identified by their client certificates");
+        Authenticator::ClientCert
+    } else if config.dev_auth {
         tracing::warn!(
             "DEVELOPMENT MODE: caller identity is taken from request metadata without proof; never use --dev-auth in production"
         );
@@ -87,6 +90,7 @@ pub fn serve_on(
         limits: config.limits,
     };
     let limits = config.limits;
+    let tls = config.tls.clone();
     let max = config.max_message_bytes;
     let departments =
         DepartmentServiceServer::new(DepartmentApi(ctx.clone())).max_decoding_message_size(max);
@@ -119,7 +123,20 @@ pub fn serve_on(
             .set_serving::<TemplateServiceServer<TemplateApi>>()
             .await;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(t) = &tls {
+            builder = builder.tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(
+                        &t.cert_pem,
+                        &t.key_pem,
+                    ))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(&t.client_ca_pem))
+                    // A caller without a certificate gets UNAUTHENTICATED, not a torn handshake.
+                    .client_auth_optional(true),
+            )?;
+        }
+        let result = builder
             // Unary calls end in time; dead peers are found; no connection takes everything.
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -960,7 +960,7 @@ async fn cli_issue_and_bulk_import_with_bad_rows_survive_a_crash() {
             "张三",
             "--seal",
             &i.seal_id,
-            "--key",
+            "--idempotency-key",
             "cli-1",
             "--field",
             "operator_name=张三小吃店",

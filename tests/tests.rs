@@ -29,3 +29,5 @@ mod licences;
 // Verification: every sub-indication from a real case, receipts (signed, logged, listed,
 // checked by Python), the offline verifier agreeing with the service, batches.
 mod verification;
+// Mutual TLS: departments identified by client certificates, roles from the certificate.
+mod tls;

@@ -24,8 +24,24 @@ pub(crate) struct Client {
 
 impl Client {
     pub(super) async fn connect(args: &ClientArgs) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(args.server.clone())
-            .with_context(|| format!("'{}' is not a server URL", args.server))?
+        let mut endpoint = Channel::from_shared(args.server.clone())
+            .with_context(|| format!("'{}' is not a server URL", args.server))?;
+        if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) {
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+                        .identity(tonic::transport::Identity::from_pem(
+                            read(cert)?,
+                            read(key)?,
+                        )),
+                )
+                .context("TLS configuration")?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot reach the certseal server at {}", args.server))?;

@@ -112,16 +112,16 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             holder_id,
             holder_name,
             seal,
-            key,
+            idempotency_key,
             content,
             out,
             ..
         } => {
-            let key = match key {
+            let key = match idempotency_key {
                 Some(k) => k,
                 None => {
                     let k = random_key()?;
-                    eprintln!("idempotency key {k} (pass --key {k} to retry safely)");
+                    eprintln!("idempotency key {k} (pass --idempotency-key {k} to retry safely)");
                     k
                 }
             };

@@ -112,9 +112,9 @@ pub enum SealCommand {
     ImportCert {
         /// Seal ID.
         seal_id: String,
-        /// Certificate file, PEM or DER.
+        /// Certificate file, PEM or DER (then any intermediate CA certificates, PEM).
         #[arg(long)]
-        cert: PathBuf,
+        certificate: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -251,7 +251,7 @@ pub enum LicenceCommand {
         seal: String,
         /// Idempotency key; default: a new random key (printed), so a retry must pass it.
         #[arg(long)]
-        key: Option<String>,
+        idempotency_key: Option<String>,
         #[command(flatten)]
         content: LicenceContent,
         /// Write the signed document (COSE) here.
@@ -575,9 +575,19 @@ pub struct ClientArgs {
     /// Act as this department (credit code); development mode only.
     #[arg(long, env = "CERTSEAL_AS_DEPARTMENT")]
     pub as_department: Option<String>,
-    /// Act in this role (admin, issuer, verifier, auditor); development mode only.
+    /// Act in this role (admin, issuer, verifier, auditor). With TLS, one of the roles the
+    /// client certificate grants.
     #[arg(long, env = "CERTSEAL_AS_ROLE")]
     pub as_role: Option<String>,
+    /// Client certificate (PEM) for mutual TLS; use with --key and --ca and an https:// server.
+    #[arg(long, env = "CERTSEAL_CERT", requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "CERTSEAL_KEY")]
+    pub key: Option<PathBuf>,
+    /// The CA that issued the server's certificate (PEM).
+    #[arg(long, env = "CERTSEAL_CA")]
+    pub ca: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -95,7 +95,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             if let Some(path) = csr_out {
                 write(&path, r.csr_pem.as_bytes())?;
                 eprintln!(
-                    "CSR written to {}; have it signed, then: certseal seal import-cert {} --cert FILE",
+                    "CSR written to {}; have it signed, then: certseal seal import-cert {} --certificate FILE",
                     path.display(),
                     r.seal.as_ref().map(|s| s.seal_id.as_str()).unwrap_or("")
                 );
@@ -112,11 +112,15 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             print!("{}", r.csr_pem);
             return Ok(());
         }
-        S::ImportCert { seal_id, cert, .. } => cl
+        S::ImportCert {
+            seal_id,
+            certificate,
+            ..
+        } => cl
             .seals()
             .import_seal_certificate(cl.request(pb::ImportSealCertificateRequest {
                 seal_id,
-                certificate: read(&cert)?,
+                certificate: read(&certificate)?,
             })?)
             .await
             .map_err(explain)?

@@ -289,6 +289,122 @@ pub fn issue_service_certificate(
     )
 }
 
+/// Prefix of the organizational unit that lists a department certificate's roles.
+pub const ROLES_OU_PREFIX: &str = "certseal-roles=";
+
+/// Who a department's client certificate names.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSubject<'a> {
+    /// Department name (O).
+    pub department_name: &'a str,
+    /// Credit code (organizationIdentifier `NTRCN-<code>`).
+    pub credit_code: &'a str,
+    /// Roles it grants.
+    pub roles: &'a [&'a str],
+}
+
+/// Issues a TLS client certificate for a department's system: organizationIdentifier
+/// `NTRCN-<credit code>`, O = department name, OU = `certseal-roles=<role>,<role>`, EKU
+/// clientAuth.
+pub fn issue_client_certificate(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    key_pkcs8: &[u8],
+    client: &ClientSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let ClientSubject {
+        department_name,
+        credit_code,
+        roles,
+    } = *client;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, department_name);
+    dn.push(
+        DnType::CustomDnType(ORGANIZATION_IDENTIFIER_OID.to_vec()),
+        format!("NTRCN-{credit_code}"),
+    );
+    dn.push(
+        DnType::OrganizationalUnitName,
+        format!("{ROLES_OU_PREFIX}{}", roles.join(",")),
+    );
+    dn.push(DnType::CommonName, format!("{department_name} system"));
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.not_before = time(not_before)?;
+    p.not_after = time(not_after)?;
+    p.serial_number = Some(serial()?);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    sign_with_ca(p, ca, ca_pkcs8, key_pkcs8)
+}
+
+/// Issues a TLS server certificate for `hosts` (DNS names or IP addresses).
+pub fn issue_server_certificate(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    key_pkcs8: &[u8],
+    hosts: &[String],
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let mut p = CertificateParams::new(hosts.to_vec()).map_err(rcgen_err)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        hosts.first().cloned().unwrap_or_default(),
+    );
+    p.distinguished_name = dn;
+    p.not_before = time(not_before)?;
+    p.not_after = time(not_after)?;
+    p.serial_number = Some(serial()?);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    sign_with_ca(p, ca, ca_pkcs8, key_pkcs8)
+}
+
+/// The department (credit code, from organizationIdentifier `NTRCN-…`) and the roles (from the
+/// `certseal-roles=` OU) of a client certificate.
+pub fn client_identity(der: &[u8]) -> Result<(String, Vec<String>), CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(der).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    let org_id = x509_parser::der_parser::oid::Oid::from(ORGANIZATION_IDENTIFIER_OID)
+        .map_err(|_| cert_err("OID"))?;
+    let ids: Vec<&str> = x
+        .subject()
+        .iter_by_oid(&org_id)
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    let [id] = ids[..] else {
+        return Err(cert_err(
+            "a department certificate has one organizationIdentifier",
+        ));
+    };
+    let code = id
+        .strip_prefix("NTRCN-")
+        .ok_or_else(|| cert_err("organizationIdentifier is not NTRCN-<credit code>"))?;
+    let roles = x
+        .subject()
+        .iter_organizational_unit()
+        .filter_map(|a| a.as_str().ok())
+        .filter_map(|ou| ou.strip_prefix(ROLES_OU_PREFIX))
+        .flat_map(|r| r.split(','))
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .collect();
+    Ok((code.to_owned(), roles))
+}
+
+/// PEM text of a PKCS#8 private key.
+pub fn pkcs8_pem(pkcs8: &[u8]) -> String {
+    pem_encode("PRIVATE KEY", pkcs8)
+}
+
 /// Checks that `cert` is one of the registry's service certificates named `common_name`, and
 /// not a seal certificate: a seal's key must never pass for the trust-list or receipt key.
 pub fn check_service_certificate(cert: &[u8], common_name: &str) -> Result<(), CryptoError> {
