@@ -211,3 +211,11 @@ pub(crate) fn timestamp_from_pb(
     }
     Ok(Timestamp(t.seconds * 1000 + i64::from(t.nanos / 1_000_000)))
 }
+
+/// An optional request time in milliseconds.
+pub(crate) fn optional_time(
+    field: &str,
+    t: &Option<prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, RegistryError> {
+    t.as_ref().map(|t| timestamp_from_pb(field, t)).transpose()
+}

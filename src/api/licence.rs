@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Context;
-use super::convert::{self, timestamp, timestamp_from_pb};
+use super::convert::{self, optional_time, timestamp};
 use crate::pb;
 use crate::pb::licence_service_server::LicenceService;
 use crate::status::to_status;
@@ -23,9 +23,6 @@ use crate::status::to_status;
 /// The licence service adapter.
 #[derive(Debug, Clone)]
 pub struct LicenceApi(pub Context);
-
-/// Items of one bulk call issued at the same time: enough to fill a group commit.
-const BULK_IN_FLIGHT: usize = 256;
 
 fn holder_kind_from_pb(field: &str, v: i32) -> Result<HolderKind, RegistryError> {
     match pb::HolderKind::try_from(v) {
@@ -168,13 +165,6 @@ pub(crate) fn licence_to_pb(v: LicenceView) -> pb::Licence {
     out
 }
 
-fn optional_time(
-    field: &str,
-    t: &Option<prost_types::Timestamp>,
-) -> Result<Option<Timestamp>, RegistryError> {
-    t.as_ref().map(|t| timestamp_from_pb(field, t)).transpose()
-}
-
 /// A proto issue request as the registry's.
 pub(crate) fn issue_request(r: pb::IssueLicenceRequest) -> Result<IssueRequest, RegistryError> {
     let holder = r.holder.unwrap_or_default();
@@ -216,7 +206,7 @@ pub(crate) fn code_name(c: tonic::Code) -> &'static str {
     }
 }
 
-fn item_error(s: &Status) -> pb::ItemError {
+pub(crate) fn item_error(s: &Status) -> pb::ItemError {
     use tonic_types::StatusExt;
     pb::ItemError {
         code: code_name(s.code()).to_owned(),
@@ -299,62 +289,36 @@ impl LicenceService for LicenceApi {
         request: Request<Streaming<pb::IssueLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
         let actor = Arc::new(self.0.auth.actor(&request)?);
-        let mut items = request.into_inner();
         let registry = self.0.registry.clone();
-        let limits = self.0.limits;
-        let (tx, rx) = tokio::sync::mpsc::channel(BULK_IN_FLIGHT);
-        tokio::spawn(async move {
-            let slots = Arc::new(tokio::sync::Semaphore::new(BULK_IN_FLIGHT));
-            let mut index = 0u64;
-            loop {
-                let item = match super::next_item(&mut items, &limits, index).await {
-                    Ok(Some(item)) => item,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
-                    }
-                };
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (registry, actor, tx) = (registry.clone(), actor.clone(), tx.clone());
-                let i = index;
-                index += 1;
-                tokio::spawn(async move {
-                    let outcome = match item.licence.ok_or_else(|| {
-                        RegistryError::invalid("licence", "each item carries a licence")
-                    }) {
-                        Ok(r) => match issue_request(r) {
-                            Ok(req) => registry
-                                .issue_licence(&actor, req)
-                                .await
-                                .map(|v| v.licence.id.to_string()),
-                            Err(e) => Err(e),
-                        },
+        let results = super::bulk(request.into_inner(), self.0.limits, move |item, index| {
+            let (registry, actor) = (registry.clone(), actor.clone());
+            async move {
+                let outcome = match item
+                    .licence
+                    .ok_or_else(|| RegistryError::invalid("licence", "each item carries a licence"))
+                {
+                    Ok(r) => match issue_request(r) {
+                        Ok(req) => registry
+                            .issue_licence(&actor, req)
+                            .await
+                            .map(|v| v.licence.id.to_string()),
                         Err(e) => Err(e),
-                    };
-                    let outcome = match outcome {
+                    },
+                    Err(e) => Err(e),
+                };
+                pb::IssueLicencesResult {
+                    r#ref: item.r#ref,
+                    index,
+                    outcome: Some(match outcome {
                         Ok(id) => pb::issue_licences_result::Outcome::LicenceId(id),
                         Err(e) => {
                             pb::issue_licences_result::Outcome::Error(item_error(&to_status(e)))
                         }
-                    };
-                    let _ = tx
-                        .send(Ok(pb::IssueLicencesResult {
-                            r#ref: item.r#ref,
-                            index: i,
-                            outcome: Some(outcome),
-                        }))
-                        .await;
-                    drop(permit);
-                });
+                    }),
+                }
             }
-            tracing::info!(items = index, "bulk issue finished reading");
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(results)))
     }
 
     async fn get_licence(

@@ -54,3 +54,47 @@ pub(crate) async fn next_item<T>(
         ))),
     }
 }
+
+/// Items of one bulk call handled at the same time: enough to fill a group commit.
+const BULK_IN_FLIGHT: usize = 256;
+
+/// Runs `handle` on every item of a client stream, up to [`BULK_IN_FLIGHT`] at once, and
+/// streams the answers back in completion order. The stream ends with an error status if the
+/// client stalls, sends too many items or fails.
+pub(crate) fn bulk<I, R, F, Fut>(
+    mut items: tonic::Streaming<I>,
+    limits: crate::config::Limits,
+    handle: F,
+) -> tokio_stream::wrappers::ReceiverStream<Result<R, tonic::Status>>
+where
+    I: Send + 'static,
+    R: Send + 'static,
+    F: Fn(I, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(BULK_IN_FLIGHT);
+    tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(BULK_IN_FLIGHT));
+        let mut index = 0u64;
+        loop {
+            let item = match next_item(&mut items, &limits, index).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (answer, tx) = (handle(item, index), tx.clone());
+            index += 1;
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(answer.await)).await;
+                drop(permit);
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

@@ -9,7 +9,7 @@ use certseal_registry::{CertificateRequest, NewSeal, RegistryError, SealFilter};
 use tonic::{Request, Response, Status};
 
 use super::Context;
-use super::convert::{self, timestamp, timestamp_from_pb};
+use super::convert::{self, optional_time, timestamp};
 use crate::pb;
 use crate::pb::seal_service_server::SealService;
 use crate::status::to_status;
@@ -127,13 +127,6 @@ pub(crate) fn seal_to_pb(s: Seal) -> pb::Seal {
         } as i32,
         kid,
     }
-}
-
-fn optional_time(
-    field: &str,
-    t: &Option<prost_types::Timestamp>,
-) -> Result<Option<Timestamp>, RegistryError> {
-    t.as_ref().map(|t| timestamp_from_pb(field, t)).transpose()
 }
 
 fn logged(s: Seal, what: &str, by: &certseal_core::Actor) -> pb::Seal {

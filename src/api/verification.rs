@@ -3,14 +3,14 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use certseal_core::{Indication, SubIndication, Timestamp};
+use certseal_core::{Indication, SubIndication};
 use certseal_registry::{Registry, RegistryError, Subject, Verification};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Context;
-use super::convert::{self, timestamp, timestamp_from_pb};
-use super::licence::{code_name, fields_to_pb, licence_state_to_pb};
+use super::convert::{self, optional_time, timestamp};
+use super::licence::{fields_to_pb, item_error, licence_state_to_pb};
 use crate::pb;
 use crate::pb::verification_service_server::VerificationService;
 use crate::status::to_status;
@@ -18,9 +18,6 @@ use crate::status::to_status;
 /// The verification service adapter.
 #[derive(Debug, Clone)]
 pub struct VerificationApi(pub Context);
-
-/// Checks of one batch call made at the same time.
-const BATCH_IN_FLIGHT: usize = 256;
 
 fn indication_to_pb(i: Indication) -> pb::Indication {
     match i {
@@ -69,13 +66,6 @@ fn result_to_pb(v: Verification) -> pb::VerificationResult {
         receipt_log_index: v.log_index,
         checked_at: Some(timestamp(v.receipt_payload.checked_at)),
     }
-}
-
-fn optional_time(
-    field: &str,
-    t: &Option<prost_types::Timestamp>,
-) -> Result<Option<Timestamp>, RegistryError> {
-    t.as_ref().map(|t| timestamp_from_pb(field, t)).transpose()
 }
 
 async fn verify_by_id(
@@ -145,58 +135,27 @@ impl VerificationService for VerificationApi {
         request: Request<Streaming<pb::VerifyLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
         let actor = Arc::new(self.0.auth.actor(&request)?);
-        let mut items = request.into_inner();
         let registry = self.0.registry.clone();
-        let limits = self.0.limits;
-        let (tx, rx) = tokio::sync::mpsc::channel(BATCH_IN_FLIGHT);
-        tokio::spawn(async move {
-            let slots = Arc::new(tokio::sync::Semaphore::new(BATCH_IN_FLIGHT));
-            let mut index = 0u64;
-            loop {
-                let item = match super::next_item(&mut items, &limits, index).await {
-                    Ok(Some(item)) => item,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        break;
-                    }
+        let results = super::bulk(request.into_inner(), self.0.limits, move |item, index| {
+            let (registry, actor) = (registry.clone(), actor.clone());
+            async move {
+                let outcome = match item.request {
+                    Some(r) => verify_by_id(&registry, &actor, r).await,
+                    None => Err(RegistryError::invalid("request", "each item carries one")),
                 };
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (registry, actor, tx) = (registry.clone(), actor.clone(), tx.clone());
-                let i = index;
-                index += 1;
-                tokio::spawn(async move {
-                    let outcome = match item.request {
-                        Some(r) => verify_by_id(&registry, &actor, r).await,
-                        None => Err(RegistryError::invalid("request", "each item carries one")),
-                    };
-                    let outcome = match outcome {
+                pb::VerifyLicencesResult {
+                    r#ref: item.r#ref,
+                    index,
+                    outcome: Some(match outcome {
                         Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
                         Err(e) => {
-                            let s = to_status(e);
-                            pb::verify_licences_result::Outcome::Error(pb::ItemError {
-                                code: code_name(s.code()).to_owned(),
-                                message: s.message().to_owned(),
-                                fields: Vec::new(),
-                            })
+                            pb::verify_licences_result::Outcome::Error(item_error(&to_status(e)))
                         }
-                    };
-                    let _ = tx
-                        .send(Ok(pb::VerifyLicencesResult {
-                            r#ref: item.r#ref,
-                            index: i,
-                            outcome: Some(outcome),
-                        }))
-                        .await;
-                    drop(permit);
-                });
+                    }),
+                }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(results)))
     }
 
     async fn list_receipts(

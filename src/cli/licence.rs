@@ -9,19 +9,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::{Client, explain};
+use super::files::{time_arg, write};
 use super::output::{self, print_list, print_one};
 use super::{LicenceCommand, LicenceContent};
 use crate::pb;
-
-fn time_arg(flag: &str, value: Option<&str>) -> anyhow::Result<Option<prost_types::Timestamp>> {
-    value
-        .map(|v| {
-            v.parse::<prost_types::Timestamp>().map_err(|_| {
-                anyhow::anyhow!("{flag} '{v}': an RFC 3339 time such as 2026-11-27T09:00:00Z")
-            })
-        })
-        .transpose()
-}
 
 fn holder_kind(v: &str) -> anyhow::Result<pb::HolderKind> {
     Ok(match v {
@@ -82,10 +73,6 @@ fn random_key() -> anyhow::Result<String> {
     let mut b = [0u8; 16];
     certseal_crypto::random(&mut b).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Runs `certseal licence …`.

@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod client;
+mod files;
 mod licence;
 mod output;
 mod schema_file;

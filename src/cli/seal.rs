@@ -1,25 +1,14 @@
 //! `certseal seal …`, `certseal trustlist …` and `certseal keys …`.
 
-use std::path::Path;
-
 use anyhow::{Context, bail};
 use serde_json::json;
 
 use super::client::{Client, explain};
+use super::files::{read, time_arg, write};
 use super::output::{self, print_list, print_one};
 use super::{KeysCommand, SealCommand, TrustlistCommand};
 use crate::config::{Overrides, RawConfig};
 use crate::pb;
-
-fn time_arg(flag: &str, value: Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
-    value
-        .map(|v| {
-            v.parse::<prost_types::Timestamp>().map_err(|_| {
-                anyhow::anyhow!("{flag} '{v}': an RFC 3339 time such as 2026-11-27T09:00:00Z")
-            })
-        })
-        .transpose()
-}
 
 fn seal_type(v: &str) -> anyhow::Result<pb::SealType> {
     Ok(match v {
@@ -32,14 +21,6 @@ fn seal_type(v: &str) -> anyhow::Result<pb::SealType> {
             bail!("--type '{other}': official, special-purpose, contract, finance or personal-name")
         }
     })
-}
-
-fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Runs `certseal seal …`.
@@ -84,8 +65,8 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
                     r#type: seal_type(&t)? as i32,
                     image: read(&image)?,
                     algorithm: algorithm as i32,
-                    not_before: time_arg("--not-before", not_before)?,
-                    not_after: time_arg("--not-after", not_after)?,
+                    not_before: time_arg("--not-before", not_before.as_deref())?,
+                    not_after: time_arg("--not-after", not_after.as_deref())?,
                     national_code,
                     external_ca,
                 })?)
@@ -160,7 +141,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
                 .revoke_seal(cl.request(pb::RevokeSealRequest {
                     seal_id,
                     reason: reason as i32,
-                    compromised_at: time_arg("--compromised-at", compromised_at)?,
+                    compromised_at: time_arg("--compromised-at", compromised_at.as_deref())?,
                     note,
                 })?)
                 .await
@@ -252,7 +233,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
                 .seals()
                 .check_seal_usable(cl.request(pb::CheckSealUsableRequest {
                     seal_id,
-                    at: time_arg("--at", at)?,
+                    at: time_arg("--at", at.as_deref())?,
                 })?)
                 .await
                 .map_err(explain)?

@@ -4,6 +4,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::client::{Client, explain};
+use super::files::{read, time_arg, write};
 use super::output::print_one;
 use super::{StatuslistCommand, VerifyArgs};
 use crate::pb;
@@ -21,10 +22,6 @@ pub fn result_json(r: &pb::VerificationResult) -> Value {
         v["licence"] = super::output::licence(l);
     }
     v
-}
-
-fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// `certseal verify`: a document checked with files only.
@@ -48,13 +45,8 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
         }
         _ => input,
     };
-    let at = match &a.at {
-        Some(t) => {
-            let t: prost_types::Timestamp = t
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--at '{t}': an RFC 3339 time"))?;
-            certseal_core::Timestamp(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
-        }
+    let at = match time_arg("--at", a.at.as_deref())? {
+        Some(t) => certseal_core::Timestamp(t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
         None => certseal_core::Timestamp::now(),
     };
     if let Some(s) = &status {
@@ -94,8 +86,7 @@ pub async fn statuslist(c: StatuslistCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            std::fs::write(&file, &r.signed)
-                .with_context(|| format!("cannot write {}", file.display()))?;
+            write(&file, &r.signed)?;
             eprintln!(
                 "wrote the status list ({} entries, {} bytes) to {}",
                 r.entries,

@@ -191,12 +191,22 @@ fn create_service_key(
     Ok(cert)
 }
 
+/// A private key kept sealed in the meta table, opened for one use.
+fn open_meta_key(
+    store: &dyn KvStore,
+    kek: &Kek,
+    entry: &[u8],
+    owner: &[u8],
+) -> Result<SecretBytes, RegistryError> {
+    let sealed = store.get(Table::Meta, entry)?.ok_or_else(|| {
+        RegistryError::Corrupt(format!("key {} is missing", String::from_utf8_lossy(entry)))
+    })?;
+    kek.open(owner, &sealed).map_err(crypto_err)
+}
+
 /// The CA's private key, opened for one use.
 pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<SecretBytes, RegistryError> {
-    let sealed = store
-        .get(Table::Meta, META_CA_KEY)?
-        .ok_or_else(|| RegistryError::Corrupt("the seal CA key is missing".into()))?;
-    kek.open(CA_KEY_OWNER, &sealed).map_err(crypto_err)
+    open_meta_key(store, kek, META_CA_KEY, CA_KEY_OWNER)
 }
 
 /// The receipt private key, opened for one use.
@@ -204,10 +214,7 @@ pub(crate) fn open_receipt_key(
     store: &dyn KvStore,
     kek: &Kek,
 ) -> Result<SecretBytes, RegistryError> {
-    let sealed = store
-        .get(Table::Meta, META_RECEIPT_KEY)?
-        .ok_or_else(|| RegistryError::Corrupt("the receipt key is missing".into()))?;
-    kek.open(RECEIPT_KEY_OWNER, &sealed).map_err(crypto_err)
+    open_meta_key(store, kek, META_RECEIPT_KEY, RECEIPT_KEY_OWNER)
 }
 
 /// The trust-list private key, opened for one use.
@@ -215,10 +222,7 @@ pub(crate) fn open_trust_list_key(
     store: &dyn KvStore,
     kek: &Kek,
 ) -> Result<SecretBytes, RegistryError> {
-    let sealed = store
-        .get(Table::Meta, META_TRUST_LIST_KEY)?
-        .ok_or_else(|| RegistryError::Corrupt("the trust-list key is missing".into()))?;
-    kek.open(TRUST_LIST_KEY_OWNER, &sealed).map_err(crypto_err)
+    open_meta_key(store, kek, META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER)
 }
 
 impl Registry {
