@@ -38,9 +38,23 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// `[tls]`
     pub tls: RawTls,
+    /// `[policy]`
+    pub policy: RawPolicy,
 }
 
-/// `[tls]` section: all three files, or none.
+/// `[policy]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Check every call against the sharing policy (default: on with TLS, off in development
+    /// mode).
+    pub enforce: Option<bool>,
+    /// Credit code of the department that always holds the admin role.
+    pub admin_department: Option<String>,
+}
+
+/// `[tls]` section: the server's certificate and key, or nothing. Departments' certificates
+/// from the registry's client CA are always accepted; `client_ca_file` adds an external CA.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawTls {
@@ -48,7 +62,7 @@ pub struct RawTls {
     pub cert_file: Option<PathBuf>,
     /// The server's private key (PEM).
     pub key_file: Option<PathBuf>,
-    /// The CA that issues departments' client certificates (PEM).
+    /// An external CA that also issues departments' client certificates (PEM).
     pub client_ca_file: Option<PathBuf>,
 }
 
@@ -59,8 +73,8 @@ pub struct TlsFiles {
     pub cert_pem: Vec<u8>,
     /// Server key, PEM.
     pub key_pem: Vec<u8>,
-    /// Client CA, PEM.
-    pub client_ca_pem: Vec<u8>,
+    /// External client CA, PEM, if any.
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsFiles {
@@ -81,6 +95,8 @@ pub struct RawLimits {
     pub stream_max_items: Option<u64>,
     /// Most calls in flight on one connection.
     pub per_connection_concurrency: Option<usize>,
+    /// Most calls in progress for one department, over all its connections.
+    pub per_department_concurrency: Option<usize>,
 }
 
 /// Bounds on what one caller can hold.
@@ -94,6 +110,8 @@ pub struct Limits {
     pub stream_max_items: u64,
     /// Most calls in flight on one connection.
     pub per_connection_concurrency: usize,
+    /// Most calls in progress for one department.
+    pub per_department_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +121,7 @@ impl Default for Limits {
             stream_idle: std::time::Duration::from_secs(60),
             stream_max_items: 10_000_000,
             per_connection_concurrency: 1024,
+            per_department_concurrency: 512,
         }
     }
 }
@@ -381,21 +400,22 @@ impl RawConfig {
                 p
             }
         };
-        let tls = match (
-            &self.tls.cert_file,
-            &self.tls.key_file,
-            &self.tls.client_ca_file,
-        ) {
-            (None, None, None) => None,
-            (Some(c), Some(k), Some(ca)) => Some(TlsFiles {
+        let tls = match (&self.tls.cert_file, &self.tls.key_file) {
+            (None, None) if self.tls.client_ca_file.is_none() => None,
+            (Some(c), Some(k)) => Some(TlsFiles {
                 cert_pem: read("tls.cert_file", c)?,
                 key_pem: read("tls.key_file", k)?,
-                client_ca_pem: read("tls.client_ca_file", ca)?,
+                client_ca_pem: self
+                    .tls
+                    .client_ca_file
+                    .as_ref()
+                    .map(|ca| read("tls.client_ca_file", ca))
+                    .transpose()?,
             }),
             _ => {
                 return Err(invalid(
                     "tls",
-                    "give cert_file, key_file and client_ca_file together".into(),
+                    "give cert_file and key_file together (client_ca_file is optional)".into(),
                 ));
             }
         };
@@ -406,6 +426,22 @@ impl RawConfig {
                 "development mode is refused when TLS is configured".into(),
             ));
         }
+        let enforce_policy = self.policy.enforce.unwrap_or(tls.is_some());
+        if tls.is_some() && !enforce_policy {
+            return Err(invalid(
+                "policy.enforce",
+                "the sharing policy is always enforced with TLS".into(),
+            ));
+        }
+        let admin_department = self
+            .policy
+            .admin_department
+            .as_deref()
+            .map(|c| {
+                c.parse::<certseal_core::CreditCode>()
+                    .map_err(|e| invalid("policy.admin_department", e.0))
+            })
+            .transpose()?;
         let d = Limits::default();
         let secs = |key: &'static str, v: Option<u64>, default: std::time::Duration| match v {
             None => Ok(default),
@@ -427,6 +463,16 @@ impl RawConfig {
                 None => d.stream_max_items,
                 Some(n) if n >= 1 => n,
                 Some(_) => return Err(invalid("limits.stream_max_items", "at least 1".into())),
+            },
+            per_department_concurrency: match self.limits.per_department_concurrency {
+                None => d.per_department_concurrency,
+                Some(n) if (1..=65_536).contains(&n) => n,
+                Some(_) => {
+                    return Err(invalid(
+                        "limits.per_department_concurrency",
+                        "between 1 and 65536".into(),
+                    ));
+                }
             },
             per_connection_concurrency: match self.limits.per_connection_concurrency {
                 None => d.per_connection_concurrency,
@@ -463,6 +509,10 @@ impl RawConfig {
                 seal_ca,
                 trust_anchors,
                 purposes,
+                access: certseal_registry::AccessOptions {
+                    enforce_policy,
+                    admin_department,
+                },
             },
             limits,
             tls,

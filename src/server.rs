@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
-    AuditApi, Context, DepartmentApi, LicenceApi, SealApi, TemplateApi, VerificationApi,
+    AuditApi, Context, DepartmentApi, LicenceApi, PolicyApi, SealApi, TemplateApi, VerificationApi,
 };
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -20,6 +20,7 @@ use crate::pb;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::department_service_server::DepartmentServiceServer;
 use crate::pb::licence_service_server::LicenceServiceServer;
+use crate::pb::policy_service_server::PolicyServiceServer;
 use crate::pb::seal_service_server::SealServiceServer;
 use crate::pb::template_service_server::TemplateServiceServer;
 use crate::pb::verification_service_server::VerificationServiceServer;
@@ -84,11 +85,34 @@ pub fn serve_on(
         );
         Authenticator::Refuse
     };
+    if registry.policy_enforced() {
+        match &config.registry.access.admin_department {
+            Some(d) => tracing::info!(admin_department = %d, "the sharing policy is enforced"),
+            None => tracing::info!(
+                "the sharing policy is enforced; no bootstrap admin department is configured"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            "the sharing policy is NOT enforced (development mode): roles are taken as claimed and every department may issue and read every type"
+        );
+    }
     let ctx = Context {
         registry: registry.clone(),
         auth,
         limits: config.limits,
+        in_flight: Arc::new(crate::api::DepartmentSlots::new(
+            config.limits.per_department_concurrency,
+        )),
     };
+    // Department certificates from the registry's client CA, and from an external one if set.
+    let mut client_roots = registry.client_ca_certificate().pem().into_bytes();
+    if let Some(t) = &config.tls
+        && let Some(external) = &t.client_ca_pem
+    {
+        client_roots.push(b'\n');
+        client_roots.extend_from_slice(external);
+    }
     let limits = config.limits;
     let tls = config.tls.clone();
     let max = config.max_message_bytes;
@@ -100,6 +124,7 @@ pub fn serve_on(
     let seals = SealServiceServer::new(SealApi(ctx.clone())).max_decoding_message_size(max);
     let licences =
         LicenceServiceServer::new(LicenceApi(ctx.clone())).max_decoding_message_size(max);
+    let policy = PolicyServiceServer::new(PolicyApi(ctx.clone())).max_decoding_message_size(max);
     let verification =
         VerificationServiceServer::new(VerificationApi(ctx)).max_decoding_message_size(max);
 
@@ -131,7 +156,7 @@ pub fn serve_on(
                         &t.cert_pem,
                         &t.key_pem,
                     ))
-                    .client_ca_root(tonic::transport::Certificate::from_pem(&t.client_ca_pem))
+                    .client_ca_root(tonic::transport::Certificate::from_pem(&client_roots))
                     // A caller without a certificate gets UNAUTHENTICATED, not a torn handshake.
                     .client_auth_optional(true),
             )?;
@@ -152,6 +177,7 @@ pub fn serve_on(
             .add_service(seals)
             .add_service(licences)
             .add_service(verification)
+            .add_service(policy)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

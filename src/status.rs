@@ -22,10 +22,8 @@ pub fn to_status(e: RegistryError) -> Status {
         RegistryError::NotFound(m) => Status::not_found(m),
         RegistryError::AlreadyExists(m) => Status::already_exists(m),
         RegistryError::FailedPrecondition(m) => Status::failed_precondition(m),
-        RegistryError::PermissionDenied(m) => {
-            tracing::info!(reason = %m, "permission denied");
-            Status::permission_denied(m)
-        }
+        // Logged where it was decided, with the caller and the action.
+        RegistryError::PermissionDenied(m) => Status::permission_denied(m),
         RegistryError::Store(StoreError::Closed) => {
             Status::unavailable("the server is shutting down")
         }

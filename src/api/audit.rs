@@ -1,5 +1,6 @@
 //! `certseal.v1.AuditService`.
 
+use super::Caller;
 use certseal_registry::{ProofTarget, RegistryError, SignedCheckpoint};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,7 +33,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetLatestCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        self.0.auth.actor(&request)?;
+        let _caller = self.0.admit(&request)?;
         Ok(Response::new(checkpoint(
             self.0.registry.latest_checkpoint(),
         )))
@@ -42,7 +43,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetVerifierKeyRequest>,
     ) -> Result<Response<pb::GetVerifierKeyResponse>, Status> {
-        self.0.auth.actor(&request)?;
+        let _caller = self.0.admit(&request)?;
         Ok(Response::new(pb::GetVerifierKeyResponse {
             verifier_key: self.0.registry.verifier_key().to_string(),
         }))
@@ -52,7 +53,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::LogEntry>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let index = request.get_ref().index;
         let entry = self
             .0
@@ -66,7 +67,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let target = match &request.get_ref().target {
             Some(pb::get_inclusion_proof_request::Target::Index(i)) => ProofTarget::Index(*i),
             Some(pb::get_inclusion_proof_request::Target::LeafHash(h)) => {
@@ -103,7 +104,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.get_ref();
         let (hashes, cp) = self
             .0
@@ -123,9 +124,10 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ExportEntriesRequest>,
     ) -> Result<Response<Self::ExportEntriesStream>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot } = self.0.admit(&request)?;
         let r = request.get_ref();
         let registry = self.0.registry.clone();
+        let idle = self.0.limits.stream_idle;
         let cp = match r.end {
             0 => registry.latest_checkpoint(),
             n => registry.checkpoint_at(n).map_err(to_status)?,
@@ -150,12 +152,16 @@ impl AuditService for AuditApi {
         let (tx, rx) = mpsc::channel(4);
         let mut next = r.start;
         tokio::spawn(async move {
-            let chunk = |item| Ok(pb::ExportChunk { item: Some(item) });
-            if tx
-                .send(chunk(pb::export_chunk::Item::Header(header)))
-                .await
-                .is_err()
-            {
+            let _slot = slot;
+            // A client that stops reading for the idle timeout loses the stream.
+            let send = |item| {
+                let tx = tx.clone();
+                async move {
+                    let chunk = Ok(pb::ExportChunk { item: Some(item) });
+                    matches!(tokio::time::timeout(idle, tx.send(chunk)).await, Ok(Ok(())))
+                }
+            };
+            if !send(pb::export_chunk::Item::Header(header)).await {
                 return;
             }
             while next < end {
@@ -174,12 +180,8 @@ impl AuditService for AuditApi {
                         entry: item.entry,
                         record: item.record,
                     };
-                    if tx
-                        .send(chunk(pb::export_chunk::Item::Entry(e)))
-                        .await
-                        .is_err()
-                    {
-                        return; // the client went away
+                    if !send(pb::export_chunk::Item::Entry(e)).await {
+                        return; // the client went away or stalled
                     }
                 }
                 if page_len == 0 {

@@ -1,5 +1,6 @@
 //! `certseal.v1.DepartmentService`.
 
+use super::Caller;
 use tonic::{Request, Response, Status};
 
 use super::Context;
@@ -18,7 +19,7 @@ impl DepartmentService for DepartmentApi {
         &self,
         request: Request<pb::RegisterDepartmentRequest>,
     ) -> Result<Response<pb::Department>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let d = self
             .0
@@ -34,7 +35,7 @@ impl DepartmentService for DepartmentApi {
         &self,
         request: Request<pb::GetDepartmentRequest>,
     ) -> Result<Response<pb::Department>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let d = self
             .0
             .registry
@@ -47,7 +48,7 @@ impl DepartmentService for DepartmentApi {
         &self,
         request: Request<pb::ListDepartmentsRequest>,
     ) -> Result<Response<pb::ListDepartmentsResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let page = self
             .0
@@ -64,7 +65,7 @@ impl DepartmentService for DepartmentApi {
         &self,
         request: Request<pb::UpdateDepartmentNameRequest>,
     ) -> Result<Response<pb::Department>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let d = self
             .0
@@ -80,7 +81,7 @@ impl DepartmentService for DepartmentApi {
         &self,
         request: Request<pb::DeactivateDepartmentRequest>,
     ) -> Result<Response<pb::Department>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let d = self
             .0
             .registry

@@ -1,5 +1,6 @@
 //! `certseal.v1.LicenceService`.
 
+use super::Caller;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -235,7 +236,7 @@ impl LicenceApi {
         request: Request<pb::LicenceTransitionRequest>,
         action: LicenceAction,
     ) -> Result<Response<pb::Licence>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let l = self
             .0
@@ -270,7 +271,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::IssueLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let req = issue_request(request.into_inner()).map_err(to_status)?;
         let v = self
             .0
@@ -288,36 +289,41 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<Streaming<pb::IssueLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let actor = Arc::new(self.0.auth.actor(&request)?);
+        let Caller { actor, slot } = self.0.admit(&request)?;
+        let actor = Arc::new(actor);
         let registry = self.0.registry.clone();
-        let results = super::bulk(request.into_inner(), self.0.limits, move |item, index| {
-            let (registry, actor) = (registry.clone(), actor.clone());
-            async move {
-                let outcome = match item
-                    .licence
-                    .ok_or_else(|| RegistryError::invalid("licence", "each item carries a licence"))
-                {
-                    Ok(r) => match issue_request(r) {
-                        Ok(req) => registry
-                            .issue_licence(&actor, req)
-                            .await
-                            .map(|v| v.licence.id.to_string()),
+        let results = super::bulk(
+            request.into_inner(),
+            self.0.limits,
+            slot,
+            move |item, index| {
+                let (registry, actor) = (registry.clone(), actor.clone());
+                async move {
+                    let outcome = match item.licence.ok_or_else(|| {
+                        RegistryError::invalid("licence", "each item carries a licence")
+                    }) {
+                        Ok(r) => match issue_request(r) {
+                            Ok(req) => registry
+                                .issue_licence(&actor, req)
+                                .await
+                                .map(|v| v.licence.id.to_string()),
+                            Err(e) => Err(e),
+                        },
                         Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                pb::IssueLicencesResult {
-                    r#ref: item.r#ref,
-                    index,
-                    outcome: Some(match outcome {
-                        Ok(id) => pb::issue_licences_result::Outcome::LicenceId(id),
-                        Err(e) => {
-                            pb::issue_licences_result::Outcome::Error(item_error(&to_status(e)))
-                        }
-                    }),
+                    };
+                    pb::IssueLicencesResult {
+                        r#ref: item.r#ref,
+                        index,
+                        outcome: Some(match outcome {
+                            Ok(id) => pb::issue_licences_result::Outcome::LicenceId(id),
+                            Err(e) => {
+                                pb::issue_licences_result::Outcome::Error(item_error(&to_status(e)))
+                            }
+                        }),
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok(Response::new(Box::pin(results)))
     }
 
@@ -325,7 +331,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::GetLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let v = self
             .0
             .registry
@@ -338,7 +344,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::ListLicencesRequest>,
     ) -> Result<Response<pb::ListLicencesResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let by_holder = r.holder_kind != 0 || !r.holder_id.is_empty();
         let filter = match (by_holder, r.issuer.is_empty(), r.type_code.is_empty()) {
@@ -370,7 +376,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::AmendLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         if r.fields.is_empty() {
             return Err(to_status(RegistryError::invalid(
@@ -395,7 +401,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::RenewLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let req = ReissueRequest {
             licence_id: r.licence_id,
@@ -428,7 +434,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::RevokeLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        self.0.auth.actor(&request)?;
+        let _caller = self.0.admit(&request)?;
         let reason = match pb::LicenceRevocationReason::try_from(request.get_ref().reason) {
             Ok(pb::LicenceRevocationReason::IssuedInError) => {
                 LicenceRevocationReason::IssuedInError

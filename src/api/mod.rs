@@ -5,19 +5,24 @@ mod audit;
 mod convert;
 mod department;
 mod licence;
+mod policy;
 mod seal;
 mod template;
 mod verification;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use certseal_core::{Actor, CreditCode};
 use certseal_registry::Registry;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Authenticator;
 
 pub use audit::AuditApi;
 pub use department::DepartmentApi;
 pub use licence::LicenceApi;
+pub use policy::PolicyApi;
 pub use seal::SealApi;
 pub use template::TemplateApi;
 pub use verification::VerificationApi;
@@ -31,6 +36,67 @@ pub struct Context {
     pub auth: Authenticator,
     /// Timeouts and bounds of streams.
     pub limits: crate::config::Limits,
+    /// Calls in progress per department.
+    pub in_flight: Arc<DepartmentSlots>,
+}
+
+/// A caller let in: who it is, and its department's slot, held until the call ends.
+pub(crate) struct Caller {
+    pub actor: Actor,
+    pub slot: OwnedSemaphorePermit,
+}
+
+impl Context {
+    /// The one gate of every RPC: identifies the caller, checks that its department holds the
+    /// role it acts in, and takes one of the department's call slots.
+    pub(crate) fn admit<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
+        let actor = self.auth.actor(request)?;
+        self.registry
+            .check_caller(&actor)
+            .map_err(crate::status::to_status)?;
+        let slot = self.in_flight.take(&actor.department)?;
+        Ok(Caller { actor, slot })
+    }
+}
+
+/// Bounds the calls one department has in progress, so that no department can take the
+/// server from the others.
+#[derive(Debug)]
+pub struct DepartmentSlots {
+    per_department: usize,
+    slots: Mutex<HashMap<CreditCode, Arc<Semaphore>>>,
+}
+
+impl DepartmentSlots {
+    /// At most `per_department` calls of one department at a time.
+    pub fn new(per_department: usize) -> Self {
+        Self {
+            per_department,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(&self, department: &CreditCode) -> Result<OwnedSemaphorePermit, tonic::Status> {
+        let semaphore = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget idle departments now and then so the map stays small.
+            if slots.len() > 10_000 {
+                let full = self.per_department;
+                slots.retain(|_, s| s.available_permits() < full);
+            }
+            slots
+                .entry(department.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_department)))
+                .clone()
+        };
+        semaphore.try_acquire_owned().map_err(|_| {
+            tracing::warn!(%department, limit = self.per_department, "department call limit reached");
+            tonic::Status::resource_exhausted(format!(
+                "department {department} has {} calls in progress, its limit ([limits] per_department_concurrency): retry later",
+                self.per_department
+            ))
+        })
+    }
 }
 
 /// The next item of a client stream, within the idle timeout and the item bound; `Ok(None)` at
@@ -64,6 +130,7 @@ const BULK_IN_FLIGHT: usize = 256;
 pub(crate) fn bulk<I, R, F, Fut>(
     mut items: tonic::Streaming<I>,
     limits: crate::config::Limits,
+    slot: OwnedSemaphorePermit,
     handle: F,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<R, tonic::Status>>
 where
@@ -95,6 +162,8 @@ where
                 drop(permit);
             });
         }
+        // The department's slot is held until every item has been read.
+        drop(slot);
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }

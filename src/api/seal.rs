@@ -1,5 +1,6 @@
 //! `certseal.v1.SealService`.
 
+use super::Caller;
 use certseal_core::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealStatus,
     SealType, Timestamp, Usability,
@@ -141,7 +142,7 @@ impl SealApi {
         action: SealAction,
         what: &str,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let s = self
             .0
@@ -159,7 +160,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::GetCaCertificateRequest>,
     ) -> Result<Response<pb::CaCertificate>, Status> {
-        self.0.auth.actor(&request)?;
+        let _caller = self.0.admit(&request)?;
         let r = &self.0.registry;
         let ca = r.seal_ca_certificate();
         Ok(Response::new(pb::CaCertificate {
@@ -175,7 +176,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::RegisterSealRequest>,
     ) -> Result<Response<pb::RegisterSealResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let new = NewSeal {
             department: r.department,
@@ -208,7 +209,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::GetSealCsrRequest>,
     ) -> Result<Response<pb::GetSealCsrResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let csr_pem = self
             .0
             .registry
@@ -221,7 +222,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::ImportSealCertificateRequest>,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let s = self
             .0
@@ -260,7 +261,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::RevokeSealRequest>,
     ) -> Result<Response<pb::Seal>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let reason = revocation(&r).map_err(to_status)?;
         let s = self
@@ -276,7 +277,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::GetSealRequest>,
     ) -> Result<Response<pb::GetSealResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let view = self
             .0
@@ -297,7 +298,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::ListSealsRequest>,
     ) -> Result<Response<pb::ListSealsResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let status = match pb::SealStatus::try_from(r.status) {
             Ok(pb::SealStatus::Unspecified) => None,
@@ -331,7 +332,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::CheckSealUsableRequest>,
     ) -> Result<Response<pb::CheckSealUsableResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let at = optional_time("at", &r.at)
             .map_err(to_status)?
@@ -358,7 +359,7 @@ impl SealService for SealApi {
         &self,
         request: Request<pb::GetTrustListRequest>,
     ) -> Result<Response<pb::TrustList>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let registry = self.0.registry.clone();
         // Scanning and signing take a while on a large registry: off the async threads.
         let t = tokio::task::spawn_blocking(move || registry.trust_list(&actor))

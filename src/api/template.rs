@@ -1,5 +1,6 @@
 //! `certseal.v1.TemplateService`.
 
+use super::Caller;
 use certseal_core::{TemplateCategory, TemplateStatus};
 use certseal_registry::{RegistryError, TemplateFilter, TemplateSelector};
 use tonic::{Request, Response, Status};
@@ -25,7 +26,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::CreateTemplateDraftRequest>,
     ) -> Result<Response<pb::Template>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let content = convert::content_from_pb(r.content).map_err(to_status)?;
         let t = self
@@ -41,7 +42,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::UpdateTemplateDraftRequest>,
     ) -> Result<Response<pb::Template>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let content = convert::content_from_pb(r.content).map_err(to_status)?;
         let t = self
@@ -57,7 +58,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::PublishTemplateRequest>,
     ) -> Result<Response<pb::Template>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let t = self
             .0
@@ -72,7 +73,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::DeprecateTemplateRequest>,
     ) -> Result<Response<pb::Template>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let t = self
             .0
@@ -87,7 +88,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::GetTemplateRequest>,
     ) -> Result<Response<pb::Template>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.get_ref();
         let selector = match r.version {
             0 => TemplateSelector::LatestPublished,
@@ -105,7 +106,7 @@ impl TemplateService for TemplateApi {
         &self,
         request: Request<pb::ListTemplatesRequest>,
     ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let filter = filter(&r).map_err(to_status)?;
         let page = self

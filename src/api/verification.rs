@@ -1,5 +1,6 @@
 //! `certseal.v1.VerificationService`.
 
+use super::Caller;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -94,7 +95,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::VerifyLicenceRequest>,
     ) -> Result<Response<pb::VerificationResult>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let v = verify_by_id(&self.0.registry, &actor, request.into_inner())
             .await
             .map_err(to_status)?;
@@ -105,7 +106,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::VerifyDocumentRequest>,
     ) -> Result<Response<pb::VerificationResult>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let subject = match r.document {
             Some(pb::verify_document_request::Document::Cose(b)) => Subject::Document(b),
@@ -134,27 +135,33 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<Streaming<pb::VerifyLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let actor = Arc::new(self.0.auth.actor(&request)?);
+        let Caller { actor, slot } = self.0.admit(&request)?;
+        let actor = Arc::new(actor);
         let registry = self.0.registry.clone();
-        let results = super::bulk(request.into_inner(), self.0.limits, move |item, index| {
-            let (registry, actor) = (registry.clone(), actor.clone());
-            async move {
-                let outcome = match item.request {
-                    Some(r) => verify_by_id(&registry, &actor, r).await,
-                    None => Err(RegistryError::invalid("request", "each item carries one")),
-                };
-                pb::VerifyLicencesResult {
-                    r#ref: item.r#ref,
-                    index,
-                    outcome: Some(match outcome {
-                        Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
-                        Err(e) => {
-                            pb::verify_licences_result::Outcome::Error(item_error(&to_status(e)))
-                        }
-                    }),
+        let results = super::bulk(
+            request.into_inner(),
+            self.0.limits,
+            slot,
+            move |item, index| {
+                let (registry, actor) = (registry.clone(), actor.clone());
+                async move {
+                    let outcome = match item.request {
+                        Some(r) => verify_by_id(&registry, &actor, r).await,
+                        None => Err(RegistryError::invalid("request", "each item carries one")),
+                    };
+                    pb::VerifyLicencesResult {
+                        r#ref: item.r#ref,
+                        index,
+                        outcome: Some(match outcome {
+                            Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
+                            Err(e) => pb::verify_licences_result::Outcome::Error(item_error(
+                                &to_status(e),
+                            )),
+                        }),
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok(Response::new(Box::pin(results)))
     }
 
@@ -162,7 +169,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::ListReceiptsRequest>,
     ) -> Result<Response<pb::ListReceiptsResponse>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let page = self
             .0
@@ -200,7 +207,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::GetStatusListRequest>,
     ) -> Result<Response<pb::StatusList>, Status> {
-        let actor = self.0.auth.actor(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let registry = self.0.registry.clone();
         let l = tokio::task::spawn_blocking(move || registry.status_list(&actor))
             .await
@@ -217,7 +224,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::ListPurposesRequest>,
     ) -> Result<Response<pb::ListPurposesResponse>, Status> {
-        self.0.auth.actor(&request)?;
+        let _caller = self.0.admit(&request)?;
         Ok(Response::new(pb::ListPurposesResponse {
             codes: self.0.registry.purposes().to_vec(),
         }))

@@ -20,7 +20,7 @@ impl Timestamp {
 }
 
 /// What an actor may do; the sharing policy refines it per department.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Registry operator: departments, templates, seals, policy.

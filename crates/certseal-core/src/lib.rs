@@ -12,6 +12,7 @@ pub mod department;
 pub mod error;
 pub mod ids;
 pub mod licence;
+pub mod policy;
 pub mod qr;
 pub mod seal;
 pub mod template;
@@ -26,6 +27,7 @@ pub use licence::{
     Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
     LicenceRevocationReason, LicenceStatus,
 };
+pub use policy::{DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant};
 pub use seal::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
     SealLifecycle, SealStatus, SealType, Usability,

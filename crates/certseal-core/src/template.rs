@@ -231,7 +231,7 @@ impl TemplateContent {
     }
 }
 
-fn check_field_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_field_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

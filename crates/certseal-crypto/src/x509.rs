@@ -314,6 +314,57 @@ pub fn issue_client_certificate(
     not_before: i64,
     not_after: i64,
 ) -> Result<Certificate, CryptoError> {
+    sign_with_ca(
+        client_params(client, not_before, not_after)?,
+        ca,
+        ca_pkcs8,
+        key_pkcs8,
+    )
+}
+
+/// Issues a department's client certificate for the key of a PKCS#10 request (PEM) whose
+/// signature is checked. Only the key is taken from the request: the subject, roles and
+/// validity are the registry's.
+pub fn issue_client_certificate_for_csr(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    csr_pem: &str,
+    client: &ClientSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<Certificate, CryptoError> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| cert_err(format!("certificate request: {e}")))?;
+    let request = rcgen::CertificateSigningRequestParams {
+        params: client_params(client, not_before, not_after)?,
+        public_key: csr.public_key,
+    };
+    let ca_key = key_pair(ca_pkcs8)?;
+    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
+    let cert = request.signed_by(&issuer).map_err(rcgen_err)?;
+    Ok(Certificate {
+        der: cert.der().to_vec(),
+    })
+}
+
+/// A PKCS#10 request (PEM) for a client key, to send to the registry.
+pub fn client_csr(key_pkcs8: &[u8], common_name: &str) -> Result<String, CryptoError> {
+    let key = key_pair(key_pkcs8)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn;
+    p.serialize_request(&key)
+        .map_err(rcgen_err)?
+        .pem()
+        .map_err(rcgen_err)
+}
+
+fn client_params(
+    client: &ClientSubject<'_>,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, CryptoError> {
     let ClientSubject {
         department_name,
         credit_code,
@@ -339,7 +390,7 @@ pub fn issue_client_certificate(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
-    sign_with_ca(p, ca, ca_pkcs8, key_pkcs8)
+    Ok(p)
 }
 
 /// Issues a TLS server certificate for `hosts` (DNS names or IP addresses).
@@ -733,5 +784,43 @@ mod tests {
         };
         assert_eq!(certificate_from_pem_or_der(c.pem().as_bytes()).unwrap(), c);
         assert_eq!(certificate_from_pem_or_der(&c.der).unwrap(), c);
+    }
+
+    #[test]
+    fn a_client_certificate_from_a_request_names_the_department_not_the_requester() {
+        let now = 1_800_000_000;
+        let ca_key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca = create_ca("client CA", &ca_key.pkcs8, now - 10, now + 1000).unwrap();
+        let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let csr = client_csr(&key.pkcs8, "anything the requester likes").unwrap();
+        let subject = ClientSubject {
+            department_name: "市场监督管理局",
+            credit_code: "11100000000013338W",
+            roles: &["issuer", "verifier"],
+        };
+        let cert =
+            issue_client_certificate_for_csr(&ca, &ca_key.pkcs8, &csr, &subject, now, now + 100)
+                .unwrap();
+        check_issued_by(&cert.der, &ca.der, now + 1).unwrap();
+        let (code, roles) = client_identity(&cert.der).unwrap();
+        assert_eq!(code, "11100000000013338W");
+        assert_eq!(roles, ["issuer", "verifier"]);
+        // A request whose signature does not match its key is refused.
+        use base64::Engine;
+        let b64: String = csr.lines().filter(|l| !l.starts_with("-----")).collect();
+        let mut der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        let bad = pem_encode("CERTIFICATE REQUEST", &der);
+        assert!(
+            issue_client_certificate_for_csr(&ca, &ca_key.pkcs8, &bad, &subject, now, now + 100)
+                .is_err()
+        );
+        assert!(
+            issue_client_certificate_for_csr(&ca, &ca_key.pkcs8, "junk", &subject, now, now + 100)
+                .is_err()
+        );
     }
 }

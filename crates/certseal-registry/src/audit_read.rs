@@ -7,7 +7,7 @@ use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
 use certseal_store::{Direction, Table};
 
 use crate::audit::{SignedCheckpoint, StoredNodes, log_err};
-use crate::{Registry, RegistryError, require_role};
+use crate::{Registry, RegistryError};
 
 /// Which entry to prove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,8 @@ impl Registry {
     }
 
     /// One entry's bytes.
-    pub fn get_entry(&self, _actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
+    pub fn get_entry(&self, actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
+        self.authorize_held(actor, "reading the audit log")?;
         self.store
             .get(Table::LogEntries, &index.to_be_bytes())?
             .ok_or_else(|| RegistryError::NotFound(format!("log entry {index}")))
@@ -138,10 +139,11 @@ impl Registry {
     /// checkpoint of `to`.
     pub fn consistency_proof(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         from: u64,
         to: u64,
     ) -> Result<(Vec<Hash>, SignedCheckpoint), RegistryError> {
+        self.authorize_held(actor, "reading the audit log")?;
         let checkpoint = match to {
             0 => self.latest_checkpoint(),
             n => self.checkpoint_at(n)?,
@@ -161,7 +163,7 @@ impl Registry {
     /// The compact range of `[0, size)`: the hashes an export starting at `size` carries so an
     /// auditor can link it to the checkpoint of `size`. Needs the auditor role.
     pub fn compact_range(&self, actor: &Actor, size: u64) -> Result<Vec<Hash>, RegistryError> {
-        require_role(actor, Role::Auditor, "exporting the audit log")?;
+        self.authorize(actor, Role::Auditor, "exporting the audit log")?;
         let frontier = Frontier::load(&StoredNodes(self.store.as_ref()), size).map_err(log_err)?;
         Ok(frontier.hashes().to_vec())
     }
@@ -208,7 +210,7 @@ impl Registry {
         end: u64,
         limit: usize,
     ) -> Result<Vec<ExportItem>, RegistryError> {
-        require_role(actor, Role::Auditor, "exporting the audit log")?;
+        self.authorize(actor, Role::Auditor, "exporting the audit log")?;
         let snap = self.store.snapshot();
         let limit = limit
             .clamp(1, MAX_EXPORT_PAGE)

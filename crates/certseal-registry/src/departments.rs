@@ -8,7 +8,7 @@ use certseal_store::{Direction, Table};
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::paging::token_for;
-use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
+use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Parses a credit code given in request field `field`.
 pub(crate) fn parse_credit_code(field: &str, value: &str) -> Result<CreditCode, RegistryError> {
@@ -35,7 +35,7 @@ impl Registry {
         name: &str,
         region_code: &str,
     ) -> Result<Department, RegistryError> {
-        require_role(actor, Role::Admin, "registering a department")?;
+        self.authorize(actor, Role::Admin, "registering a department")?;
         let mut violations = Vec::new();
         let code = parse_credit_code("credit_code", credit_code)
             .map_err(|e| push(&mut violations, e))
@@ -88,9 +88,10 @@ impl Registry {
     /// Reads one department.
     pub fn get_department(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         credit_code: &str,
     ) -> Result<Department, RegistryError> {
+        self.authorize_held(actor, "reading departments")?;
         let code = parse_credit_code("credit_code", credit_code)?;
         self.store
             .get(Table::Departments, code.as_str().as_bytes())?
@@ -102,9 +103,10 @@ impl Registry {
     /// Lists departments in credit-code order.
     pub fn list_departments(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         page: &PageRequest,
     ) -> Result<Paged<Department>, RegistryError> {
+        self.authorize_held(actor, "reading departments")?;
         let after = page.after(b"")?;
         let scanned = self.store.scan(
             Table::Departments,
@@ -132,7 +134,7 @@ impl Registry {
         credit_code: &str,
         name: &str,
     ) -> Result<Department, RegistryError> {
-        require_role(actor, Role::Admin, "renaming a department")?;
+        self.authorize(actor, Role::Admin, "renaming a department")?;
         let code = parse_credit_code("credit_code", credit_code)?;
         let name = check_name("name", name, MAX_DEPARTMENT_NAME)
             .map_err(|v| RegistryError::InvalidArgument(vec![v]))?;
@@ -156,7 +158,7 @@ impl Registry {
         actor: &Actor,
         credit_code: &str,
     ) -> Result<Department, RegistryError> {
-        require_role(actor, Role::Admin, "deactivating a department")?;
+        self.authorize(actor, Role::Admin, "deactivating a department")?;
         let code = parse_credit_code("credit_code", credit_code)?;
         self.change_department(actor, code, "department.deactivated", move |d| {
             if d.status == DepartmentStatus::Deactivated {

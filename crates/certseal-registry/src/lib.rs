@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod access;
 mod audit;
 mod audit_read;
 mod codec;
@@ -23,7 +24,7 @@ mod verification;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use certseal_core::{Actor, Role, Timestamp};
+use certseal_core::Timestamp;
 use certseal_log::VerifierKey;
 use certseal_store::{
     Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
@@ -31,6 +32,7 @@ use certseal_store::{
 
 use crate::audit::{AuditWriter, Latest};
 
+pub use access::{AccessOptions, MAX_CLIENT_CERT_DAYS};
 pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use error::RegistryError;
@@ -72,6 +74,8 @@ pub struct RegistryOptions {
     pub trust_anchors: Vec<certseal_crypto::Certificate>,
     /// Purpose codes a verification may state.
     pub purposes: Vec<String>,
+    /// Sharing-policy enforcement and the bootstrap administrator.
+    pub access: AccessOptions,
 }
 
 impl Default for RegistryOptions {
@@ -87,6 +91,7 @@ impl Default for RegistryOptions {
                 .iter()
                 .map(|p| (*p).to_owned())
                 .collect(),
+            access: AccessOptions::default(),
         }
     }
 }
@@ -104,6 +109,8 @@ pub struct Registry {
     origin: String,
     serials: licences::SerialAllocator,
     purposes: Vec<String>,
+    access: AccessOptions,
+    client_ca: certseal_crypto::Certificate,
 }
 
 impl Registry {
@@ -134,6 +141,7 @@ impl Registry {
             &opts.log_origin,
             opts.seal_ca.as_ref(),
         )?;
+        let client_ca = access::open_client_ca(store.as_ref(), &kek, &opts.log_origin)?;
         let serials = licences::SerialAllocator::new(log.writer.last_time());
         let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
         Ok(Self {
@@ -147,6 +155,8 @@ impl Registry {
             origin: opts.log_origin.clone(),
             serials,
             purposes: opts.purposes.clone(),
+            access: opts.access.clone(),
+            client_ca,
         })
     }
 
@@ -177,18 +187,5 @@ fn init_meta(store: &dyn KvStore) -> Result<(), RegistryError> {
             tracing::info!(format = DATA_FORMAT, "initialised a new data folder");
             Ok(())
         }
-    }
-}
-
-/// Refuses actors that do not hold `role`.
-fn require_role(actor: &Actor, role: Role, action: &str) -> Result<(), RegistryError> {
-    if actor.role == role {
-        Ok(())
-    } else {
-        Err(RegistryError::PermissionDenied(format!(
-            "{action} needs the {} role; the caller acts as {}",
-            role.as_str(),
-            actor.role.as_str()
-        )))
     }
 }

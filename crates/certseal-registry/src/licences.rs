@@ -28,7 +28,7 @@ use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::seals::{key_algorithm, load_seal, load_seal_txn, parse_seal_id};
 use crate::templates::TemplateSelector;
-use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
+use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -310,10 +310,14 @@ impl Registry {
             RegistryError::FailedPrecondition(format!("seal {seal_id} is not registered"))
         })?;
         if seal.lifecycle.department != actor.department {
-            return Err(RegistryError::PermissionDenied(format!(
-                "seal {seal_id} belongs to department {}, not to {}",
-                seal.lifecycle.department, actor.department
-            )));
+            return Err(self.deny(
+                actor,
+                "signing a licence",
+                format!(
+                    "seal {seal_id} belongs to department {}, not to {}",
+                    seal.lifecycle.department, actor.department
+                ),
+            ));
         }
         match seal.lifecycle.usability_at(now) {
             Usability::Usable => {}
@@ -477,7 +481,7 @@ impl Registry {
         actor: &Actor,
         mut req: IssueRequest,
     ) -> Result<LicenceView, RegistryError> {
-        require_role(actor, Role::Issuer, "issuing a licence")?;
+        let access = self.authorize(actor, Role::Issuer, "issuing a licence")?;
         req.idempotency_key = req.idempotency_key.trim().to_owned();
         let request_digest =
             sha256(&[&certseal_core::cbor::to_canonical(&req).map_err(RegistryError::Corrupt)?]);
@@ -544,6 +548,9 @@ impl Registry {
         else {
             unreachable!("the syntax check passed only if every part parsed");
         };
+        access
+            .may_issue(&type_code, &seal_id)
+            .map_err(|r| self.deny(actor, "issuing a licence", r))?;
         let idem = idempotency_key(&actor.department, &key);
         if let Some(found) = self.replay(&idem, &request_digest)? {
             return Ok(found);
@@ -694,19 +701,39 @@ impl Registry {
         })
     }
 
-    /// A licence with its document, decoded claims and QR string.
+    /// A licence with its document, decoded claims and QR string. With the policy enforced,
+    /// only the issuing department and auditors read the whole record; other departments
+    /// verify it, which shows what their grant allows and leaves a receipt.
     pub fn get_licence(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         licence_id: &str,
     ) -> Result<LicenceView, RegistryError> {
-        self.read_licence(&parse_licence_id(licence_id)?)
+        const ACTION: &str = "reading a licence";
+        let access = self.authorize_held(actor, ACTION)?;
+        let view = self.read_licence(&parse_licence_id(licence_id)?)?;
+        if access.enforced()
+            && view.licence.issuer != actor.department
+            && actor.role != Role::Auditor
+        {
+            return Err(self.deny(
+                actor,
+                ACTION,
+                format!(
+                    "licence {} was issued by department {}: other departments verify it (VerifyLicence) to see what their grant allows",
+                    view.licence.id, view.licence.issuer
+                ),
+            ));
+        }
+        Ok(view)
     }
 
-    /// Lists licences by holder, issuer or type, newest first.
+    /// Lists licences by holder, issuer or type, newest first. With the policy enforced, a
+    /// department sees the licences it issued and those of the types it may read; auditors
+    /// see all.
     pub fn list_licences(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         filter: &LicenceFilter,
         page: &PageRequest,
     ) -> Result<Paged<Licence>, RegistryError> {
@@ -731,6 +758,8 @@ impl Registry {
                     .to_vec(),
             ),
         };
+        let access = self.authorize_held(actor, "listing licences")?;
+        let sees_all = !access.enforced() || actor.role == Role::Auditor;
         let snap = self.store.snapshot();
         scan_page(
             snap.as_ref(),
@@ -745,11 +774,13 @@ impl Registry {
                     .and_then(|b| std::str::from_utf8(b).ok())
                     .and_then(|s| s.parse::<LicenceId>().ok())
                     .ok_or_else(|| RegistryError::Corrupt("licence index key".into()))?;
-                load_licence(snap.as_ref(), &id)?
-                    .ok_or_else(|| {
-                        RegistryError::Corrupt(format!("index names missing licence {id}"))
-                    })
-                    .map(Some)
+                let l = load_licence(snap.as_ref(), &id)?.ok_or_else(|| {
+                    RegistryError::Corrupt(format!("index names missing licence {id}"))
+                })?;
+                let visible = sees_all
+                    || l.issuer == actor.department
+                    || access.reading(&l.type_code).is_ok();
+                Ok(visible.then_some(l))
             },
         )
     }
@@ -763,7 +794,7 @@ impl Registry {
         how: Reissue,
         req: ReissueRequest,
     ) -> Result<LicenceView, RegistryError> {
-        require_role(actor, Role::Issuer, "amending or renewing a licence")?;
+        let access = self.authorize(actor, Role::Issuer, "amending or renewing a licence")?;
         let old_id = parse_licence_id(&req.licence_id)?;
         // The old licence's history gets "amended by <new ID>: <note>", within the note bound.
         if req.note.chars().count() > MAX_NOTE - 100 {
@@ -774,10 +805,14 @@ impl Registry {
         }
         let old = self.read_licence(&old_id)?;
         if old.licence.issuer != actor.department {
-            return Err(RegistryError::PermissionDenied(format!(
-                "licence {old_id} was issued by department {}; only it can amend or renew it",
-                old.licence.issuer
-            )));
+            return Err(self.deny(
+                actor,
+                "amending or renewing a licence",
+                format!(
+                    "licence {old_id} was issued by department {}; only it can amend or renew it",
+                    old.licence.issuer
+                ),
+            ));
         }
         if old.licence.status() != LicenceStatus::Active {
             return Err(RegistryError::FailedPrecondition(format!(
@@ -830,6 +865,9 @@ impl Registry {
             Some(s) => parse_seal_id(s)?,
             None => old.licence.seal,
         };
+        access
+            .may_issue(&old.licence.type_code, &seal)
+            .map_err(|r| self.deny(actor, "amending or renewing a licence", r))?;
         let fields = req
             .fields
             .clone()
@@ -939,7 +977,7 @@ impl Registry {
         action: LicenceAction,
         note: &str,
     ) -> Result<Licence, RegistryError> {
-        require_role(actor, Role::Issuer, "changing a licence's status")?;
+        self.authorize(actor, Role::Issuer, "changing a licence's status")?;
         let id = parse_licence_id(licence_id)?;
         check_note(note)?;
         if action == LicenceAction::Supersede {
@@ -954,10 +992,14 @@ impl Registry {
             .submit(move |txn| {
                 let mut l = load_licence_txn(txn, &id)?;
                 if l.issuer != actor.department {
-                    return Err(RegistryError::PermissionDenied(format!(
-                        "licence {id} was issued by department {}; only it can change its status",
-                        l.issuer
-                    )));
+                    return Err(crate::access::denied(
+                        &actor,
+                        "changing a licence's status",
+                        format!(
+                            "licence {id} was issued by department {}; only it can change its status",
+                            l.issuer
+                        ),
+                    ));
                 }
                 l.apply(action, actor.clone(), Timestamp::now(), &note)?;
                 let record = encode(&l);

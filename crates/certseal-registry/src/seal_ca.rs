@@ -22,11 +22,12 @@ pub(crate) const CA_KEY_OWNER: &[u8] = b"certseal/seal-ca-key";
 /// Associated data binding the sealed trust-list key to its use.
 pub(crate) const TRUST_LIST_KEY_OWNER: &[u8] = b"certseal/trust-list-key";
 /// Every key sealed in the meta table, with the owner it is bound to.
-pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 4] = [
+pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 5] = [
     (META_CA_KEY, CA_KEY_OWNER),
     (META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER),
     (META_RECEIPT_KEY, RECEIPT_KEY_OWNER),
     (b"log_key", crate::audit::LOG_KEY_OWNER),
+    crate::access::META_CLIENT_CA_SEALED,
 ];
 /// Validity of a new seal CA certificate.
 const CA_YEARS: i64 = 20;
@@ -202,6 +203,15 @@ fn open_meta_key(
         RegistryError::Corrupt(format!("key {} is missing", String::from_utf8_lossy(entry)))
     })?;
     kek.open(owner, &sealed).map_err(crypto_err)
+}
+
+/// A key of [`META_SEALED_KEYS`], `(entry, owner)`, opened for one use.
+pub(crate) fn open_sealed_meta_key(
+    store: &dyn KvStore,
+    kek: &Kek,
+    (entry, owner): (&[u8], &[u8]),
+) -> Result<SecretBytes, RegistryError> {
+    open_meta_key(store, kek, entry, owner)
 }
 
 /// The CA's private key, opened for one use.

@@ -28,7 +28,7 @@ use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::seal_ca::{META_SEALED_KEYS, open_ca_key, open_trust_list_key};
-use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions, require_role};
+use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions};
 
 /// Validity of a seal when the request gives no end.
 const DEFAULT_SEAL_YEARS: i64 = 10;
@@ -285,7 +285,7 @@ impl Registry {
         actor: &Actor,
         new: NewSeal,
     ) -> Result<SealView, RegistryError> {
-        require_role(actor, Role::Admin, "registering a seal")?;
+        self.authorize(actor, Role::Admin, "registering a seal")?;
         let now = Timestamp::now();
         let mut c = check_new_seal(&new, now)?;
         // The default end never outlives the seal CA; an explicit one is refused below if it does.
@@ -420,7 +420,7 @@ impl Registry {
 
     /// A new CSR for a seal that is waiting for its external certificate. Needs the admin role.
     pub fn seal_csr(&self, actor: &Actor, seal_id: &str) -> Result<String, RegistryError> {
-        require_role(actor, Role::Admin, "making a seal CSR")?;
+        self.authorize(actor, Role::Admin, "making a seal CSR")?;
         let id = parse_seal_id(seal_id)?;
         let seal = load_seal(self.store.as_ref(), &id)?
             .ok_or_else(|| RegistryError::NotFound(format!("seal {id}")))?;
@@ -465,7 +465,7 @@ impl Registry {
         seal_id: &str,
         certificate: &[u8],
     ) -> Result<Seal, RegistryError> {
-        require_role(actor, Role::Admin, "importing a seal certificate")?;
+        self.authorize(actor, Role::Admin, "importing a seal certificate")?;
         let id = parse_seal_id(seal_id)?;
         if certificate.is_empty() {
             return Err(RegistryError::invalid(
@@ -551,7 +551,7 @@ impl Registry {
         action: SealAction,
         note: &str,
     ) -> Result<Seal, RegistryError> {
-        require_role(actor, Role::Admin, "changing a seal's status")?;
+        self.authorize(actor, Role::Admin, "changing a seal's status")?;
         let id = parse_seal_id(seal_id)?;
         let actor = actor.clone();
         let note = note.to_owned();
@@ -638,7 +638,8 @@ impl Registry {
     }
 
     /// A seal with its image.
-    pub fn get_seal(&self, _actor: &Actor, seal_id: &str) -> Result<SealView, RegistryError> {
+    pub fn get_seal(&self, actor: &Actor, seal_id: &str) -> Result<SealView, RegistryError> {
+        self.authorize_held(actor, "reading seals")?;
         let id = parse_seal_id(seal_id)?;
         let snap = self.store.snapshot();
         let seal = load_seal(snap.as_ref(), &id)?
@@ -657,10 +658,11 @@ impl Registry {
     /// in one status.
     pub fn list_seals(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         filter: &SealFilter,
         page: &PageRequest,
     ) -> Result<Paged<Seal>, RegistryError> {
+        self.authorize_held(actor, "reading seals")?;
         let (table, prefix) = match &filter.department {
             Some(code) => (
                 Table::SealsByDepartment,
@@ -702,10 +704,11 @@ impl Registry {
     /// a recorded key compromise.
     pub fn seal_usability(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         seal_id: &str,
         at: Timestamp,
     ) -> Result<SealUsabilityAnswer, RegistryError> {
+        self.authorize_held(actor, "reading seals")?;
         let id = parse_seal_id(seal_id)?;
         let seal = load_seal(self.store.as_ref(), &id)?
             .ok_or_else(|| RegistryError::NotFound(format!("seal {id}")))?;
@@ -717,7 +720,8 @@ impl Registry {
     }
 
     /// Every seal certificate with its status history, signed by the trust-list key.
-    pub fn trust_list(&self, _actor: &Actor) -> Result<SignedTrustList, RegistryError> {
+    pub fn trust_list(&self, actor: &Actor) -> Result<SignedTrustList, RegistryError> {
+        self.authorize_held(actor, "reading seals")?;
         let log_size = self.latest_checkpoint().checkpoint.size;
         let snap = self.store.snapshot();
         let mut seals = Vec::new();

@@ -16,7 +16,7 @@ use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
-use crate::{PageRequest, Paged, Registry, RegistryError, require_role};
+use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Which version of a licence type to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Registry {
         base_version: u32,
         content: TemplateContent,
     ) -> Result<Template, RegistryError> {
-        require_role(actor, Role::Admin, "creating a template")?;
+        self.authorize(actor, Role::Admin, "creating a template")?;
         let (type_code, content) = check_template_input(type_code, content)?;
         let actor = actor.clone();
         self.sequencer
@@ -176,7 +176,7 @@ impl Registry {
         version: u32,
         content: TemplateContent,
     ) -> Result<Template, RegistryError> {
-        require_role(actor, Role::Admin, "updating a template")?;
+        self.authorize(actor, Role::Admin, "updating a template")?;
         check_version(version)?;
         let (type_code, content) = check_template_input(type_code, content)?;
         self.change_template(
@@ -238,7 +238,7 @@ impl Registry {
         from: TemplateStatus,
         to: TemplateStatus,
     ) -> Result<Template, RegistryError> {
-        require_role(actor, Role::Admin, "changing a template's status")?;
+        self.authorize(actor, Role::Admin, "changing a template's status")?;
         check_version(version)?;
         let type_code = parse_type_code(type_code)?;
         let kind = match to {
@@ -306,10 +306,11 @@ impl Registry {
     /// Reads one version of a licence type, or its latest published version.
     pub fn get_template(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         type_code: &str,
         selector: TemplateSelector,
     ) -> Result<Template, RegistryError> {
+        self.authorize_held(actor, "reading templates")?;
         self.read_template(&parse_type_code(type_code)?, selector)
     }
 
@@ -361,10 +362,11 @@ impl Registry {
     /// Lists template versions in type-code and version order.
     pub fn list_templates(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         filter: &TemplateFilter,
         page: &PageRequest,
     ) -> Result<Paged<Template>, RegistryError> {
+        self.authorize_held(actor, "reading templates")?;
         let prefix = match &filter.defining_department {
             Some(code) => parse_credit_code("defining_department", code)?
                 .as_str()

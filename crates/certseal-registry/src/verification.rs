@@ -16,6 +16,7 @@ use certseal_log::Extra;
 use certseal_store::{Direction, Read, Table};
 use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_document};
 
+use crate::access::{Access, Reading};
 use crate::audit::append;
 use crate::codec::decode;
 use crate::licences::{load_licence, parse_licence_id};
@@ -89,16 +90,6 @@ pub struct SignedStatusList {
     pub list: StatusList,
 }
 
-fn require_checker(actor: &Actor) -> Result<(), RegistryError> {
-    match actor.role {
-        Role::Verifier | Role::Issuer => Ok(()),
-        other => Err(RegistryError::PermissionDenied(format!(
-            "checking licences needs the verifier (or issuer) role; the caller acts as {}",
-            other.as_str()
-        ))),
-    }
-}
-
 /// The status a licence had at `t`: the last change at or before `t`.
 fn status_at(l: &Licence, t: Timestamp) -> LicenceStatus {
     l.history
@@ -163,14 +154,44 @@ impl Registry {
         out
     }
 
+    /// Checks that the caller may check licences at all: the verifier role, or the issuer
+    /// role (a department checks its own licences), and some grant to read.
+    fn authorize_checker(&self, actor: &Actor) -> Result<Access, RegistryError> {
+        const ACTION: &str = "checking licences";
+        if !matches!(actor.role, Role::Verifier | Role::Issuer) {
+            return Err(self.deny(
+                actor,
+                ACTION,
+                format!(
+                    "checking licences needs the verifier (or issuer) role; the caller acts as {}",
+                    actor.role.as_str()
+                ),
+            ));
+        }
+        let access = self.authorize_held(actor, ACTION)?;
+        if actor.role == Role::Verifier && !access.reads_anything() {
+            return Err(self.deny(
+                actor,
+                ACTION,
+                format!(
+                    "department {} may verify no licence type: ask the registry for a grant",
+                    actor.department
+                ),
+            ));
+        }
+        Ok(access)
+    }
+
+    /// The fields shown: all to the issuing department (`reading` is `None`), otherwise the
+    /// public ones and those the grant names.
     fn visible_fields(
         &self,
-        actor: &Actor,
+        reading: Option<Reading<'_>>,
         claims: &LicenceClaims,
     ) -> BTreeMap<String, FieldValue> {
-        if actor.department == claims.issuer {
+        let Some(reading) = reading else {
             return claims.fields.clone();
-        }
+        };
         let template = self
             .read_template(
                 &claims.type_code,
@@ -185,10 +206,11 @@ impl Registry {
             .fields
             .iter()
             .filter(|(name, _)| {
-                t.content
-                    .fields
-                    .iter()
-                    .any(|f| &f.name == *name && f.visibility == Visibility::Public)
+                reading.shows(name)
+                    || t.content
+                        .fields
+                        .iter()
+                        .any(|f| &f.name == *name && f.visibility == Visibility::Public)
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -204,7 +226,7 @@ impl Registry {
         purpose_text: &str,
         at: Option<Timestamp>,
     ) -> Result<Verification, RegistryError> {
-        require_checker(actor)?;
+        let access = self.authorize_checker(actor)?;
         let purpose = Purpose::new(purpose_code, purpose_text, &self.purposes)
             .map_err(RegistryError::InvalidArgument)?;
         let now = Timestamp::now();
@@ -231,7 +253,27 @@ impl Registry {
         }
         let visible_fields = match &outcome.claims {
             Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
-                self.visible_fields(actor, c)
+                let reading = if c.issuer == actor.department {
+                    None
+                } else {
+                    // Refused before any receipt is written: a denial leaves no trace but the log line.
+                    let action = "checking a licence";
+                    let r = access
+                        .reading(&c.type_code)
+                        .map_err(|reason| self.deny(actor, action, reason))?;
+                    if !r.allows_purpose(&purpose.code) {
+                        return Err(self.deny(
+                            actor,
+                            action,
+                            format!(
+                                "department {} may check licences of type {} only for the purposes it was granted, not {}",
+                                actor.department, c.type_code, purpose.code
+                            ),
+                        ));
+                    }
+                    Some(r)
+                };
+                self.visible_fields(reading, c)
             }
             _ => BTreeMap::new(),
         };
@@ -408,16 +450,22 @@ impl Registry {
         .map_err(|e| RegistryError::Corrupt(e.to_string()))
     }
 
-    /// Who checked a licence, when and why: its receipts, newest first.
+    /// Who checked a licence, when and why: its receipts, newest first. With the policy
+    /// enforced, the issuing department and auditors see every receipt, and any other
+    /// department only its own.
     pub fn list_receipts(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         licence_id: &str,
         page: &PageRequest,
     ) -> Result<Paged<ReceiptView>, RegistryError> {
+        let access = self.authorize_held(actor, "listing receipts")?;
         let id: LicenceId = parse_licence_id(licence_id)?;
         let prefix = [id.as_str().as_bytes(), &[0]].concat();
         let snap = self.store.snapshot();
+        let sees_all = !access.enforced()
+            || actor.role == Role::Auditor
+            || load_licence(snap.as_ref(), &id)?.is_some_and(|l| l.issuer == actor.department);
         scan_page(
             snap.as_ref(),
             Table::ReceiptsByLicence,
@@ -440,8 +488,12 @@ impl Registry {
                 let payload = cose::parse_sign1(&signed, usize::MAX)
                     .map_err(|e| RegistryError::Corrupt(e.to_string()))?
                     .payload;
+                let receipt = Receipt::decode(&payload).map_err(RegistryError::Corrupt)?;
+                if !sees_all && receipt.verifier != actor.department {
+                    return Ok(None);
+                }
                 Ok(Some(ReceiptView {
-                    receipt: Receipt::decode(&payload).map_err(RegistryError::Corrupt)?,
+                    receipt,
                     signed,
                     log_index: u64::from_be_bytes(v[32..].try_into().expect("8 bytes")),
                 }))
@@ -450,7 +502,8 @@ impl Registry {
     }
 
     /// Every licence that is not active, with since when, signed by the trust-list key.
-    pub fn status_list(&self, _actor: &Actor) -> Result<SignedStatusList, RegistryError> {
+    pub fn status_list(&self, actor: &Actor) -> Result<SignedStatusList, RegistryError> {
+        self.authorize_held(actor, "reading the status list")?;
         let log_size = self.latest_checkpoint().checkpoint.size;
         let snap = self.store.snapshot();
         let mut entries = Vec::new();

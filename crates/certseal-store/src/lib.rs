@@ -65,11 +65,13 @@ pub enum Table {
     Receipts,
     /// Index: licence ID ‖ 0x00 ‖ checked-at ms (u64 BE) ‖ receipt ID → empty.
     ReceiptsByLicence,
+    /// Sharing policy: department credit code (18) → its roles and grants.
+    Policies,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 23] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -92,6 +94,7 @@ impl Table {
         Table::LicenceStatusIndex,
         Table::Receipts,
         Table::ReceiptsByLicence,
+        Table::Policies,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -119,6 +122,7 @@ impl Table {
             Table::LicenceStatusIndex => "licence_status_index",
             Table::Receipts => "receipts",
             Table::ReceiptsByLicence => "receipts_by_licence",
+            Table::Policies => "policies",
         }
     }
 }

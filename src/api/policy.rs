@@ -1,0 +1,163 @@
+//! `certseal.v1.PolicyService`: the sharing policy and department certificates.
+
+use certseal_core::policy::{DepartmentPolicy, FieldAccess, PolicyContent};
+use certseal_registry::RegistryError;
+use tonic::{Request, Response, Status};
+
+use super::{Caller, Context, convert};
+use crate::pb;
+use crate::pb::policy_service_server::PolicyService;
+use crate::status::to_status;
+
+/// The policy service adapter.
+#[derive(Debug, Clone)]
+pub struct PolicyApi(pub Context);
+
+fn role_names(roles: &[i32], field: &str) -> Result<Vec<String>, Status> {
+    roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match pb::Role::try_from(*r) {
+            Ok(pb::Role::Admin) => Ok("admin".to_owned()),
+            Ok(pb::Role::Issuer) => Ok("issuer".to_owned()),
+            Ok(pb::Role::Verifier) => Ok("verifier".to_owned()),
+            Ok(pb::Role::Auditor) => Ok("auditor".to_owned()),
+            _ => Err(to_status(RegistryError::invalid(
+                format!("{field}[{i}]"),
+                "a role: ROLE_ADMIN, ROLE_ISSUER, ROLE_VERIFIER or ROLE_AUDITOR",
+            ))),
+        })
+        .collect()
+}
+
+fn policy_to_pb(p: DepartmentPolicy) -> pb::DepartmentPolicy {
+    pb::DepartmentPolicy {
+        department: p.department.to_string(),
+        roles: p.roles.iter().map(|r| convert::role(*r) as i32).collect(),
+        issue: p
+            .issue
+            .into_iter()
+            .map(|g| pb::IssueGrant {
+                type_code: g.type_code.to_string(),
+                seal_ids: g.seals.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        read: p
+            .read
+            .into_iter()
+            .map(|g| {
+                let (fields, all_fields) = match g.fields {
+                    FieldAccess::All => (Vec::new(), true),
+                    FieldAccess::Named(n) => (n.into_iter().collect(), false),
+                };
+                pb::ReadGrant {
+                    type_code: g.type_code.to_string(),
+                    purposes: g.purposes.into_iter().collect(),
+                    fields,
+                    all_fields,
+                }
+            })
+            .collect(),
+        revision: p.revision,
+        updated_at: Some(convert::timestamp(p.updated_at)),
+        updated_by: Some(convert::actor(&p.updated_by)),
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyService for PolicyApi {
+    async fn get_department_policy(
+        &self,
+        request: Request<pb::GetDepartmentPolicyRequest>,
+    ) -> Result<Response<pb::DepartmentPolicy>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let p = self
+            .0
+            .registry
+            .department_policy(&actor, &request.get_ref().department)
+            .map_err(to_status)?;
+        Ok(Response::new(policy_to_pb(p)))
+    }
+
+    async fn list_department_policies(
+        &self,
+        request: Request<pb::ListDepartmentPoliciesRequest>,
+    ) -> Result<Response<pb::ListDepartmentPoliciesResponse>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let r = request.into_inner();
+        let page = self
+            .0
+            .registry
+            .list_policies(&actor, &convert::page(r.page_size, r.page_token))
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListDepartmentPoliciesResponse {
+            policies: page.items.into_iter().map(policy_to_pb).collect(),
+            next_page_token: page.next_token,
+        }))
+    }
+
+    async fn set_department_policy(
+        &self,
+        request: Request<pb::SetDepartmentPolicyRequest>,
+    ) -> Result<Response<pb::DepartmentPolicy>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let r = request.into_inner();
+        let content = PolicyContent {
+            roles: role_names(&r.roles, "roles")?,
+            issue: r
+                .issue
+                .into_iter()
+                .map(|g| (g.type_code, g.seal_ids))
+                .collect(),
+            read: r
+                .read
+                .into_iter()
+                .map(|g| (g.type_code, g.purposes, g.fields, g.all_fields))
+                .collect(),
+        };
+        let p = self
+            .0
+            .registry
+            .set_department_policy(&actor, &r.department, &content, r.expected_revision)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(department = %p.department, revision = p.revision, by = %actor.department, "sharing policy changed");
+        Ok(Response::new(policy_to_pb(p)))
+    }
+
+    async fn issue_department_certificate(
+        &self,
+        request: Request<pb::IssueDepartmentCertificateRequest>,
+    ) -> Result<Response<pb::DepartmentCertificate>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let r = request.into_inner();
+        let roles = role_names(&r.roles, "roles")?;
+        let days = if r.validity_days == 0 {
+            365
+        } else {
+            r.validity_days
+        };
+        let cert = self
+            .0
+            .registry
+            .issue_client_certificate(&actor, &r.department, &roles, &r.csr_pem, days)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(department = %r.department, ?roles, by = %actor.department, "department certificate issued");
+        Ok(Response::new(pb::DepartmentCertificate {
+            certificate_pem: cert.pem(),
+            ca_pem: self.0.registry.client_ca_certificate().pem(),
+        }))
+    }
+
+    async fn get_client_ca(
+        &self,
+        request: Request<pb::GetClientCaRequest>,
+    ) -> Result<Response<pb::DepartmentCertificate>, Status> {
+        let _caller = self.0.admit(&request)?;
+        Ok(Response::new(pb::DepartmentCertificate {
+            certificate_pem: String::new(),
+            ca_pem: self.0.registry.client_ca_certificate().pem(),
+        }))
+    }
+}
