@@ -3,6 +3,7 @@ use std::path::Path;
 use certseal::config::{Overrides, RawConfig};
 use certseal::pb;
 use certseal::pb::department_service_client::DepartmentServiceClient;
+use certseal::pb::policy_service_client::PolicyServiceClient;
 use certseal::server;
 use certseal_crypto::x509::{self, KeyAlgorithm};
 use tonic::Code;
@@ -83,7 +84,7 @@ fn config(
     std::fs::write(dir.join("server.key"), x509::pkcs8_pem(&key.pkcs8)).unwrap();
     std::fs::write(dir.join("ca.pem"), pki.ca.pem()).unwrap();
     let toml = format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n",
         dir.join("server.pem").display(),
         dir.join("server.key").display(),
         dir.join("ca.pem").display()
@@ -128,6 +129,16 @@ async fn mutual_tls_identifies_departments_by_their_certificates() {
         ADMIN_DEPT,
         "the department comes from the certificate"
     );
+
+    // The registry grants the department both roles its certificate names.
+    PolicyServiceClient::new(channel(server.addr, &ca, Some(&admin_id)).await.unwrap())
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            department: dept.clone(),
+            roles: vec![pb::Role::Issuer as i32, pb::Role::Verifier as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     // A system with two roles picks one; a role the certificate does not grant is refused.
     let mut s =
@@ -194,4 +205,580 @@ async fn connect_plain(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy()
+}
+
+/// `certseal` with `args`, as the administrator over TLS (empty `id`: no identity flags).
+fn cli_tls(
+    addr: std::net::SocketAddr,
+    pki: &Path,
+    id: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"));
+    c.args(args);
+    if !id.is_empty() {
+        c.arg("--server")
+            .arg(format!("https://{addr}"))
+            .arg("--cert")
+            .arg(pki.join(format!("{id}.pem")))
+            .arg("--key")
+            .arg(pki.join(format!("{id}.key")))
+            .arg("--ca")
+            .arg(pki.join("client-ca.pem"));
+    }
+    c.output().unwrap()
+}
+
+fn succeeded(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "certseal failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A request acting in `role`.
+fn acting<T>(role: &str, m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut()
+        .insert("x-certseal-role", role.parse().unwrap());
+    r
+}
+
+/// A department system's identity: a key made here, certified by the registry's client CA.
+async fn certify(
+    policies: &mut PolicyServiceClient<Channel>,
+    dept: &str,
+    roles: &[pb::Role],
+) -> Result<(String, String), tonic::Status> {
+    let key = x509::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let r = policies
+        .issue_department_certificate(pb::IssueDepartmentCertificateRequest {
+            department: dept.into(),
+            roles: roles.iter().map(|r| *r as i32).collect(),
+            csr_pem: x509::client_csr(&key.pkcs8, "a department system").unwrap(),
+            validity_days: 30,
+        })
+        .await?
+        .into_inner();
+    Ok((r.certificate_pem, x509::pkcs8_pem(&key.pkcs8)))
+}
+
+fn read_grant(type_code: &str, purposes: &[&str], fields: &[&str]) -> pb::ReadGrant {
+    pb::ReadGrant {
+        type_code: type_code.into(),
+        purposes: purposes.iter().map(|p| (*p).into()).collect(),
+        fields: fields.iter().map(|f| (*f).into()).collect(),
+        all_fields: false,
+    }
+}
+
+fn issue_request(type_code: &str, seal_id: &str, key: &str) -> pb::IssueLicenceRequest {
+    let mut r = crate::licences::request(
+        &crate::licences::Issuer {
+            dept: String::new(),
+            type_code: type_code.into(),
+            seal_id: seal_id.into(),
+            seal_cert: Vec::new(),
+        },
+        key,
+    );
+    r.type_code = type_code.into();
+    r
+}
+
+fn verify_request(id: &str, purpose: &str) -> pb::VerifyLicenceRequest {
+    pb::VerifyLicenceRequest {
+        licence_id: id.into(),
+        purpose: Some(pb::Purpose {
+            code: purpose.into(),
+            text: "材料核验".into(),
+        }),
+        at: None,
+    }
+}
+
+/// The whole pilot path over real TLS: bootstrap offline, then every allow and deny of the
+/// sharing policy with department certificates from the registry's client CA.
+#[tokio::test]
+async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
+    use certseal::pb::audit_service_client::AuditServiceClient;
+    use certseal::pb::licence_service_client::LicenceServiceClient;
+    use certseal::pb::seal_service_client::SealServiceClient;
+    use certseal::pb::template_service_client::TemplateServiceClient;
+    use certseal::pb::verification_service_client::VerificationServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
+    let policy_toml = format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n");
+    std::fs::write(dir.path().join("bootstrap.toml"), &policy_toml).unwrap();
+
+    // Offline bootstrap: the server certificate and the first administrator's.
+    let boot = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args([
+            "dept-cert",
+            "bootstrap",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--config")
+        .arg(dir.path().join("bootstrap.toml"))
+        .arg("--out")
+        .arg(&pki)
+        .output()
+        .unwrap();
+    succeeded(boot);
+    #[cfg(unix)]
+    for key in ["server.key", "admin.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{key} is readable by others");
+    }
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{policy_toml}[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pki.join("server.pem").display(),
+            pki.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let server = ChildServer::spawn_args(&data, &["--config", config.to_str().unwrap()]);
+    let addr = server.addr;
+    let ca = std::fs::read_to_string(pki.join("client-ca.pem")).unwrap();
+    let pem = |name: &str| {
+        (
+            std::fs::read_to_string(pki.join(format!("{name}.pem"))).unwrap(),
+            std::fs::read_to_string(pki.join(format!("{name}.key"))).unwrap(),
+        )
+    };
+    let admin_ch = channel(addr, &ca, Some(&pem("admin"))).await.unwrap();
+    let mut policies = PolicyServiceClient::new(admin_ch.clone());
+
+    // The administrator sets up: issuer A with two types and two seals, verifiers B and C,
+    // auditor D, and B's own seal.
+    let (a, b, c, d) = (dept_code(21), dept_code(22), dept_code(23), dept_code(24));
+    let mut depts = DepartmentServiceClient::new(admin_ch.clone());
+    for code in [&a, &b, &c, &d] {
+        register(&mut depts, code, "某局").await;
+    }
+    let mut templates = TemplateServiceClient::new(admin_ch.clone());
+    let (food, other) = (format!("{a}001"), format!("{a}002"));
+    for t in [&food, &other] {
+        templates
+            .create_template_draft(pb::CreateTemplateDraftRequest {
+                type_code: t.clone(),
+                base_version: 0,
+                content: Some(crate::licences::food_template("食品经营许可证")),
+            })
+            .await
+            .unwrap();
+        templates
+            .publish_template(pb::PublishTemplateRequest {
+                type_code: t.clone(),
+                version: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let mut seals = SealServiceClient::new(admin_ch.clone());
+    let mut seal_of = async |dept: &str, n: u8| {
+        let s = seals
+            .register_seal(pb::RegisterSealRequest {
+                department: dept.into(),
+                name: format!("专用章{n}"),
+                r#type: pb::SealType::SpecialPurpose as i32,
+                image: png(n),
+                algorithm: pb::SealAlgorithm::Ed25519 as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .seal
+            .unwrap();
+        seals
+            .activate_seal(pb::SealTransitionRequest {
+                seal_id: s.seal_id.clone(),
+                note: String::new(),
+            })
+            .await
+            .unwrap();
+        s.seal_id
+    };
+    let (a_seal, a_other_seal, b_seal) = (
+        seal_of(&a, 1).await,
+        seal_of(&a, 2).await,
+        seal_of(&b, 3).await,
+    );
+
+    // Bad policies are refused, naming each problem, and change nothing.
+    let bad = policies
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            department: a.clone(),
+            roles: vec![pb::Role::Issuer as i32],
+            issue: vec![
+                pb::IssueGrant {
+                    type_code: format!("{a}009"),
+                    seal_ids: vec![],
+                },
+                pb::IssueGrant {
+                    type_code: food.clone(),
+                    seal_ids: vec![b_seal.clone()],
+                },
+            ],
+            read: vec![],
+            expected_revision: None,
+        })
+        .await
+        .unwrap_err();
+    let fields = expect_code(bad, Code::InvalidArgument);
+    assert!(
+        fields
+            .iter()
+            .any(|(f, m)| f == "issue[0].type_code" && m.contains("no template")),
+        "{fields:?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|(f, m)| f == "issue[1].seal_ids" && m.contains("another department")),
+        "{fields:?}"
+    );
+    expect_code(
+        policies
+            .set_department_policy(pb::SetDepartmentPolicyRequest {
+                department: dept_code(29),
+                roles: vec![pb::Role::Issuer as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        Code::NotFound,
+    );
+
+    // The policy: A issues `food` with its first seal only; B reads `food` for one purpose and
+    // sees one private field; C reads only `other`; D audits.
+    let set = policies
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            department: a.clone(),
+            roles: vec![pb::Role::Issuer as i32],
+            issue: vec![pb::IssueGrant {
+                type_code: food.clone(),
+                seal_ids: vec![a_seal.clone()],
+            }],
+            read: vec![],
+            expected_revision: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.revision, 1);
+    // A stale revision loses nothing: it is refused.
+    expect_code(
+        policies
+            .set_department_policy(pb::SetDepartmentPolicyRequest {
+                department: a.clone(),
+                expected_revision: Some(0),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    // B through the CLI: grant read-modify-write.
+    succeeded(cli_tls(
+        addr,
+        &pki,
+        "admin",
+        &[
+            "policy",
+            "grant",
+            &b,
+            "--role",
+            "verifier",
+            "--read",
+            &food,
+            "--purpose",
+            "ADMIN_APPROVAL",
+            "--field",
+            "staff",
+        ],
+    ));
+    policies
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            department: c.clone(),
+            roles: vec![pb::Role::Verifier as i32],
+            read: vec![read_grant(&other, &[], &[])],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    policies
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            department: d.clone(),
+            roles: vec![pb::Role::Auditor as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let shown = succeeded(cli_tls(addr, &pki, "admin", &["policy", "get", &b]));
+    assert!(
+        shown.contains("verifier") && shown.contains(&food) && shown.contains("staff"),
+        "{shown}"
+    );
+
+    // Certificates: a role the policy does not hold is refused; A's through the CLI.
+    expect_code(
+        certify(&mut policies, &c, &[pb::Role::Issuer])
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    succeeded(cli_tls(
+        addr,
+        &pki,
+        "admin",
+        &[
+            "dept-cert",
+            "issue",
+            "--department",
+            &a,
+            "--role",
+            "issuer",
+            "--out",
+            pki.to_str().unwrap(),
+        ],
+    ));
+    let b_id = certify(&mut policies, &b, &[pb::Role::Verifier])
+        .await
+        .unwrap();
+    let c_id = certify(&mut policies, &c, &[pb::Role::Verifier])
+        .await
+        .unwrap();
+    let d_id = certify(&mut policies, &d, &[pb::Role::Auditor])
+        .await
+        .unwrap();
+    let a_ch = channel(addr, &ca, Some(&pem(&a))).await.unwrap();
+    let b_ch = channel(addr, &ca, Some(&b_id)).await.unwrap();
+    let c_ch = channel(addr, &ca, Some(&c_id)).await.unwrap();
+    let d_ch = channel(addr, &ca, Some(&d_id)).await.unwrap();
+
+    // Issuing: the granted type with the granted seal, and nothing else.
+    let mut a_lic = LicenceServiceClient::new(a_ch.clone());
+    let issued = a_lic
+        .issue_licence(issue_request(&food, &a_seal, "k1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = issued.licence_id.clone();
+    for (t, s, why) in [
+        (&food, &a_other_seal, "a seal the grant does not name"),
+        (&other, &a_seal, "a type not granted"),
+        (&food, &b_seal, "another department's seal"),
+    ] {
+        let e = a_lic
+            .issue_licence(issue_request(t, s, why))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{why}: {e:?}");
+    }
+    let mine = a_lic
+        .list_licences(pb::ListLicencesRequest {
+            issuer: a.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.licences.len(), 1, "a refused issue stores nothing");
+    // An issuer is not an administrator, and cannot claim a role its certificate lacks.
+    expect_code(
+        DepartmentServiceClient::new(a_ch.clone())
+            .register_department(pb::RegisterDepartmentRequest {
+                credit_code: dept_code(28),
+                name: "x".into(),
+                region_code: "350200".into(),
+            })
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    expect_code(
+        PolicyServiceClient::new(a_ch.clone())
+            .set_department_policy(acting(
+                "admin",
+                pb::SetDepartmentPolicyRequest {
+                    department: a.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+
+    // Verifying: B for its purpose sees the public fields and the one it was granted.
+    let mut b_ver = VerificationServiceClient::new(b_ch.clone());
+    let r = b_ver
+        .verify_licence(verify_request(&id, "ADMIN_APPROVAL"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.indication,
+        pb::Indication::TotalPassed as i32,
+        "{}",
+        r.reason
+    );
+    let seen: Vec<&String> = r.licence.as_ref().unwrap().fields.keys().collect();
+    assert!(
+        seen.iter().any(|f| *f == "capital"),
+        "public field: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|f| *f == "staff"),
+        "granted field: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|f| *f == "opened" || *f == "legal_rep_id"),
+        "{seen:?}"
+    );
+    // Another purpose, another department's type, or reading the record: refused.
+    expect_code(
+        b_ver
+            .verify_licence(verify_request(&id, "LAW_ENFORCEMENT"))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    expect_code(
+        VerificationServiceClient::new(c_ch.clone())
+            .verify_licence(verify_request(&id, "ADMIN_APPROVAL"))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    expect_code(
+        LicenceServiceClient::new(b_ch.clone())
+            .get_licence(pb::GetLicenceRequest {
+                licence_id: id.clone(),
+            })
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    // Only the granted check left a receipt; the issuer sees it.
+    let receipts = VerificationServiceClient::new(a_ch.clone())
+        .list_receipts(pb::ListReceiptsRequest {
+            licence_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipts;
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].verifier, b);
+
+    // Auditing: D exports; B (a verifier) and A (an issuer) may not.
+    let export = |ch: Channel| async move {
+        let mut s = AuditServiceClient::new(ch)
+            .export_entries(pb::ExportEntriesRequest { start: 0, end: 0 })
+            .await?
+            .into_inner();
+        let mut kinds = Vec::new();
+        while let Some(chunk) = s.message().await? {
+            if let Some(pb::export_chunk::Item::Entry(e)) = chunk.item {
+                kinds.push(certseal_log::Entry::decode(&e.entry).unwrap().kind);
+            }
+        }
+        Ok::<_, tonic::Status>(kinds)
+    };
+    expect_code(
+        export(b_ch.clone()).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+    expect_code(
+        export(a_ch.clone()).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+    let kinds = export(d_ch.clone()).await.unwrap();
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("policy.changed"), 4, "{kinds:?}");
+    assert_eq!(
+        count("client_certificate.issued"),
+        5,
+        "admin, A, B, C, D: {kinds:?}"
+    );
+    // The auditor checks nothing.
+    expect_code(
+        VerificationServiceClient::new(d_ch.clone())
+            .verify_licence(verify_request(&id, "ADMIN_APPROVAL"))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+
+    // Revoking B's role in the registry stops its certificate at once.
+    succeeded(cli_tls(
+        addr,
+        &pki,
+        "admin",
+        &["policy", "revoke", &b, "--role", "verifier"],
+    ));
+    expect_code(
+        b_ver
+            .verify_licence(verify_request(&id, "ADMIN_APPROVAL"))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+
+    // No certificate: UNAUTHENTICATED. A certificate from an unknown CA: no connection.
+    expect_code(
+        LicenceServiceClient::new(channel(addr, &ca, None).await.unwrap())
+            .get_licence(pb::GetLicenceRequest {
+                licence_id: id.clone(),
+            })
+            .await
+            .unwrap_err(),
+        Code::Unauthenticated,
+    );
+    let stranger = Pki::new("another CA").client(ADMIN_DEPT, &["admin"]);
+    let refused = match channel(addr, &ca, Some(&stranger)).await {
+        Err(_) => true,
+        Ok(ch) => PolicyServiceClient::new(ch)
+            .list_department_policies(pb::ListDepartmentPoliciesRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a certificate from an unknown CA is refused");
+
+    // Every denial is in the server's log, with the department and the reason.
+    drop(server);
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let denials: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("permission denied"))
+        .collect();
+    assert!(
+        denials.len() >= 10,
+        "{} denials logged:\n{log}",
+        denials.len()
+    );
+    assert!(
+        denials
+            .iter()
+            .any(|l| l.contains(&c) && l.contains("may not verify")),
+        "{denials:?}"
+    );
 }

@@ -209,6 +209,13 @@ impl ChildServer {
 
     /// The same with more `serve` arguments (e.g. `--config FILE`).
     pub fn spawn_with(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["--dev-auth"];
+        args.extend_from_slice(extra);
+        Self::spawn_args(data_dir, &args)
+    }
+
+    /// `certseal serve` with exactly these arguments besides the address and data folder.
+    pub fn spawn_args(data_dir: &Path, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -217,13 +224,7 @@ impl ChildServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-            .args([
-                "serve",
-                "--dev-auth",
-                "--listen",
-                &addr.to_string(),
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(std::process::Stdio::null())

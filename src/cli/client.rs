@@ -65,6 +65,10 @@ impl Client {
         Ok(r)
     }
 
+    pub(super) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     fn departments(&self) -> DepartmentServiceClient<Channel> {
         DepartmentServiceClient::new(self.channel.clone())
     }
@@ -107,7 +111,9 @@ pub(super) fn explain(status: Status) -> anyhow::Error {
         tonic::Code::Unauthenticated => {
             "\nhint: give --as-department CODE --as-role ROLE (server started with --dev-auth)"
         }
-        tonic::Code::PermissionDenied => "\nhint: this action needs another role",
+        tonic::Code::PermissionDenied => {
+            "\nhint: this action needs another role, or a grant in the sharing policy (certseal policy get <department>)"
+        }
         tonic::Code::Unavailable => "\nhint: is the server running and reachable?",
         _ => "",
     };
@@ -128,6 +134,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Statuslist(c) => super::verify::statuslist(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),
+        Command::Policy(c) => super::policy::run(c).await,
+        Command::DeptCert(c) => super::policy::dept_cert(c).await,
         Command::Ca(super::CaCommand::Cert { client }) => {
             let cl = Client::connect(&client).await?;
             let r = SealServiceClient::new(cl.channel.clone())

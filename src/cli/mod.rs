@@ -6,6 +6,7 @@ mod client;
 mod files;
 mod licence;
 mod output;
+mod policy;
 mod schema_file;
 mod seal;
 mod verify;
@@ -61,6 +62,12 @@ pub enum Command {
     /// Key custody (offline, with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The sharing policy: roles and grants per department.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Department certificates for mutual TLS.
+    #[command(subcommand)]
+    DeptCert(policy::DeptCertCommand),
 }
 
 /// `certseal seal …`

@@ -109,7 +109,7 @@ pub struct PolicyContent {
 pub type CheckedContent = (BTreeSet<Role>, Vec<IssueGrant>, Vec<ReadGrant>);
 
 impl PolicyContent {
-    /// Checks every part, reporting every problem at once. Grants come back sorted by type.
+    /// Checks every part, reporting every problem at once. Grants keep the request's order.
     pub fn check(&self) -> Result<CheckedContent, Error> {
         let mut v = Vec::new();
         let mut roles = BTreeSet::new();
@@ -223,8 +223,6 @@ impl PolicyContent {
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        issue.sort_by(|a, b| a.type_code.cmp(&b.type_code));
-        read.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         Ok((roles, issue, read))
     }
 }

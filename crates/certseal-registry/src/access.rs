@@ -281,8 +281,10 @@ impl Registry {
         const ACTION: &str = "setting the sharing policy";
         self.authorize(actor, Role::Admin, ACTION)?;
         let code = parse_credit_code("department", department)?;
-        let (roles, issue, read) = content.check()?;
+        let (roles, mut issue, mut read) = content.check()?;
         self.check_grants(&code, &issue, &read)?;
+        issue.sort_by(|a, b| a.type_code.cmp(&b.type_code));
+        read.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         let actor = actor.clone();
         self.sequencer
             .submit(move |txn| {

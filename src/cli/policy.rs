@@ -1,0 +1,591 @@
+//! `certseal policy …` (the sharing policy) and `certseal dept-cert …` (department
+//! certificates for mutual TLS).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ClientArgs;
+use super::client::{Client, explain};
+use super::files::{read, write};
+use super::output::{self, print_list};
+use crate::config::{Overrides, RawConfig};
+use crate::pb;
+use crate::pb::policy_service_client::PolicyServiceClient;
+
+/// `certseal policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print a department's roles and grants.
+    Get {
+        /// Department (credit code).
+        department: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List every department's policy.
+    List {
+        /// Items per page (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// Token from the previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace a department's whole policy with the one in a TOML file (see docs/security.md).
+    Set {
+        /// Department (credit code).
+        department: String,
+        /// Policy file: `roles = [...]`, `[[issue]]` and `[[read]]` tables.
+        #[arg(long)]
+        file: PathBuf,
+        /// Refuse unless the policy is at this revision (0: none yet).
+        #[arg(long)]
+        revision: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add roles or grants to a department's policy (read, change, write back).
+    Grant {
+        /// Department (credit code).
+        department: String,
+        #[command(flatten)]
+        change: Change,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove roles or grants from a department's policy.
+    Revoke {
+        /// Department (credit code).
+        department: String,
+        #[command(flatten)]
+        change: Change,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// What `policy grant` adds or `policy revoke` removes.
+#[derive(Debug, clap::Args)]
+pub struct Change {
+    /// Roles (admin, issuer, verifier, auditor); repeat or separate with commas.
+    #[arg(long = "role", value_delimiter = ',')]
+    roles: Vec<String>,
+    /// Licence type the department may issue (revoke: may no longer issue).
+    #[arg(long)]
+    issue: Option<String>,
+    /// With --issue: a seal that may sign it; repeat for several (none: any of its seals).
+    #[arg(long = "seal", requires = "issue")]
+    seals: Vec<String>,
+    /// Licence type the department may verify and read (revoke: may no longer).
+    #[arg(long)]
+    read: Option<String>,
+    /// With --read: a purpose code it may state; repeat for several (none: any).
+    #[arg(long = "purpose", requires = "read")]
+    purposes: Vec<String>,
+    /// With --read: a non-public field it may see; repeat for several.
+    #[arg(long = "field", requires = "read")]
+    fields: Vec<String>,
+    /// With --read: it sees every field.
+    #[arg(long, requires = "read", conflicts_with = "fields")]
+    all_fields: bool,
+}
+
+/// `certseal dept-cert …`
+#[derive(Debug, Subcommand)]
+pub enum DeptCertCommand {
+    /// Create a key here and have the registry's client CA certify it for a department (admin).
+    Issue {
+        /// Department (credit code).
+        #[arg(long)]
+        department: String,
+        /// Roles the certificate names; repeat or separate with commas.
+        #[arg(long = "role", value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Validity in days (at most 825).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Folder for <department>.key (mode 0600), <department>.pem and client-ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Offline, with the server stopped: the server's TLS certificate and the first
+    /// administrator's client certificate, from the data folder's client CA.
+    Bootstrap {
+        /// Data folder of the stopped server.
+        #[arg(long, env = "CERTSEAL_DATA_DIR", default_value = "./certseal-data")]
+        data_dir: PathBuf,
+        /// Server config file: [policy] admin_department names the administrator.
+        #[arg(long, env = "CERTSEAL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Host names or IP addresses the server is reached at; repeat for several.
+        #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
+        hosts: Vec<String>,
+        /// The administrator department's name, if it is not registered yet.
+        #[arg(long, default_value = "Registry administration")]
+        admin_name: String,
+        /// Its 6-digit region code, if it is not registered yet.
+        #[arg(long, default_value = "110000")]
+        admin_region: String,
+        /// Validity in days (at most 825).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Folder for server.pem, server.key, admin.pem, admin.key and client-ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// A policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    issue: Vec<IssueEntry>,
+    #[serde(default)]
+    read: Vec<ReadEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueEntry {
+    #[serde(rename = "type")]
+    type_code: String,
+    #[serde(default)]
+    seals: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadEntry {
+    #[serde(rename = "type")]
+    type_code: String,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    all_fields: bool,
+}
+
+fn role_value(name: &str) -> anyhow::Result<i32> {
+    Ok(match name.trim() {
+        "admin" => pb::Role::Admin,
+        "issuer" => pb::Role::Issuer,
+        "verifier" => pb::Role::Verifier,
+        "auditor" => pb::Role::Auditor,
+        other => bail!("unknown role '{other}': expected admin, issuer, verifier or auditor"),
+    } as i32)
+}
+
+fn role_name(r: i32) -> String {
+    pb::Role::try_from(r)
+        .map(|r| r.as_str_name())
+        .unwrap_or("?")
+        .trim_start_matches("ROLE_")
+        .to_ascii_lowercase()
+}
+
+fn policy_json(p: &pb::DepartmentPolicy) -> Value {
+    json!({
+        "department": p.department,
+        "revision": p.revision,
+        "roles": p.roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
+        "issue": p.issue.iter().map(|g| json!({"type": g.type_code, "seals": g.seal_ids})).collect::<Vec<_>>(),
+        "read": p.read.iter().map(|g| json!({
+            "type": g.type_code,
+            "purposes": g.purposes,
+            "fields": g.fields,
+            "all_fields": g.all_fields,
+        })).collect::<Vec<_>>(),
+        "updated_at": p.updated_at.as_ref().map(ToString::to_string),
+        "updated_by": p.updated_by.as_ref().map(|a| a.department.clone()),
+    })
+}
+
+fn print_policy(p: &pb::DepartmentPolicy, as_json: bool) {
+    if as_json {
+        output::print_one(&policy_json(p), true);
+        return;
+    }
+    let any = |v: &[String], none: &str| {
+        if v.is_empty() {
+            none.to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("department  {}", p.department);
+    println!("revision    {}", p.revision);
+    let roles: Vec<String> = p.roles.iter().map(|r| role_name(*r)).collect();
+    println!("roles       {}", any(&roles, "-"));
+    println!("issues      {} type(s)", p.issue.len());
+    for g in &p.issue {
+        println!(
+            "  - {}  seals: {}",
+            g.type_code,
+            any(&g.seal_ids, "any of its own")
+        );
+    }
+    println!("reads       {} type(s)", p.read.len());
+    for g in &p.read {
+        let fields = if g.all_fields {
+            "all".to_owned()
+        } else {
+            format!("public + {}", any(&g.fields, "nothing else"))
+        };
+        println!(
+            "  - {}  purposes: {}  fields: {fields}",
+            g.type_code,
+            any(&g.purposes, "any")
+        );
+    }
+}
+
+fn policies(cl: &Client) -> PolicyServiceClient<tonic::transport::Channel> {
+    PolicyServiceClient::new(cl.channel())
+}
+
+/// The set request that writes `p` back, expecting its revision.
+fn set_request(p: pb::DepartmentPolicy) -> pb::SetDepartmentPolicyRequest {
+    pb::SetDepartmentPolicyRequest {
+        expected_revision: Some(p.revision),
+        department: p.department,
+        roles: p.roles,
+        issue: p.issue,
+        read: p.read,
+    }
+}
+
+fn apply(change: &Change, p: &mut pb::DepartmentPolicy, grant: bool) -> anyhow::Result<()> {
+    if change.roles.is_empty() && change.issue.is_none() && change.read.is_none() {
+        bail!("name what changes: --role, --issue or --read");
+    }
+    for r in &change.roles {
+        let v = role_value(r)?;
+        p.roles.retain(|x| *x != v);
+        if grant {
+            p.roles.push(v);
+        }
+    }
+    if let Some(t) = &change.issue {
+        let had = p.issue.len();
+        p.issue.retain(|g| &g.type_code != t);
+        if grant {
+            p.issue.push(pb::IssueGrant {
+                type_code: t.clone(),
+                seal_ids: change.seals.clone(),
+            });
+        } else if had == p.issue.len() {
+            bail!("department {} has no grant to issue {t}", p.department);
+        }
+    }
+    if let Some(t) = &change.read {
+        let had = p.read.len();
+        p.read.retain(|g| &g.type_code != t);
+        if grant {
+            p.read.push(pb::ReadGrant {
+                type_code: t.clone(),
+                purposes: change.purposes.clone(),
+                fields: change.fields.clone(),
+                all_fields: change.all_fields,
+            });
+        } else if had == p.read.len() {
+            bail!("department {} has no grant to read {t}", p.department);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `certseal policy …`.
+pub async fn run(c: PolicyCommand) -> anyhow::Result<()> {
+    match c {
+        PolicyCommand::Get { department, client } => {
+            let cl = Client::connect(&client).await?;
+            let p = policies(&cl)
+                .get_department_policy(cl.request(pb::GetDepartmentPolicyRequest { department })?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print_policy(&p, client.json);
+        }
+        PolicyCommand::List {
+            page_size,
+            page_token,
+            client,
+        } => {
+            let cl = Client::connect(&client).await?;
+            let r = policies(&cl)
+                .list_department_policies(cl.request(pb::ListDepartmentPoliciesRequest {
+                    page_size,
+                    page_token,
+                })?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let items: Vec<Value> = r.policies.iter().map(policy_json).collect();
+            print_list(
+                &items,
+                &["department", "revision", "roles", "updated_at"],
+                &r.next_page_token,
+                client.json,
+            );
+        }
+        PolicyCommand::Set {
+            department,
+            file,
+            revision,
+            client,
+        } => {
+            let text = String::from_utf8(read(&file)?)
+                .with_context(|| format!("{} is not UTF-8", file.display()))?;
+            let f: PolicyFile =
+                toml::from_str(&text).with_context(|| format!("policy file {}", file.display()))?;
+            let request = pb::SetDepartmentPolicyRequest {
+                department,
+                roles: f
+                    .roles
+                    .iter()
+                    .map(|r| role_value(r))
+                    .collect::<anyhow::Result<_>>()?,
+                issue: f
+                    .issue
+                    .into_iter()
+                    .map(|g| pb::IssueGrant {
+                        type_code: g.type_code,
+                        seal_ids: g.seals,
+                    })
+                    .collect(),
+                read: f
+                    .read
+                    .into_iter()
+                    .map(|g| pb::ReadGrant {
+                        type_code: g.type_code,
+                        purposes: g.purposes,
+                        fields: g.fields,
+                        all_fields: g.all_fields,
+                    })
+                    .collect(),
+                expected_revision: revision,
+            };
+            let cl = Client::connect(&client).await?;
+            let p = policies(&cl)
+                .set_department_policy(cl.request(request)?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            print_policy(&p, client.json);
+        }
+        PolicyCommand::Grant {
+            department,
+            change,
+            client,
+        } => grant_or_revoke(department, change, client, true).await?,
+        PolicyCommand::Revoke {
+            department,
+            change,
+            client,
+        } => grant_or_revoke(department, change, client, false).await?,
+    }
+    Ok(())
+}
+
+/// Runs `certseal policy grant|revoke`: read the policy, change it, write it back at the
+/// revision read, so a concurrent change by another administrator is never lost.
+async fn grant_or_revoke(
+    department: String,
+    change: Change,
+    client: ClientArgs,
+    grant: bool,
+) -> anyhow::Result<()> {
+    let cl = Client::connect(&client).await?;
+    let current = policies(&cl)
+        .get_department_policy(cl.request(pb::GetDepartmentPolicyRequest {
+            department: department.clone(),
+        })?)
+        .await;
+    let mut p = match current {
+        Ok(p) => p.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => pb::DepartmentPolicy {
+            department,
+            ..Default::default()
+        },
+        Err(s) => return Err(explain(s)),
+    };
+    apply(&change, &mut p, grant)?;
+    let p = policies(&cl)
+        .set_department_policy(cl.request(set_request(p))?)
+        .await
+        .map_err(explain)?
+        .into_inner();
+    print_policy(&p, client.json);
+    Ok(())
+}
+
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+        .and_then(|mut f| f.write_all(pem.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs `certseal dept-cert …`.
+pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
+    match c {
+        DeptCertCommand::Issue {
+            department,
+            roles,
+            days,
+            out,
+            client,
+        } => {
+            let key =
+                certseal_crypto::x509::generate_key(certseal_crypto::x509::KeyAlgorithm::EcdsaP256)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let csr = certseal_crypto::x509::client_csr(&key.pkcs8, &department)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cl = Client::connect(&client).await?;
+            let r = policies(&cl)
+                .issue_department_certificate(
+                    cl.request(pb::IssueDepartmentCertificateRequest {
+                        department: department.clone(),
+                        roles: roles
+                            .iter()
+                            .map(|r| role_value(r))
+                            .collect::<anyhow::Result<_>>()?,
+                        csr_pem: csr,
+                        validity_days: days,
+                    })?,
+                )
+                .await
+                .map_err(explain)?
+                .into_inner();
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let key_file = out.join(format!("{department}.key"));
+            write_private(&key_file, &certseal_crypto::x509::pkcs8_pem(&key.pkcs8))?;
+            let cert_file = out.join(format!("{department}.pem"));
+            write(&cert_file, r.certificate_pem.as_bytes())?;
+            write(&out.join("client-ca.pem"), r.ca_pem.as_bytes())?;
+            println!(
+                "wrote {} and {} (roles {}).\nThe department's system calls with --cert {} --key {} --ca <the server's CA>.",
+                cert_file.display(),
+                key_file.display(),
+                roles.join(","),
+                cert_file.display(),
+                key_file.display()
+            );
+        }
+        DeptCertCommand::Bootstrap {
+            data_dir,
+            config,
+            hosts,
+            admin_name,
+            admin_region,
+            days,
+            out,
+        } => {
+            bootstrap(
+                &data_dir,
+                config.as_deref(),
+                &hosts,
+                (&admin_name, &admin_region),
+                days,
+                &out,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
+
+async fn bootstrap(
+    data_dir: &Path,
+    config: Option<&Path>,
+    hosts: &[String],
+    (admin_name, admin_region): (&str, &str),
+    days: u32,
+    out: &Path,
+) -> anyhow::Result<()> {
+    use certseal_crypto::x509::{self, KeyAlgorithm};
+    let raw = match config {
+        Some(p) => RawConfig::load(p)?,
+        None => RawConfig::default(),
+    };
+    let config = raw.validate(Overrides {
+        data_dir: Some(data_dir.to_owned()),
+        ..Overrides::default()
+    })?;
+    let Some(admin) = config.registry.access.admin_department.clone() else {
+        bail!("name the administrator department in the config: [policy] admin_department");
+    };
+    let registry = certseal_registry::Registry::open(data_dir, &config.registry)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "cannot open the data folder {} (is the server stopped?)",
+                data_dir.display()
+            )
+        })?;
+    let actor = certseal_core::Actor {
+        department: admin.clone(),
+        role: certseal_core::Role::Admin,
+    };
+    let err = |e: certseal_registry::RegistryError| anyhow::anyhow!("{e}");
+    match registry.get_department(&actor, admin.as_str()) {
+        Ok(_) => {}
+        Err(certseal_registry::RegistryError::NotFound(_)) => {
+            registry
+                .register_department(&actor, admin.as_str(), admin_name, admin_region)
+                .await
+                .map_err(err)?;
+            println!("registered the administrator department {admin}");
+        }
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let new_key =
+        || x509::generate_key(KeyAlgorithm::EcdsaP256).map_err(|e| anyhow::anyhow!("{e}"));
+    let server_key = new_key()?;
+    let server = registry
+        .issue_server_certificate(&server_key.pkcs8, hosts, days)
+        .map_err(err)?;
+    let admin_key = new_key()?;
+    let csr =
+        x509::client_csr(&admin_key.pkcs8, admin.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin_cert = registry
+        .issue_client_certificate(&actor, admin.as_str(), &["admin".to_owned()], &csr, days)
+        .await
+        .map_err(err)?;
+    write(&out.join("server.pem"), server.pem().as_bytes())?;
+    write_private(&out.join("server.key"), &x509::pkcs8_pem(&server_key.pkcs8))?;
+    write(&out.join("admin.pem"), admin_cert.pem().as_bytes())?;
+    write_private(&out.join("admin.key"), &x509::pkcs8_pem(&admin_key.pkcs8))?;
+    write(
+        &out.join("client-ca.pem"),
+        registry.client_ca_certificate().pem().as_bytes(),
+    )?;
+    drop(registry);
+    let o = out.display();
+    println!(
+        "wrote {o}/server.pem, server.key (for {}), admin.pem, admin.key (department {admin}, role admin) and client-ca.pem.\n\
+         In the server's config:\n  [tls]\n  cert_file = \"{o}/server.pem\"\n  key_file = \"{o}/server.key\"\n\
+         Then, as the administrator:\n  certseal … --server https://{}:<port> --cert {o}/admin.pem --key {o}/admin.key --ca {o}/client-ca.pem",
+        hosts.join(", "),
+        hosts.first().map_or("localhost", String::as_str),
+    );
+    Ok(())
+}
