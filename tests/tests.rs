@@ -31,3 +31,5 @@ mod licences;
 mod verification;
 // Mutual TLS: departments identified by client certificates, roles from the certificate.
 mod tls;
+// Abuse: floods of oversize and malformed requests while a good client works.
+mod flood;

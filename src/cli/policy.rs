@@ -37,7 +37,7 @@ pub enum PolicyCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Replace a department's whole policy with the one in a TOML file (see docs/security.md).
+    /// Replace a department's whole policy with the one in a TOML file (format in the README).
     Set {
         /// Department (credit code).
         department: String,
