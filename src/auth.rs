@@ -63,9 +63,11 @@ impl Authenticator {
                 let role = match (asked, roles.as_slice()) {
                     (Some(r), _) if roles.contains(&r) => r,
                     (Some(r), _) => {
-                        return Err(Status::permission_denied(format!(
+                        let reason = format!(
                             "the certificate of {department} grants the roles {roles:?}, not '{r}'"
-                        )));
+                        );
+                        tracing::warn!(%department, role = %r, reason = %reason, "permission denied");
+                        return Err(Status::permission_denied(reason));
                     }
                     (None, [only]) => only.clone(),
                     (None, _) => {

@@ -276,6 +276,17 @@ async fn a_flood_of_bad_requests_neither_stops_good_calls_nor_grows_memory() {
         token = page.next_page_token;
     }
     assert_eq!(all, 20 + good_calls);
+    for n in 0..4 {
+        let theirs = lic
+            .list_licences(admin(pb::ListLicencesRequest {
+                issuer: dept_code(40 + n),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(theirs.licences.is_empty(), "a flooder's issue was stored");
+    }
     assert!(server_alive(server), "the server survived");
 }
 

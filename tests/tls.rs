@@ -676,6 +676,74 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             .unwrap_err(),
         Code::PermissionDenied,
     );
+    // Checking the document itself is held to the same grant.
+    expect_code(
+        VerificationServiceClient::new(c_ch.clone())
+            .verify_document(pb::VerifyDocumentRequest {
+                document: Some(pb::verify_document_request::Document::Cose(
+                    issued.document.clone(),
+                )),
+                purpose: verify_request(&id, "ADMIN_APPROVAL").purpose,
+                at: None,
+            })
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    // Listing is for the issuing department: B finds nothing without stating a purpose.
+    for filter in [
+        pb::ListLicencesRequest {
+            type_code: food.clone(),
+            ..Default::default()
+        },
+        pb::ListLicencesRequest {
+            holder_kind: pb::HolderKind::Person as i32,
+            holder_id: crate::licences::PERSON.into(),
+            ..Default::default()
+        },
+    ] {
+        let listed = LicenceServiceClient::new(b_ch.clone())
+            .list_licences(filter)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.licences.is_empty(), "{:?}", listed.licences);
+    }
+    // Log entries: a department reads its own acts and the checks of its licences, not the
+    // administrator's acts nor another department's checks.
+    let mut b_audit = AuditServiceClient::new(b_ch.clone());
+    let entry = |index| pb::GetEntryRequest { index };
+    b_audit.get_entry(entry(r.receipt_log_index)).await.unwrap();
+    AuditServiceClient::new(a_ch.clone())
+        .get_entry(entry(r.receipt_log_index))
+        .await
+        .unwrap();
+    expect_code(
+        AuditServiceClient::new(c_ch.clone())
+            .get_entry(entry(r.receipt_log_index))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    expect_code(
+        b_audit.get_entry(entry(0)).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+    // Amending with a seal the grant does not name is issuing with it: refused.
+    expect_code(
+        a_lic
+            .amend_licence(pb::AmendLicenceRequest {
+                licence_id: id.clone(),
+                fields: crate::licences::fields("张三小吃店（新址）"),
+                seal_id: a_other_seal.clone(),
+                note: "新址".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+
     // Only the granted check left a receipt; the issuer sees it.
     let receipts = VerificationServiceClient::new(a_ch.clone())
         .list_receipts(pb::ListReceiptsRequest {
@@ -743,6 +811,23 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
         Code::PermissionDenied,
     );
 
+    // Withdrawing A's grant: it may still suspend its licence, but not make it valid again.
+    succeeded(cli_tls(
+        addr,
+        &pki,
+        "admin",
+        &["policy", "revoke", &a, "--issue", &food],
+    ));
+    let transition = || pb::LicenceTransitionRequest {
+        licence_id: id.clone(),
+        note: "核查".into(),
+    };
+    a_lic.suspend_licence(transition()).await.unwrap();
+    expect_code(
+        a_lic.reinstate_licence(transition()).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+
     // No certificate: UNAUTHENTICATED. A certificate from an unknown CA: no connection.
     expect_code(
         LicenceServiceClient::new(channel(addr, &ca, None).await.unwrap())
@@ -775,10 +860,20 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
         "{} denials logged:\n{log}",
         denials.len()
     );
-    assert!(
-        denials
-            .iter()
-            .any(|l| l.contains(&c) && l.contains("may not verify")),
-        "{denials:?}"
-    );
+    for (who, why) in [
+        (&c, "may not verify"),
+        (&a, "may not issue"),
+        (&a, "may not sign"),
+        (&a, "reinstating"),
+        (&b, "only for the purposes"),
+        (&b, "only auditors read every entry"),
+        (&a, "grants the roles"),
+    ] {
+        assert!(
+            denials
+                .iter()
+                .any(|l| l.contains(who.as_str()) && l.contains(why)),
+            "no denial of {who} logged with '{why}': {denials:#?}"
+        );
+    }
 }

@@ -236,12 +236,22 @@ impl LicenceApi {
         request: Request<pb::LicenceTransitionRequest>,
         action: LicenceAction,
     ) -> Result<Response<pb::Licence>, Status> {
-        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
-        let r = request.into_inner();
+        let caller = self.0.admit(&request)?;
+        self.change_status(caller, request.into_inner(), action)
+            .await
+    }
+
+    async fn change_status(
+        &self,
+        caller: Caller,
+        r: pb::LicenceTransitionRequest,
+        action: LicenceAction,
+    ) -> Result<Response<pb::Licence>, Status> {
+        let actor = &caller.actor;
         let l = self
             .0
             .registry
-            .change_licence_status(&actor, &r.licence_id, action, &r.note)
+            .change_licence_status(actor, &r.licence_id, action, &r.note)
             .await
             .map_err(to_status)?;
         tracing::info!(licence = %l.id, status = l.status().as_str(), "licence status changed");
@@ -434,7 +444,7 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<pb::RevokeLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
-        let _caller = self.0.admit(&request)?;
+        let caller = self.0.admit(&request)?;
         let reason = match pb::LicenceRevocationReason::try_from(request.get_ref().reason) {
             Ok(pb::LicenceRevocationReason::IssuedInError) => {
                 LicenceRevocationReason::IssuedInError
@@ -449,16 +459,13 @@ impl LicenceService for LicenceApi {
                 )));
             }
         };
-        let (meta, ext, r) = request.into_parts();
-        self.transition(
-            Request::from_parts(
-                meta,
-                ext,
-                pb::LicenceTransitionRequest {
-                    licence_id: r.licence_id,
-                    note: r.note,
-                },
-            ),
+        let r = request.into_inner();
+        self.change_status(
+            caller,
+            pb::LicenceTransitionRequest {
+                licence_id: r.licence_id,
+                note: r.note,
+            },
             LicenceAction::Revoke(reason),
         )
         .await

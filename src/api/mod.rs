@@ -140,6 +140,8 @@ where
     Fut: std::future::Future<Output = R> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(BULK_IN_FLIGHT);
+    // The department's slot is held until the last item's answer is handed over.
+    let slot = Arc::new(slot);
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(BULK_IN_FLIGHT));
         let mut index = 0u64;
@@ -155,15 +157,16 @@ where
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (answer, tx) = (handle(item, index), tx.clone());
+            let (answer, tx, slot) = (handle(item, index), tx.clone(), slot.clone());
+            let idle = limits.stream_idle;
             index += 1;
             tokio::spawn(async move {
-                let _ = tx.send(Ok(answer.await)).await;
-                drop(permit);
+                // A client that stops reading answers loses them after the idle timeout,
+                // which frees the item's place and, with the last one, the slot.
+                let _ = tokio::time::timeout(idle, tx.send(Ok(answer.await))).await;
+                drop((permit, slot));
             });
         }
-        // The department's slot is held until every item has been read.
-        drop(slot);
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }

@@ -438,7 +438,15 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path)
-        .and_then(|mut f| f.write_all(pem.as_bytes()))
+        .and_then(|mut f| {
+            // An existing file keeps its mode on open: set it.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(pem.as_bytes())
+        })
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -177,6 +177,22 @@ impl Registry {
             return Ok(Access { policy: None });
         }
         let policy = load_policy(self.store.as_ref(), &actor.department)?;
+        let department = self
+            .store
+            .get(Table::Departments, actor.department.as_str().as_bytes())?
+            .map(|b| decode::<certseal_core::Department>("department", &b))
+            .transpose()?;
+        let deactivated = department
+            .as_ref()
+            .is_some_and(|d| d.status != DepartmentStatus::Active);
+        if deactivated {
+            return Err(self.deny(
+                actor,
+                action,
+                format!("department {} is deactivated", actor.department),
+            ));
+        }
+        // The configured administrator may act before it is registered: it registers itself.
         let bootstrap_admin = actor.role == Role::Admin
             && self.access.admin_department.as_ref() == Some(&actor.department);
         if bootstrap_admin {
@@ -205,20 +221,11 @@ impl Registry {
                 ),
             ));
         }
-        let snap = self.store.snapshot();
-        let active = snap
-            .get(Table::Departments, actor.department.as_str().as_bytes())?
-            .map(|b| decode::<certseal_core::Department>("department", &b))
-            .transpose()?
-            .is_some_and(|d| d.status == DepartmentStatus::Active);
-        if !active {
+        if department.is_none() {
             return Err(self.deny(
                 actor,
                 action,
-                format!(
-                    "department {} is not an active department",
-                    actor.department
-                ),
+                format!("department {} is not registered", actor.department),
             ));
         }
         Ok(Access {

@@ -80,12 +80,51 @@ impl Registry {
         Ok(SignedCheckpoint { checkpoint, note })
     }
 
-    /// One entry's bytes.
+    /// One entry's bytes. With the policy enforced, auditors read every entry and other
+    /// departments the entries of their own acts and the checks of licences they issued: who
+    /// checked what is not for everyone.
     pub fn get_entry(&self, actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
-        self.authorize_held(actor, "reading the audit log")?;
+        const ACTION: &str = "reading the audit log";
+        let access = self.authorize_held(actor, ACTION)?;
+        let entry = self.read_entry(index)?;
+        if access.enforced()
+            && actor.role != Role::Auditor
+            && !self.entry_concerns(actor, &entry)?
+        {
+            return Err(self.deny(
+                actor,
+                ACTION,
+                format!(
+                    "entry {index} records another department's act; only auditors read every entry"
+                ),
+            ));
+        }
+        Ok(entry)
+    }
+
+    fn read_entry(&self, index: u64) -> Result<Vec<u8>, RegistryError> {
         self.store
             .get(Table::LogEntries, &index.to_be_bytes())?
             .ok_or_else(|| RegistryError::NotFound(format!("log entry {index}")))
+    }
+
+    /// Whether an entry records the caller's own act, or a check of a licence it issued.
+    fn entry_concerns(&self, actor: &Actor, bytes: &[u8]) -> Result<bool, RegistryError> {
+        let entry = Entry::decode(bytes).map_err(log_err)?;
+        if entry.actor_department == actor.department.as_str() {
+            return Ok(true);
+        }
+        let licence = match entry.extra.get("licence") {
+            Some(certseal_log::Extra::Text(id)) if entry.kind == "receipt.issued" => id,
+            _ => return Ok(false),
+        };
+        let Ok(id) = licence.parse::<certseal_core::LicenceId>() else {
+            return Ok(false);
+        };
+        Ok(
+            crate::licences::load_licence(self.store.snapshot().as_ref(), &id)?
+                .is_some_and(|l| l.issuer == actor.department),
+        )
     }
 
     /// An entry's inclusion proof against the latest checkpoint.
@@ -107,7 +146,14 @@ impl Registry {
                 )
             }
         };
-        let entry = self.get_entry(actor, index)?;
+        // By leaf hash the caller holds the entry already; by index it reads it.
+        let entry = match target {
+            ProofTarget::Index(_) => self.get_entry(actor, index)?,
+            ProofTarget::LeafHash(_) => {
+                self.authorize_held(actor, "reading the audit log")?;
+                self.read_entry(index)?
+            }
+        };
         if let ProofTarget::LeafHash(h) = target
             && merkle::leaf_hash(&entry) != h
         {

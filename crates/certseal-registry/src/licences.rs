@@ -729,8 +729,8 @@ impl Registry {
     }
 
     /// Lists licences by holder, issuer or type, newest first. With the policy enforced, a
-    /// department sees the licences it issued and those of the types it may read; auditors
-    /// see all.
+    /// department lists only the licences it issued (others check a licence by verifying it,
+    /// which states a purpose and leaves a receipt); auditors list all.
     pub fn list_licences(
         &self,
         actor: &Actor,
@@ -777,10 +777,7 @@ impl Registry {
                 let l = load_licence(snap.as_ref(), &id)?.ok_or_else(|| {
                     RegistryError::Corrupt(format!("index names missing licence {id}"))
                 })?;
-                let visible = sees_all
-                    || l.issuer == actor.department
-                    || access.reading(&l.type_code).is_ok();
-                Ok(visible.then_some(l))
+                Ok((sees_all || l.issuer == actor.department).then_some(l))
             },
         )
     }
@@ -977,7 +974,7 @@ impl Registry {
         action: LicenceAction,
         note: &str,
     ) -> Result<Licence, RegistryError> {
-        self.authorize(actor, Role::Issuer, "changing a licence's status")?;
+        let access = self.authorize(actor, Role::Issuer, "changing a licence's status")?;
         let id = parse_licence_id(licence_id)?;
         check_note(note)?;
         if action == LicenceAction::Supersede {
@@ -1000,6 +997,13 @@ impl Registry {
                             l.issuer
                         ),
                     ));
+                }
+                // Suspending and revoking stay possible after a grant is withdrawn; making a
+                // licence valid again is issuing, and needs the grant.
+                if action == LicenceAction::Reinstate {
+                    access.may_issue(&l.type_code, &l.seal).map_err(|r| {
+                        crate::access::denied(&actor, "reinstating a licence", r)
+                    })?;
                 }
                 l.apply(action, actor.clone(), Timestamp::now(), &note)?;
                 let record = encode(&l);

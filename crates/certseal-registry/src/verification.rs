@@ -273,6 +273,14 @@ impl Registry {
                     }
                     Some(r)
                 };
+                if reading.is_some()
+                    && let Some(l) = licence.as_mut()
+                {
+                    // The issuer's notes (why it suspended, revoked…) are its own business.
+                    for e in &mut l.history {
+                        e.note.clear();
+                    }
+                }
                 self.visible_fields(reading, c)
             }
             _ => BTreeMap::new(),
