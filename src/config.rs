@@ -97,6 +97,12 @@ pub struct RawLimits {
     pub per_connection_concurrency: Option<usize>,
     /// Most calls in progress for one department, over all its connections.
     pub per_department_concurrency: Option<usize>,
+    /// Most items in one page of a list (at most 1000).
+    pub max_page_size: Option<u32>,
+    /// Most fields in one licence (at most 256).
+    pub max_licence_fields: Option<usize>,
+    /// Largest seal image, in KiB (at most 256).
+    pub max_seal_image_kib: Option<usize>,
 }
 
 /// Bounds on what one caller can hold.
@@ -112,6 +118,8 @@ pub struct Limits {
     pub per_connection_concurrency: usize,
     /// Most calls in progress for one department.
     pub per_department_concurrency: usize,
+    /// Most items in one page.
+    pub max_page_size: u32,
 }
 
 impl Default for Limits {
@@ -122,6 +130,7 @@ impl Default for Limits {
             stream_max_items: 10_000_000,
             per_connection_concurrency: 1024,
             per_department_concurrency: 512,
+            max_page_size: 1000,
         }
     }
 }
@@ -443,6 +452,29 @@ impl RawConfig {
             })
             .transpose()?;
         let d = Limits::default();
+        let max_licence_fields = match self.limits.max_licence_fields {
+            None => certseal_registry::MAX_FIELDS,
+            Some(n) if (1..=certseal_registry::MAX_FIELDS).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid(
+                    "limits.max_licence_fields",
+                    format!("between 1 and {}", certseal_registry::MAX_FIELDS),
+                ));
+            }
+        };
+        let max_seal_image_bytes = match self.limits.max_seal_image_kib {
+            None => certseal_core::seal::MAX_SEAL_IMAGE,
+            Some(n) if (1..=certseal_core::seal::MAX_SEAL_IMAGE >> 10).contains(&n) => n << 10,
+            Some(_) => {
+                return Err(invalid(
+                    "limits.max_seal_image_kib",
+                    format!(
+                        "between 1 and {}",
+                        certseal_core::seal::MAX_SEAL_IMAGE >> 10
+                    ),
+                ));
+            }
+        };
         let secs = |key: &'static str, v: Option<u64>, default: std::time::Duration| match v {
             None => Ok(default),
             Some(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
@@ -463,6 +495,13 @@ impl RawConfig {
                 None => d.stream_max_items,
                 Some(n) if n >= 1 => n,
                 Some(_) => return Err(invalid("limits.stream_max_items", "at least 1".into())),
+            },
+            max_page_size: match self.limits.max_page_size {
+                None => d.max_page_size,
+                Some(n) if (1..=1000).contains(&n) => n,
+                Some(_) => {
+                    return Err(invalid("limits.max_page_size", "between 1 and 1000".into()));
+                }
             },
             per_department_concurrency: match self.limits.per_department_concurrency {
                 None => d.per_department_concurrency,
@@ -512,6 +551,10 @@ impl RawConfig {
                 access: certseal_registry::AccessOptions {
                     enforce_policy,
                     admin_department,
+                },
+                input: certseal_registry::InputLimits {
+                    max_licence_fields,
+                    max_seal_image_bytes,
                 },
             },
             limits,

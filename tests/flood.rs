@@ -293,3 +293,61 @@ async fn a_flood_of_bad_requests_neither_stops_good_calls_nor_grows_memory() {
 fn server_alive(mut server: ChildServer) -> bool {
     server.child.try_wait().unwrap().is_none()
 }
+
+/// The bounds of `[limits]` apply as configured: page size, fields per licence, seal image size.
+#[tokio::test]
+async fn configured_input_limits_are_applied() {
+    use certseal::pb::department_service_client::DepartmentServiceClient;
+    use certseal::pb::seal_service_client::SealServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(
+        dir.path(),
+        "[limits]\nmax_page_size = 2\nmax_licence_fields = 3\nmax_seal_image_kib = 1\n",
+    )
+    .await;
+    let good = issuer(server.addr, 51, pb::SealAlgorithm::Ed25519).await;
+    let channel = connect(server.addr).await;
+    let mut depts = DepartmentServiceClient::new(channel.clone());
+    for n in 52..55 {
+        register(&mut depts, &dept_code(n), "某局").await;
+    }
+    for size in [0, 500] {
+        let page = depts
+            .list_departments(admin(pb::ListDepartmentsRequest {
+                page_size: size,
+                page_token: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.departments.len(), 2, "page_size {size}");
+        assert!(!page.next_page_token.is_empty());
+    }
+    let too_many = LicenceServiceClient::new(channel.clone())
+        .issue_licence(as_actor(&good.dept, "issuer", request(&good, "k")))
+        .await
+        .unwrap_err();
+    let v = expect_code(too_many, tonic::Code::InvalidArgument);
+    assert!(
+        v.iter()
+            .any(|(f, m)| f == "fields" && m.contains("at most 3")),
+        "{v:?}"
+    );
+    let mut image = png(1);
+    image.resize(2048, 0);
+    let big = SealServiceClient::new(channel)
+        .register_seal(admin(pb::RegisterSealRequest {
+            department: good.dept.clone(),
+            name: "专用章".into(),
+            r#type: pb::SealType::SpecialPurpose as i32,
+            image,
+            algorithm: pb::SealAlgorithm::Ed25519 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    let v = expect_code(big, tonic::Code::InvalidArgument);
+    assert!(v.iter().any(|(f, _)| f == "image"), "{v:?}");
+    server.stop().await.unwrap();
+}

@@ -31,5 +31,6 @@ mod licences;
 mod verification;
 // Mutual TLS: departments identified by client certificates, roles from the certificate.
 mod tls;
-// Abuse: floods of oversize and malformed requests while a good client works.
+// Abuse and limits: floods of oversize and malformed requests while a good client works; the
+// configurable input bounds.
 mod flood;

@@ -4,7 +4,7 @@ use certseal_core::{
     Actor, Department, DepartmentStatus, FieldSpec, FieldType, Role, Template, TemplateCategory,
     TemplateContent, TemplateStatus, Timestamp, Visibility,
 };
-use certseal_registry::{PageRequest, RegistryError};
+use certseal_registry::RegistryError;
 
 use crate::pb;
 
@@ -188,10 +188,6 @@ pub(crate) fn content_from_pb(
 
 fn violation(field: &str, description: &str) -> certseal_core::FieldViolation {
     certseal_core::FieldViolation::new(field, description)
-}
-
-pub(crate) fn page(size: u32, token: String) -> PageRequest {
-    PageRequest { size, token }
 }
 
 /// A request time in milliseconds; `field` names it in the error.

@@ -53,7 +53,7 @@ impl DepartmentService for DepartmentApi {
         let page = self
             .0
             .registry
-            .list_departments(&actor, &convert::page(r.page_size, r.page_token))
+            .list_departments(&actor, &self.0.page(r.page_size, r.page_token))
             .map_err(to_status)?;
         Ok(Response::new(pb::ListDepartmentsResponse {
             departments: page.items.into_iter().map(convert::department).collect(),

@@ -374,7 +374,7 @@ impl LicenceService for LicenceApi {
         let page = self
             .0
             .registry
-            .list_licences(&actor, &filter, &convert::page(r.page_size, r.page_token))
+            .list_licences(&actor, &filter, &self.0.page(r.page_size, r.page_token))
             .map_err(to_status)?;
         Ok(Response::new(pb::ListLicencesResponse {
             licences: page.items.iter().map(licence_state_to_pb).collect(),

@@ -47,6 +47,18 @@ pub(crate) struct Caller {
 }
 
 impl Context {
+    /// A page request within `[limits] max_page_size`.
+    pub(crate) fn page(&self, size: u32, token: String) -> certseal_registry::PageRequest {
+        let max = self.limits.max_page_size;
+        // 0 asks for the default (50), itself bounded by the configured maximum.
+        let size = match size {
+            0 if max >= 50 => 0,
+            0 => max,
+            n => n.min(max),
+        };
+        certseal_registry::PageRequest { size, token }
+    }
+
     /// The one gate of every RPC: identifies the caller, checks that its department holds the
     /// role it acts in, and takes one of the department's call slots.
     pub(crate) fn admit<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {

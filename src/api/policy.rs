@@ -88,7 +88,7 @@ impl PolicyService for PolicyApi {
         let page = self
             .0
             .registry
-            .list_policies(&actor, &convert::page(r.page_size, r.page_token))
+            .list_policies(&actor, &self.0.page(r.page_size, r.page_token))
             .map_err(to_status)?;
         Ok(Response::new(pb::ListDepartmentPoliciesResponse {
             policies: page.items.into_iter().map(policy_to_pb).collect(),

@@ -320,7 +320,7 @@ impl SealService for SealApi {
         let page = self
             .0
             .registry
-            .list_seals(&actor, &filter, &convert::page(r.page_size, r.page_token))
+            .list_seals(&actor, &filter, &self.0.page(r.page_size, r.page_token))
             .map_err(to_status)?;
         Ok(Response::new(pb::ListSealsResponse {
             seals: page.items.into_iter().map(seal_to_pb).collect(),

@@ -112,7 +112,7 @@ impl TemplateService for TemplateApi {
         let page = self
             .0
             .registry
-            .list_templates(&actor, &filter, &convert::page(r.page_size, r.page_token))
+            .list_templates(&actor, &filter, &self.0.page(r.page_size, r.page_token))
             .map_err(to_status)?;
         Ok(Response::new(pb::ListTemplatesResponse {
             templates: page.items.into_iter().map(convert::template).collect(),

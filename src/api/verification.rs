@@ -10,7 +10,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Context;
-use super::convert::{self, optional_time, timestamp};
+use super::convert::{optional_time, timestamp};
 use super::licence::{fields_to_pb, item_error, licence_state_to_pb};
 use crate::pb;
 use crate::pb::verification_service_server::VerificationService;
@@ -177,7 +177,7 @@ impl VerificationService for VerificationApi {
             .list_receipts(
                 &actor,
                 &r.licence_id,
-                &convert::page(r.page_size, r.page_token),
+                &self.0.page(r.page_size, r.page_token),
             )
             .map_err(to_status)?;
         Ok(Response::new(pb::ListReceiptsResponse {

@@ -33,6 +33,7 @@ use certseal_store::{
 use crate::audit::{AuditWriter, Latest};
 
 pub use access::{AccessOptions, MAX_CLIENT_CERT_DAYS};
+
 pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use error::RegistryError;
@@ -76,6 +77,26 @@ pub struct RegistryOptions {
     pub purposes: Vec<String>,
     /// Sharing-policy enforcement and the bootstrap administrator.
     pub access: AccessOptions,
+    /// Bounds on request contents.
+    pub input: InputLimits,
+}
+
+/// Bounds on what one request may carry, at most the built-in maxima.
+#[derive(Debug, Clone, Copy)]
+pub struct InputLimits {
+    /// Most fields in one licence (at most [`MAX_FIELDS`]).
+    pub max_licence_fields: usize,
+    /// Largest seal image in bytes (at most [`certseal_core::seal::MAX_SEAL_IMAGE`]).
+    pub max_seal_image_bytes: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_licence_fields: MAX_FIELDS,
+            max_seal_image_bytes: certseal_core::seal::MAX_SEAL_IMAGE,
+        }
+    }
 }
 
 impl Default for RegistryOptions {
@@ -92,6 +113,7 @@ impl Default for RegistryOptions {
                 .map(|p| (*p).to_owned())
                 .collect(),
             access: AccessOptions::default(),
+            input: InputLimits::default(),
         }
     }
 }
@@ -110,6 +132,7 @@ pub struct Registry {
     serials: licences::SerialAllocator,
     purposes: Vec<String>,
     access: AccessOptions,
+    input: InputLimits,
     client_ca: certseal_crypto::Certificate,
 }
 
@@ -156,6 +179,7 @@ impl Registry {
             serials,
             purposes: opts.purposes.clone(),
             access: opts.access.clone(),
+            input: opts.input,
             client_ca,
         })
     }

@@ -510,10 +510,10 @@ impl Registry {
                 .map(|h| holder = Some(h))
                 .map_err(RegistryError::from),
             parse_seal_id(&req.seal_id).map(|s| seal_id = Some(s)),
-            if req.fields.len() > MAX_FIELDS {
+            if req.fields.len() > self.input.max_licence_fields {
                 Err(RegistryError::invalid(
                     "fields",
-                    format!("at most {MAX_FIELDS} fields"),
+                    format!("at most {} fields", self.input.max_licence_fields),
                 ))
             } else {
                 Ok(())
@@ -527,7 +527,7 @@ impl Registry {
             },
         ]);
         let template = match &type_code {
-            Some(t) if req.fields.len() <= MAX_FIELDS => {
+            Some(t) if req.fields.len() <= self.input.max_licence_fields => {
                 Some(self.published_template(t, req.template_version))
             }
             _ => None,
@@ -869,10 +869,10 @@ impl Registry {
             .fields
             .clone()
             .unwrap_or_else(|| old.claims.fields.clone());
-        if fields.len() > MAX_FIELDS {
+        if fields.len() > self.input.max_licence_fields {
             return Err(RegistryError::invalid(
                 "fields",
-                format!("at most {MAX_FIELDS} fields"),
+                format!("at most {} fields", self.input.max_licence_fields),
             ));
         }
         let id = LicenceId::new(

@@ -287,6 +287,16 @@ impl Registry {
     ) -> Result<SealView, RegistryError> {
         self.authorize(actor, Role::Admin, "registering a seal")?;
         let now = Timestamp::now();
+        if new.image.len() > self.input.max_seal_image_bytes {
+            return Err(RegistryError::invalid(
+                "image",
+                format!(
+                    "{} bytes, at most {} are allowed here ([limits] max_seal_image_kib)",
+                    new.image.len(),
+                    self.input.max_seal_image_bytes
+                ),
+            ));
+        }
         let mut c = check_new_seal(&new, now)?;
         // The default end never outlives the seal CA; an explicit one is refused below if it does.
         if new.not_after.is_none() && new.certificate == CertificateRequest::SealCa {
