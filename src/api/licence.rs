@@ -3,7 +3,6 @@
 use super::Caller;
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use certseal_core::{
     FieldValue, HolderKind, Licence, LicenceAction, LicenceRevocationReason, LicenceStatus,
@@ -299,41 +298,35 @@ impl LicenceService for LicenceApi {
         &self,
         request: Request<Streaming<pb::IssueLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let Caller { actor, slot } = self.0.admit(&request)?;
-        let actor = Arc::new(actor);
-        let registry = self.0.registry.clone();
         let results = super::bulk(
-            request.into_inner(),
-            self.0.limits,
-            slot,
-            move |item, index| {
-                let (registry, actor) = (registry.clone(), actor.clone());
-                async move {
-                    let outcome = match item.licence.ok_or_else(|| {
-                        RegistryError::invalid("licence", "each item carries a licence")
-                    }) {
-                        Ok(r) => match issue_request(r) {
-                            Ok(req) => registry
-                                .issue_licence(&actor, req)
-                                .await
-                                .map(|v| v.licence.id.to_string()),
-                            Err(e) => Err(e),
-                        },
+            &self.0,
+            request,
+            |registry, actor, item, index| async move {
+                let outcome = match item
+                    .licence
+                    .ok_or_else(|| RegistryError::invalid("licence", "each item carries a licence"))
+                {
+                    Ok(r) => match issue_request(r) {
+                        Ok(req) => registry
+                            .issue_licence(&actor, req)
+                            .await
+                            .map(|v| v.licence.id.to_string()),
                         Err(e) => Err(e),
-                    };
-                    pb::IssueLicencesResult {
-                        r#ref: item.r#ref,
-                        index,
-                        outcome: Some(match outcome {
-                            Ok(id) => pb::issue_licences_result::Outcome::LicenceId(id),
-                            Err(e) => {
-                                pb::issue_licences_result::Outcome::Error(item_error(&to_status(e)))
-                            }
-                        }),
-                    }
+                    },
+                    Err(e) => Err(e),
+                };
+                pb::IssueLicencesResult {
+                    r#ref: item.r#ref,
+                    index,
+                    outcome: Some(match outcome {
+                        Ok(id) => pb::issue_licences_result::Outcome::LicenceId(id),
+                        Err(e) => {
+                            pb::issue_licences_result::Outcome::Error(item_error(&to_status(e)))
+                        }
+                    }),
                 }
             },
-        );
+        )?;
         Ok(Response::new(Box::pin(results)))
     }
 

@@ -136,21 +136,23 @@ pub(crate) async fn next_item<T>(
 /// Items of one bulk call handled at the same time: enough to fill a group commit.
 const BULK_IN_FLIGHT: usize = 256;
 
-/// Runs `handle` on every item of a client stream, up to [`BULK_IN_FLIGHT`] at once, and
-/// streams the answers back in completion order. The stream ends with an error status if the
-/// client stalls, sends too many items or fails.
+/// Admits the caller of a bulk call, then runs `handle` on every item of its client stream,
+/// up to [`BULK_IN_FLIGHT`] at once, and streams the answers back in completion order. The
+/// stream ends with an error status if the client stalls, sends too many items or fails.
 pub(crate) fn bulk<I, R, F, Fut>(
-    mut items: tonic::Streaming<I>,
-    limits: crate::config::Limits,
-    slot: OwnedSemaphorePermit,
+    ctx: &Context,
+    request: tonic::Request<tonic::Streaming<I>>,
     handle: F,
-) -> tokio_stream::wrappers::ReceiverStream<Result<R, tonic::Status>>
+) -> Result<tokio_stream::wrappers::ReceiverStream<Result<R, tonic::Status>>, tonic::Status>
 where
     I: Send + 'static,
     R: Send + 'static,
-    F: Fn(I, u64) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<Registry>, Arc<Actor>, I, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = R> + Send + 'static,
 {
+    let Caller { actor, slot } = ctx.admit(&request)?;
+    let (actor, registry, limits) = (Arc::new(actor), ctx.registry.clone(), ctx.limits);
+    let mut items = request.into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel(BULK_IN_FLIGHT);
     // The department's slot is held until the last item's answer is handed over.
     let slot = Arc::new(slot);
@@ -169,8 +171,8 @@ where
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (answer, tx, slot) = (handle(item, index), tx.clone(), slot.clone());
-            let idle = limits.stream_idle;
+            let answer = handle(registry.clone(), actor.clone(), item, index);
+            let (tx, slot, idle) = (tx.clone(), slot.clone(), limits.stream_idle);
             index += 1;
             tokio::spawn(async move {
                 // A client that stops reading answers loses them after the idle timeout,
@@ -180,5 +182,5 @@ where
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

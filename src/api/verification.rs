@@ -2,7 +2,6 @@
 
 use super::Caller;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use certseal_core::{Indication, SubIndication};
 use certseal_registry::{Registry, RegistryError, Subject, Verification};
@@ -135,33 +134,26 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<Streaming<pb::VerifyLicencesItem>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let Caller { actor, slot } = self.0.admit(&request)?;
-        let actor = Arc::new(actor);
-        let registry = self.0.registry.clone();
         let results = super::bulk(
-            request.into_inner(),
-            self.0.limits,
-            slot,
-            move |item, index| {
-                let (registry, actor) = (registry.clone(), actor.clone());
-                async move {
-                    let outcome = match item.request {
-                        Some(r) => verify_by_id(&registry, &actor, r).await,
-                        None => Err(RegistryError::invalid("request", "each item carries one")),
-                    };
-                    pb::VerifyLicencesResult {
-                        r#ref: item.r#ref,
-                        index,
-                        outcome: Some(match outcome {
-                            Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
-                            Err(e) => pb::verify_licences_result::Outcome::Error(item_error(
-                                &to_status(e),
-                            )),
-                        }),
-                    }
+            &self.0,
+            request,
+            |registry, actor, item, index| async move {
+                let outcome = match item.request {
+                    Some(r) => verify_by_id(&registry, &actor, r).await,
+                    None => Err(RegistryError::invalid("request", "each item carries one")),
+                };
+                pb::VerifyLicencesResult {
+                    r#ref: item.r#ref,
+                    index,
+                    outcome: Some(match outcome {
+                        Ok(v) => pb::verify_licences_result::Outcome::Result(result_to_pb(v)),
+                        Err(e) => {
+                            pb::verify_licences_result::Outcome::Error(item_error(&to_status(e)))
+                        }
+                    }),
                 }
             },
-        );
+        )?;
         Ok(Response::new(Box::pin(results)))
     }
 
