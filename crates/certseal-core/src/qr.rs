@@ -12,7 +12,9 @@ pub const MAX_QR_DOCUMENT: usize = 64 * 1024;
 
 /// The QR string of a signed document.
 pub fn encode(document: &[u8]) -> String {
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    // The default level: on a document of a few hundred bytes `best` saves almost nothing
+    // and costs several times the CPU.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(document).expect("writing to a Vec");
     let compressed = z.finish().expect("finishing into a Vec");
     format!("{QR_PREFIX}{}", base45::encode(&compressed))

@@ -134,6 +134,10 @@ pub struct Registry {
     access: AccessOptions,
     input: InputLimits,
     client_ca: certseal_crypto::Certificate,
+    signers: std::sync::Mutex<
+        std::collections::HashMap<certseal_core::SealId, Arc<dyn certseal_crypto::Signer>>,
+    >,
+    receipt_signer: std::sync::OnceLock<Box<dyn certseal_crypto::Signer>>,
 }
 
 impl Registry {
@@ -181,6 +185,8 @@ impl Registry {
             access: opts.access.clone(),
             input: opts.input,
             client_ca,
+            signers: Default::default(),
+            receipt_signer: std::sync::OnceLock::new(),
         })
     }
 

@@ -26,7 +26,7 @@ use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
-use crate::seals::{key_algorithm, load_seal, load_seal_txn, parse_seal_id};
+use crate::seals::{load_seal, load_seal_txn, parse_seal_id};
 use crate::templates::TemplateSelector;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -423,10 +423,7 @@ impl Registry {
         let cert = Certificate {
             der: seal.certificate.clone().unwrap_or_default(),
         };
-        let pkcs8 = self.open_seal_key(&seal.id)?;
-        let signer = certseal_crypto::load_signer(key_algorithm(seal.algorithm), &pkcs8)
-            .map_err(|e| RegistryError::Corrupt(format!("seal key: {e}")))?;
-        drop(pkcs8);
+        let signer = self.seal_signer(&seal)?;
         let document = cose::sign1(
             signer.as_ref(),
             &cert.kid(),

@@ -30,6 +30,9 @@ use crate::paging::scan_page;
 use crate::seal_ca::{META_SEALED_KEYS, open_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions};
 
+/// Most seal keys kept open at once.
+const MAX_OPEN_SEAL_KEYS: usize = 4096;
+
 /// Validity of a seal when the request gives no end.
 const DEFAULT_SEAL_YEARS: i64 = 10;
 /// Longest validity window of a seal.
@@ -565,7 +568,7 @@ impl Registry {
         let id = parse_seal_id(seal_id)?;
         let actor = actor.clone();
         let note = note.to_owned();
-        self.sequencer
+        let result = self.sequencer
             .submit(move |txn| {
                 let mut seal = load_seal_txn(txn, &id)?;
                 let now = Timestamp::now();
@@ -624,7 +627,42 @@ impl Registry {
                 );
                 Ok(seal)
             })
-            .await
+            .await;
+        // Whatever the change, the next signature opens the key again (a revoked seal's key
+        // is gone, so it cannot).
+        self.forget_signer(&id);
+        result
+    }
+
+    /// The signing key of a seal, opened once and kept while the seal signs: opening it
+    /// (AES-GCM, PKCS#8, deriving the public key) costs as much as a signature. Callers check
+    /// the seal's usability on its current record first.
+    pub(crate) fn seal_signer(
+        &self,
+        seal: &Seal,
+    ) -> Result<std::sync::Arc<dyn certseal_crypto::Signer>, RegistryError> {
+        let mut cache = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&seal.id) {
+            return Ok(s.clone());
+        }
+        let pkcs8 = self.open_seal_key(&seal.id)?;
+        let signer: std::sync::Arc<dyn certseal_crypto::Signer> =
+            certseal_crypto::load_signer(key_algorithm(seal.algorithm), &pkcs8)
+                .map_err(|e| RegistryError::Corrupt(format!("seal key: {e}")))?
+                .into();
+        // A bound, not an LRU: a registry signs with far fewer seals than this.
+        if cache.len() >= MAX_OPEN_SEAL_KEYS {
+            cache.clear();
+        }
+        cache.insert(seal.id, signer.clone());
+        Ok(signer)
+    }
+
+    fn forget_signer(&self, id: &SealId) {
+        self.signers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     fn seal_image(&self, seal: &Seal) -> Result<Vec<u8>, RegistryError> {

@@ -443,10 +443,16 @@ impl Registry {
     }
 
     fn sign_receipt(&self, receipt: &Receipt) -> Result<Vec<u8>, RegistryError> {
-        let pkcs8 = open_receipt_key(self.store.as_ref(), &self.kek)?;
-        let signer = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
-            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        drop(pkcs8);
+        // Every check signs a receipt: the key is opened once.
+        let signer = match self.receipt_signer.get() {
+            Some(s) => s,
+            None => {
+                let pkcs8 = open_receipt_key(self.store.as_ref(), &self.kek)?;
+                let s = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
+                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+                self.receipt_signer.get_or_init(|| s)
+            }
+        };
         let cert = &self.seal_ca.receipt_cert;
         cose::sign1(
             signer.as_ref(),
