@@ -24,12 +24,16 @@ pub enum Workload {
     VerifyId,
     /// VerifyDocument with the COSE bytes.
     VerifyDoc,
+    /// One issue, three checks by ID and one by document, in turn.
+    Mixed,
+    /// No server: the same sign + encode + batched durable put in a tight loop, in process.
+    Baseline,
 }
 
 /// `certseal bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// issue, verify-id or verify-doc.
+    /// issue, verify-id, verify-doc, mixed or baseline.
     pub workload: Workload,
     /// Calls in flight.
     #[arg(long, default_value_t = 64)]
@@ -43,6 +47,98 @@ pub struct BenchArgs {
     /// Write the report here as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Seconds of the in-process baseline run after a service workload (0: none), so the
+    /// report gives the service as a ratio of a baseline measured in the same run.
+    #[arg(long, default_value_t = 5)]
+    pub baseline_seconds: u64,
+}
+
+/// The in-process baseline: what issuing costs without gRPC, validation or indexes. One
+/// thread builds claims, encodes them to deterministic CBOR, signs a COSE_Sign1 with Ed25519,
+/// and puts the document and a licence record into a RocksDB batch; every `group` licences the
+/// batch is written with one WAL sync, as the sequencer does.
+fn baseline(seconds: u64, group: usize) -> anyhow::Result<(u64, f64)> {
+    use certseal_core::{
+        CreditCode, FieldValue, Holder, HolderKind, LicenceClaims, LicenceId, SealId, TypeCode,
+    };
+    use certseal_store::{Batch, KvStore, RocksOptions, RocksStore, Table};
+    let err = |e: certseal_crypto::CryptoError| anyhow::anyhow!("{e}");
+    let dir = tempfile::tempdir()?;
+    let store = RocksStore::open(&dir.path().join("db"), &RocksOptions::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = certseal_crypto::x509::generate_key(certseal_crypto::x509::KeyAlgorithm::Ed25519)
+        .map_err(err)?;
+    let signer =
+        certseal_crypto::load_signer(certseal_crypto::x509::KeyAlgorithm::Ed25519, &key.pkcs8)
+            .map_err(err)?;
+    let issuer: CreditCode = DEPT
+        .parse()
+        .map_err(|e: certseal_core::IdError| anyhow::anyhow!(e.0))?;
+    let type_code: TypeCode = format!("{DEPT}001")
+        .parse()
+        .map_err(|e: certseal_core::IdError| anyhow::anyhow!(e.0))?;
+    let holder = Holder::new(
+        HolderKind::Organisation,
+        "91350200MA2XYW123L",
+        "厦门某某餐饮有限公司",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seal = SealId::new(1_795_000_000_000, &[7; 10]);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut batch = Batch::new();
+    while Instant::now() < deadline {
+        let serial = format!("{n:012}");
+        let claims = LicenceClaims {
+            id: LicenceId::new(&type_code, &issuer, &serial, 1)
+                .map_err(|e| anyhow::anyhow!(e.0))?,
+            issuer: issuer.clone(),
+            exp: Some(1_950_000_000),
+            nbf: 1_795_000_000,
+            iat: 1_795_000_000,
+            type_code: type_code.clone(),
+            template_version: 1,
+            seal,
+            holder: holder.clone(),
+            fields: [
+                (
+                    "operator_name".to_owned(),
+                    FieldValue::Text(format!("第{n}号店")),
+                ),
+                ("legal_rep_id".to_owned(), FieldValue::Text(PERSON.into())),
+            ]
+            .into_iter()
+            .collect(),
+            prev: None,
+        };
+        let document = certseal_crypto::cose::sign1(
+            signer.as_ref(),
+            &[0; 8],
+            certseal_core::licence::LICENCE_CONTENT_TYPE,
+            None,
+            claims.encode(),
+        )
+        .map_err(err)?;
+        let digest = certseal_crypto::sha256(&[&document]);
+        batch.put(
+            Table::Licences,
+            claims.id.as_str().as_bytes(),
+            digest.to_vec(),
+        );
+        batch.put(Table::Records, digest.to_vec(), document);
+        n += 1;
+        if n.is_multiple_of(group as u64) {
+            store
+                .write(&batch, true)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            batch = Batch::new();
+        }
+    }
+    store
+        .write(&batch, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((n, started.elapsed().as_secs_f64()))
 }
 
 const ADMIN: &str = "11100000000013338W";
@@ -236,6 +332,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.concurrency == 0 || a.duration == 0 {
         bail!("--concurrency and --duration must be at least 1");
     }
+    let group = a.concurrency.min(256);
+    if a.workload == Workload::Baseline {
+        let (n, secs) = tokio::task::spawn_blocking(move || baseline(a.duration, group)).await??;
+        println!(
+            "Baseline: {n} licences in {secs:.1} s = {:.0}/s (in process: sign + encode + durable put, groups of {group})",
+            n as f64 / secs
+        );
+        if let Some(p) = a.report {
+            let report = json!({"workload": "Baseline", "group": group, "seconds": secs, "ok": n, "per_second": n as f64 / secs});
+            std::fs::write(&p, serde_json::to_string_pretty(&report)?)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        return Ok(());
+    }
     let (url, _spawned) = match &a.target {
         Some(t) => (t.clone(), None),
         None => {
@@ -291,7 +401,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let t0 = Instant::now();
-                let ok = match workload {
+                // Mixed: one issue, three checks by ID, one by document.
+                let kind = match (workload, n % 5) {
+                    (Workload::Mixed, 0) => Workload::Issue,
+                    (Workload::Mixed, 4) => Workload::VerifyDoc,
+                    (Workload::Mixed, _) => Workload::VerifyId,
+                    (w, _) => w,
+                };
+                let ok = match kind {
                     Workload::Issue => l
                         .issue_licence(as_actor(DEPT, "issuer", issue_request(&seal, &run_id, n)))
                         .await
@@ -326,6 +443,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                         .await
                         .is_ok_and(|r| r.get_ref().indication() == pb::Indication::TotalPassed)
                     }
+                    Workload::Mixed | Workload::Baseline => unreachable!("resolved above"),
                 };
                 if ok {
                     lat.push(t0.elapsed());
@@ -345,6 +463,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort();
+    let per_second = lat.len() as f64 / elapsed;
+    // The same machine, right after: the ratio survives a noisy neighbour better than either.
+    let base = if a.baseline_seconds > 0 {
+        let seconds = a.baseline_seconds;
+        let (n, secs) = tokio::task::spawn_blocking(move || baseline(seconds, group)).await??;
+        Some(n as f64 / secs)
+    } else {
+        None
+    };
     let report = json!({
         "workload": format!("{:?}", a.workload),
         "concurrency": a.concurrency,
@@ -359,6 +486,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             "max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         },
         "server": if a.target.is_some() { url } else { "started by this command".to_owned() },
+        "baseline_per_second": base,
+        "ratio_to_baseline": base.map(|b| per_second / b),
     });
     println!(
         "{:?}: {} ok in {:.1} s = {:.0}/s at {} in flight; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
@@ -373,6 +502,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         errors
     );
+    if let Some(b) = base {
+        println!(
+            "In-process baseline (sign + encode + durable put, groups of {group}): {b:.0}/s; the service ran at {:.2} × baseline",
+            per_second / b
+        );
+    }
     if let Some(p) = a.report {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
