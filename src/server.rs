@@ -148,6 +148,14 @@ pub fn serve_on(
             .set_serving::<TemplateServiceServer<TemplateApi>>()
             .await;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
+        // Tonic applies its TCP options only to listeners it binds itself: without TCP_NODELAY
+        // a reply waits for the peer's delayed ACK, 40 ms per call in turn.
+        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        });
         let mut builder = tonic::transport::Server::builder();
         if let Some(t) = &tls {
             builder = builder.tls_config(
@@ -178,7 +186,7 @@ pub fn serve_on(
             .add_service(licences)
             .add_service(verification)
             .add_service(policy)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
             })

@@ -34,3 +34,6 @@ mod tls;
 // Abuse and limits: floods of oversize and malformed requests while a good client works; the
 // configurable input bounds.
 mod flood;
+// Durability: concurrent issuers, a bulk import and an export, each cut by kill -9 at a random
+// moment; every acknowledged licence is there byte for byte with its entry, nothing is half there.
+mod crash;
