@@ -1149,3 +1149,43 @@ async fn stalled_or_endless_bulk_streams_are_cut_off() {
     assert!(issued <= 3, "{issued}");
     server.stop().await.unwrap();
 }
+
+/// Issuing from "the latest published version" follows every publication and deprecation,
+/// though the registry keeps that version in memory between issues.
+#[tokio::test]
+async fn the_latest_published_version_follows_publication_and_deprecation() {
+    let server = TestServer::start().await;
+    let i = issuer(server.addr(), 71, pb::SealAlgorithm::Ed25519).await;
+    let channel = server.channel().await;
+    let mut l = licences(channel.clone());
+    let mut t = TemplateServiceClient::new(channel);
+    let mut issue = async |key: &str| {
+        l.issue_licence(as_issuer(&i, request(&i, key)))
+            .await
+            .map(|r| r.into_inner().template_version)
+    };
+    assert_eq!(issue("v-a").await.unwrap(), 1);
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: i.type_code.clone(),
+        base_version: 1,
+        content: Some(food_template("食品经营许可证（第二版）")),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(issue("v-b").await.unwrap(), 1, "a draft is not issued from");
+    let version = |v| pb::PublishTemplateRequest {
+        type_code: i.type_code.clone(),
+        version: v,
+    };
+    t.publish_template(admin(version(2))).await.unwrap();
+    assert_eq!(issue("v-c").await.unwrap(), 2);
+    let deprecate = |v| pb::DeprecateTemplateRequest {
+        type_code: i.type_code.clone(),
+        version: v,
+    };
+    t.deprecate_template(admin(deprecate(2))).await.unwrap();
+    assert_eq!(issue("v-d").await.unwrap(), 1);
+    t.deprecate_template(admin(deprecate(1))).await.unwrap();
+    expect_code(issue("v-e").await.unwrap_err(), Code::FailedPrecondition);
+    server.stop().await;
+}

@@ -279,6 +279,28 @@ fn check_enum_values(values: &[String], field: &str, v: &mut Vec<FieldViolation>
 }
 
 /// Compiles a field pattern so that it must match the whole value.
+/// A compiled pattern, compiled once per process: a template's patterns are checked on
+/// every licence issued from it.
+fn cached_pattern(pattern: &str) -> Result<Regex, String> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static COMPILED: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Default::default);
+    if let Some(re) = COMPILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(pattern)
+    {
+        return Ok(re.clone());
+    }
+    let re = compile_pattern(pattern)?;
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if compiled.len() >= 4096 {
+        compiled.clear();
+    }
+    compiled.insert(pattern.to_owned(), re.clone());
+    Ok(re)
+}
+
 fn compile_pattern(pattern: &str) -> Result<Regex, String> {
     if pattern.len() > MAX_PATTERN {
         return Err(format!("at most {MAX_PATTERN} bytes"));
@@ -400,7 +422,7 @@ fn canonical_value(spec: &FieldSpec, value: &FieldValue) -> Result<FieldValue, S
                 return Err("must not contain control characters".into());
             }
             if !spec.pattern.is_empty() {
-                let re = compile_pattern(&spec.pattern)?;
+                let re = cached_pattern(&spec.pattern)?;
                 if !re.is_match(t) {
                     return Err(format!("does not match the pattern '{}'", spec.pattern));
                 }

@@ -138,6 +138,7 @@ pub struct Registry {
         std::collections::HashMap<certseal_core::SealId, Arc<dyn certseal_crypto::Signer>>,
     >,
     receipt_signer: std::sync::OnceLock<Box<dyn certseal_crypto::Signer>>,
+    published: std::sync::Mutex<templates::PublishedTemplates>,
 }
 
 impl Registry {
@@ -187,6 +188,7 @@ impl Registry {
             client_ca,
             signers: Default::default(),
             receipt_signer: std::sync::OnceLock::new(),
+            published: Default::default(),
         })
     }
 

@@ -41,6 +41,14 @@ pub struct TemplateFilter {
 /// Most stored versions one list call reads before it returns a short page.
 const MAX_SCANNED_PER_LIST: usize = 10_000;
 
+/// The latest published version of each type read so far; `generation` counts changes, so
+/// a read that raced a change is not kept.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedTemplates {
+    generation: u64,
+    templates: std::collections::HashMap<TypeCode, Template>,
+}
+
 fn template_key(type_code: &TypeCode, version: u32) -> Vec<u8> {
     [type_code.as_str().as_bytes(), &version.to_be_bytes()].concat()
 }
@@ -275,7 +283,8 @@ impl Registry {
         change: impl FnOnce(&mut Template) -> Result<(), RegistryError> + Send + 'static,
     ) -> Result<Template, RegistryError> {
         let actor = actor.clone();
-        self.sequencer
+        let result = self
+            .sequencer
             .submit(move |txn| {
                 let mut t = load_template(txn, &type_code, version)?.ok_or_else(|| {
                     RegistryError::NotFound(format!("template {type_code} version {version}"))
@@ -300,7 +309,10 @@ impl Registry {
                 );
                 Ok(t)
             })
-            .await
+            .await;
+        // A publication or deprecation changes which version is the latest published.
+        self.forget_published_templates();
+        result
     }
 
     /// Reads one version of a licence type, or its latest published version.
@@ -331,32 +343,58 @@ impl Registry {
                     })
             }
             TemplateSelector::LatestPublished => {
-                let snap = self.store.snapshot();
-                let mut after = None;
-                loop {
-                    let page = snap.scan(
-                        Table::Templates,
-                        type_code.as_str().as_bytes(),
-                        after.as_deref(),
-                        16,
-                        Direction::Reverse,
-                    )?;
-                    for (_, v) in &page.items {
-                        let t: Template = decode("template", v)?;
-                        if t.status == TemplateStatus::Published {
-                            return Ok(t);
-                        }
+                let generation = {
+                    let cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(t) = cache.templates.get(type_code) {
+                        return Ok(t.clone());
                     }
-                    match (page.more, page.items.last()) {
-                        (true, Some((k, _))) => after = Some(k.clone()),
-                        _ => break,
+                    cache.generation
+                };
+                let t = self.scan_latest_published(type_code)?;
+                let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+                // Kept only if no template changed meanwhile: a stale read is never cached.
+                if cache.generation == generation {
+                    if cache.templates.len() >= 4096 {
+                        cache.templates.clear();
                     }
+                    cache.templates.insert(type_code.clone(), t.clone());
                 }
-                Err(RegistryError::NotFound(format!(
-                    "no published version of template {type_code}"
-                )))
+                Ok(t)
             }
         }
+    }
+
+    pub(crate) fn forget_published_templates(&self) {
+        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        cache.generation += 1;
+        cache.templates.clear();
+    }
+
+    fn scan_latest_published(&self, type_code: &TypeCode) -> Result<Template, RegistryError> {
+        let snap = self.store.snapshot();
+        let mut after = None;
+        loop {
+            let page = snap.scan(
+                Table::Templates,
+                type_code.as_str().as_bytes(),
+                after.as_deref(),
+                16,
+                Direction::Reverse,
+            )?;
+            for (_, v) in &page.items {
+                let t: Template = decode("template", v)?;
+                if t.status == TemplateStatus::Published {
+                    return Ok(t);
+                }
+            }
+            match (page.more, page.items.last()) {
+                (true, Some((k, _))) => after = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Err(RegistryError::NotFound(format!(
+            "no published version of template {type_code}"
+        )))
     }
 
     /// Lists template versions in type-code and version order.
