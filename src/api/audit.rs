@@ -33,7 +33,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetLatestCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        let _caller = self.0.admit(&request)?;
+        let _caller = self.0.admit_checked(&request)?;
         Ok(Response::new(checkpoint(
             self.0.registry.latest_checkpoint(),
         )))
@@ -43,7 +43,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetVerifierKeyRequest>,
     ) -> Result<Response<pb::GetVerifierKeyResponse>, Status> {
-        let _caller = self.0.admit(&request)?;
+        let _caller = self.0.admit_checked(&request)?;
         Ok(Response::new(pb::GetVerifierKeyResponse {
             verifier_key: self.0.registry.verifier_key().to_string(),
         }))
@@ -67,7 +67,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
-        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let Caller { actor, slot: _slot } = self.0.admit_checked(&request)?;
         let target = match &request.get_ref().target {
             Some(pb::get_inclusion_proof_request::Target::Index(i)) => ProofTarget::Index(*i),
             Some(pb::get_inclusion_proof_request::Target::LeafHash(h)) => {
@@ -124,7 +124,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ExportEntriesRequest>,
     ) -> Result<Response<Self::ExportEntriesStream>, Status> {
-        let Caller { actor, slot } = self.0.admit(&request)?;
+        let Caller { actor, slot } = self.0.admit_checked(&request)?;
         let r = request.get_ref();
         let registry = self.0.registry.clone();
         let idle = self.0.limits.stream_idle;

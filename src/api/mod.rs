@@ -59,15 +59,25 @@ impl Context {
         certseal_registry::PageRequest { size, token }
     }
 
-    /// The one gate of every RPC: identifies the caller, checks that its department holds the
-    /// role it acts in, and takes one of the department's call slots.
+    /// The gate of every RPC: identifies the caller and takes one of its department's call
+    /// slots. The registry operation then checks the role and grants it needs; an RPC that
+    /// reaches no registry operation uses [`Context::admit_checked`].
     pub(crate) fn admit<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
         let actor = self.auth.actor(request)?;
-        self.registry
-            .check_caller(&actor)
-            .map_err(crate::status::to_status)?;
         let slot = self.in_flight.take(&actor.department)?;
         Ok(Caller { actor, slot })
+    }
+
+    /// [`Context::admit`], and a check that the department holds the role it acts in.
+    pub(crate) fn admit_checked<T>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> Result<Caller, tonic::Status> {
+        let caller = self.admit(request)?;
+        self.registry
+            .check_caller(&caller.actor)
+            .map_err(crate::status::to_status)?;
+        Ok(caller)
     }
 }
 

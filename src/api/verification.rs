@@ -216,7 +216,7 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::ListPurposesRequest>,
     ) -> Result<Response<pb::ListPurposesResponse>, Status> {
-        let _caller = self.0.admit(&request)?;
+        let _caller = self.0.admit_checked(&request)?;
         Ok(Response::new(pb::ListPurposesResponse {
             codes: self.0.registry.purposes().to_vec(),
         }))
