@@ -1,7 +1,7 @@
 //! The QR form of a signed document: `CS1:` + Base45(zlib(COSE bytes)), like the EU DCC's
 //! `HC1:`. Decoding bounds every step, so a short string cannot inflate into a large buffer.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 /// Prefix of a certseal QR string, version 1.
 pub const QR_PREFIX: &str = "CS1:";
@@ -12,12 +12,31 @@ pub const MAX_QR_DOCUMENT: usize = 64 * 1024;
 
 /// The QR string of a signed document.
 pub fn encode(document: &[u8]) -> String {
-    // The default level: on a document of a few hundred bytes `best` saves almost nothing
-    // and costs several times the CPU.
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(document).expect("writing to a Vec");
-    let compressed = z.finish().expect("finishing into a Vec");
-    format!("{QR_PREFIX}{}", base45::encode(&compressed))
+    thread_local! {
+        // A compressor's state is tens of kB; making one per document cost more than
+        // compressing it.
+        static COMPRESS: std::cell::RefCell<flate2::Compress> =
+            std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), true));
+    }
+    let compressed = COMPRESS.with_borrow_mut(|z| {
+        z.reset();
+        // Incompressible input grows by a few bytes per 16 kB block plus the zlib frame.
+        let mut out = Vec::with_capacity(document.len() + document.len() / 1000 + 64);
+        loop {
+            let before = z.total_in() as usize;
+            let status = z
+                .compress_vec(&document[before..], &mut out, flate2::FlushCompress::Finish)
+                .expect("compressing into a Vec");
+            if status == flate2::Status::StreamEnd {
+                break out;
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    });
+    let mut s = String::with_capacity(QR_PREFIX.len() + compressed.len() * 3 / 2 + 2);
+    s.push_str(QR_PREFIX);
+    s.push_str(&base45::encode(&compressed));
+    s
 }
 
 /// The signed document in a QR string; every failure says which step.
@@ -46,6 +65,28 @@ pub fn decode(qr: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::io::Write;
+
+    #[test]
+    fn large_and_repeated_documents_round_trip() {
+        // Larger than one output reservation, and the per-thread compressor reused.
+        let big: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for doc in [&big[..], b"", b"abc", &big[..600]] {
+            assert_eq!(decode_unbounded(&encode(doc)), doc);
+        }
+    }
+
+    fn decode_unbounded(qr: &str) -> Vec<u8> {
+        let compressed = base45::decode(&qr[4..]).unwrap();
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(compressed.as_slice())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
 
     #[test]
     fn qr_strings_round_trip_and_bad_ones_are_refused() {
