@@ -14,6 +14,7 @@ use certseal_log::Extra;
 use certseal_store::{Batch, Direction, KvStore, Table};
 
 use crate::audit::append;
+use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
@@ -43,7 +44,7 @@ pub struct AccessOptions {
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
     /// `None` when the policy is not enforced.
-    policy: Option<DepartmentPolicy>,
+    policy: Option<std::sync::Arc<DepartmentPolicy>>,
 }
 
 /// What a department may see of a licence it does not issue.
@@ -176,12 +177,13 @@ impl Registry {
         if !self.access.enforce_policy {
             return Ok(Access { policy: None });
         }
-        let policy = load_policy(self.store.as_ref(), &actor.department)?;
+        let stamp = self.records.stamp();
+        let policy = self
+            .records
+            .policy(self.store.as_ref(), &stamp, &actor.department)?;
         let department = self
-            .store
-            .get(Table::Departments, actor.department.as_str().as_bytes())?
-            .map(|b| decode::<certseal_core::Department>("department", &b))
-            .transpose()?;
+            .records
+            .department(self.store.as_ref(), &stamp, &actor.department)?;
         let deactivated = department
             .as_ref()
             .is_some_and(|d| d.status != DepartmentStatus::Active);
@@ -196,9 +198,11 @@ impl Registry {
         let bootstrap_admin = actor.role == Role::Admin
             && self.access.admin_department.as_ref() == Some(&actor.department);
         if bootstrap_admin {
-            let mut p = policy.unwrap_or_else(|| empty_policy(actor));
+            let mut p = policy.map_or_else(|| empty_policy(actor), |p| (*p).clone());
             p.roles.insert(Role::Admin);
-            return Ok(Access { policy: Some(p) });
+            return Ok(Access {
+                policy: Some(p.into()),
+            });
         }
         let Some(policy) = policy else {
             return Err(self.deny(
@@ -325,7 +329,7 @@ impl Registry {
                     updated_by: actor.clone(),
                 };
                 let record = encode(&policy);
-                txn.put(Table::Policies, code.as_str().as_bytes(), record.clone());
+                put_cached(txn, Table::Policies, code.as_str().as_bytes(), record.clone());
                 append(
                     txn,
                     &actor,

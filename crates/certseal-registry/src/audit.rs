@@ -45,6 +45,8 @@ pub struct AuditWriter {
     signer: Arc<Ed25519Key>,
     origin: Arc<str>,
     latest: Latest,
+    /// Marked by operations that change cached records, settled here after each group.
+    pub(crate) records: Arc<crate::cache::Epoch>,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -63,6 +65,7 @@ impl AuditWriter {
 
 impl WriterState for AuditWriter {
     fn committed(&mut self, store: &dyn KvStore) {
+        self.records.settled();
         let signed = self.latest.read().expect("lock").checkpoint.size;
         if self.frontier.size() == signed {
             return;
@@ -189,6 +192,7 @@ pub(crate) fn open_log(
     kek: &Kek,
     kek_file: &Path,
     origin: &str,
+    records: Arc<crate::cache::Epoch>,
 ) -> Result<OpenedLog, RegistryError> {
     let key = match store.get(Table::Meta, META_LOG_KEY)? {
         Some(sealed) => {
@@ -268,6 +272,7 @@ pub(crate) fn open_log(
             signer: Arc::new(key),
             origin: origin.into(),
             latest: latest.clone(),
+            records,
         },
         latest,
         verifier_key,

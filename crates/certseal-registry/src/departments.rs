@@ -6,6 +6,7 @@ use certseal_core::{Actor, CreditCode, Department, DepartmentStatus, RegionCode,
 use certseal_store::{Direction, Table};
 
 use crate::audit::{RegTxn, append};
+use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::paging::token_for;
 use crate::{PageRequest, Paged, Registry, RegistryError};
@@ -71,7 +72,7 @@ impl Registry {
                     )));
                 }
                 let record = encode(&dept);
-                txn.put(Table::Departments, key, record.clone());
+                put_cached(txn, Table::Departments, key, record.clone());
                 append(
                     txn,
                     &dept.created_by,
@@ -190,7 +191,12 @@ impl Registry {
                 d.updated_at = Timestamp::now();
                 d.updated_by = actor.clone();
                 let record = encode(&d);
-                txn.put(Table::Departments, code.as_str().as_bytes(), record.clone());
+                put_cached(
+                    txn,
+                    Table::Departments,
+                    code.as_str().as_bytes(),
+                    record.clone(),
+                );
                 append(
                     txn,
                     &actor,

@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod audit_read;
+mod cache;
 mod codec;
 mod departments;
 mod error;
@@ -18,6 +19,7 @@ mod licences;
 mod paging;
 mod seal_ca;
 mod seals;
+mod signing;
 mod templates;
 mod verification;
 
@@ -139,6 +141,8 @@ pub struct Registry {
     >,
     receipt_signer: std::sync::OnceLock<Box<dyn certseal_crypto::Signer>>,
     published: std::sync::Mutex<templates::PublishedTemplates>,
+    records: cache::RecordCache,
+    signing: signing::SigningPool,
 }
 
 impl Registry {
@@ -162,7 +166,14 @@ impl Registry {
         init_meta(store.as_ref())?;
         let kek = certseal_crypto::Kek::load_or_create(kek_file)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        let log = audit::open_log(store.as_ref(), &kek, kek_file, &opts.log_origin)?;
+        let records = cache::RecordCache::default();
+        let log = audit::open_log(
+            store.as_ref(),
+            &kek,
+            kek_file,
+            &opts.log_origin,
+            records.epoch(),
+        )?;
         let seal_ca = seal_ca::open_seal_ca(
             store.as_ref(),
             &kek,
@@ -189,6 +200,8 @@ impl Registry {
             signers: Default::default(),
             receipt_signer: std::sync::OnceLock::new(),
             published: Default::default(),
+            records,
+            signing: signing::SigningPool::new(),
         })
     }
 

@@ -9,24 +9,25 @@
 //! once, under its SHA-256, in the log's record table.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE};
 use certseal_core::{
     Actor, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind, Licence,
     LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceRevocationReason, LicenceStatus,
-    Role, Seal, SealId, SealStatus, Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
+    Role, SealId, SealStatus, Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
 };
-use certseal_crypto::{Certificate, cose, sha256, x509};
+use certseal_crypto::{Certificate, cose, sha256};
 use certseal_log::Extra;
 use certseal_store::{Direction, Read, Table};
 use serde::Serialize;
 
 use crate::audit::{RegTxn, append};
+use crate::cache::{SigningSealRecord, Stamp};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
-use crate::seals::{load_seal, load_seal_txn, parse_seal_id};
+use crate::seals::{load_seal_txn, parse_seal_id};
 use crate::templates::TemplateSelector;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -234,6 +235,8 @@ struct Prepared {
     licence: Licence,
     document: Vec<u8>,
     claims: LicenceClaims,
+    /// The QR string, made on the signing pool too.
+    qr: String,
 }
 
 /// What a new document says, before its seal and ID are settled.
@@ -300,15 +303,20 @@ impl Registry {
     /// the licence's validity.
     fn signing_seal(
         &self,
+        stamp: &Stamp,
         actor: &Actor,
         seal_id: &SealId,
         now: Timestamp,
         not_before: Option<Timestamp>,
         not_after: Option<Timestamp>,
-    ) -> Result<Seal, RegistryError> {
-        let seal = load_seal(self.store.as_ref(), seal_id)?.ok_or_else(|| {
-            RegistryError::FailedPrecondition(format!("seal {seal_id} is not registered"))
-        })?;
+    ) -> Result<Arc<SigningSealRecord>, RegistryError> {
+        let record = self
+            .records
+            .seal(self.store.as_ref(), stamp, seal_id)?
+            .ok_or_else(|| {
+                RegistryError::FailedPrecondition(format!("seal {seal_id} is not registered"))
+            })?;
+        let seal = &record.seal;
         if seal.lifecycle.department != actor.department {
             return Err(self.deny(
                 actor,
@@ -334,11 +342,9 @@ impl Registry {
                 )));
             }
         }
-        let der = seal.certificate.as_ref().ok_or_else(|| {
+        let (cert_start, cert_end) = record.cert_validity.ok_or_else(|| {
             RegistryError::FailedPrecondition(format!("seal {seal_id} has no certificate"))
         })?;
-        let (cert_start, cert_end) =
-            x509::validity(der).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let now_s = secs(now);
         if now_s < cert_start || now_s >= cert_end {
             return Err(RegistryError::FailedPrecondition(format!(
@@ -365,12 +371,14 @@ impl Registry {
                 ),
             ));
         }
-        Ok(seal)
+        Ok(record)
     }
 
-    /// Checks the fields, the seal and the issuer, assigns `id`, and signs the document.
-    fn prepare(
+    /// Checks the fields, the seal and the issuer, assigns `id`, and signs the document on
+    /// the signing pool. The seal and the issuer are read in `stamp`'s epoch.
+    async fn prepare(
         &self,
+        stamp: &Stamp,
         actor: &Actor,
         draft: Draft,
         id: LicenceId,
@@ -380,18 +388,18 @@ impl Registry {
             .template
             .validate_values(&draft.fields)
             .map_err(prefixed_fields)?;
-        let seal = self.signing_seal(
+        let record = self.signing_seal(
+            stamp,
             actor,
             &draft.seal,
             now,
             Some(draft.not_before),
             draft.not_after,
         )?;
+        let seal = &record.seal;
         let issuer = self
-            .store
-            .get(Table::Departments, actor.department.as_str().as_bytes())?
-            .map(|b| decode::<certseal_core::Department>("department", &b))
-            .transpose()?
+            .records
+            .department(self.store.as_ref(), stamp, &actor.department)?
             .ok_or_else(|| {
                 RegistryError::FailedPrecondition(format!(
                     "department {} is not registered",
@@ -420,19 +428,12 @@ impl Registry {
             fields,
             prev: draft.prev.clone(),
         };
-        let cert = Certificate {
+        let kid = Certificate {
             der: seal.certificate.clone().unwrap_or_default(),
-        };
-        let signer = self.seal_signer(&seal)?;
-        let document = cose::sign1(
-            signer.as_ref(),
-            &cert.kid(),
-            LICENCE_CONTENT_TYPE,
-            None,
-            claims.encode(),
-        )
-        .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
-        let licence = Licence {
+        }
+        .kid();
+        let signer = self.seal_signer(seal)?;
+        let mut licence = Licence {
             id,
             type_code: draft.template.type_code,
             template_version: draft.template.version,
@@ -443,7 +444,7 @@ impl Registry {
             issued_at: now,
             not_before,
             not_after,
-            document_digest: sha256(&[&document]).to_vec(),
+            document_digest: Vec::new(),
             prev: draft.prev,
             next: None,
             history: vec![LicenceEvent {
@@ -454,16 +455,31 @@ impl Registry {
                 note: String::new(),
             }],
         };
-        Ok(Prepared {
-            licence,
-            document,
-            claims,
-        })
+        self.signing
+            .run(move || {
+                let document = cose::sign1(
+                    signer.as_ref(),
+                    &kid,
+                    LICENCE_CONTENT_TYPE,
+                    None,
+                    claims.encode(),
+                )
+                .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
+                licence.document_digest = sha256(&[&document]).to_vec();
+                let qr = qr::encode(&document);
+                Ok(Prepared {
+                    licence,
+                    document,
+                    claims,
+                    qr,
+                })
+            })
+            .await
     }
 
     fn view(&self, p: Prepared) -> LicenceView {
         LicenceView {
-            qr: qr::encode(&p.document),
+            qr: p.qr,
             licence: p.licence,
             document: p.document,
             claims: p.claims,
@@ -568,24 +584,30 @@ impl Registry {
                 "must be later than not_before",
             ));
         }
+        let stamp = self.records.stamp();
         // A serial can repeat only if the clock was set back across a restart: then take
         // another one.
         for _ in 0..3 {
             let id = LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
                 .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
-            let prepared = self.prepare(
-                actor,
-                Draft {
-                    template: template.clone(),
-                    holder: holder.clone(),
-                    fields: req.fields.clone(),
-                    not_before,
-                    not_after,
-                    seal: seal_id,
-                    prev: None,
-                },
-                id,
-            )?;
+            let prepared = self
+                .prepare(
+                    &stamp,
+                    actor,
+                    Draft {
+                        template: template.clone(),
+                        holder: holder.clone(),
+                        fields: req.fields.clone(),
+                        not_before,
+                        not_after,
+                        seal: seal_id,
+                        prev: None,
+                    },
+                    id,
+                )
+                .await?;
+            // Read before signing; the writer reads them again only if they may have changed.
+            let read_in = self.records.still_current(&stamp);
             let actor = actor.clone();
             let licence = prepared.licence.clone();
             let document = prepared.document.clone();
@@ -596,7 +618,9 @@ impl Registry {
                     if let Some(stored) = txn.get(Table::LicenceIdempotency, &idem)? {
                         return Ok(Issued::Replay(stored));
                     }
-                    check_still_issuable(txn, &licence)?;
+                    if !txn.state.records.unchanged_since(read_in) {
+                        check_still_issuable(txn, &licence)?;
+                    }
                     if txn
                         .get(Table::Licences, licence.id.as_str().as_bytes())?
                         .is_some()
@@ -879,19 +903,22 @@ impl Registry {
             version,
         )
         .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
-        let prepared = self.prepare(
-            actor,
-            Draft {
-                template,
-                holder,
-                fields,
-                not_before,
-                not_after,
-                seal,
-                prev: Some(old_id.clone()),
-            },
-            id,
-        )?;
+        let prepared = self
+            .prepare(
+                &self.records.stamp(),
+                actor,
+                Draft {
+                    template,
+                    holder,
+                    fields,
+                    not_before,
+                    not_after,
+                    seal,
+                    prev: Some(old_id.clone()),
+                },
+                id,
+            )
+            .await?;
         let mut prepared = prepared;
         prepared.licence.history[0].note = req.note.trim().to_owned();
         let actor = actor.clone();

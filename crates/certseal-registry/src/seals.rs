@@ -24,6 +24,7 @@ use certseal_log::Extra;
 use certseal_store::{Batch, Direction, KvStore, Read, RocksStore, Table};
 
 use crate::audit::{RegTxn, append};
+use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
@@ -404,7 +405,12 @@ impl Registry {
                     txn.put(Table::SealImages, image_digest.to_vec(), image);
                 }
                 let record = encode(&seal);
-                txn.put(Table::Seals, seal.id.as_bytes().to_vec(), record.clone());
+                put_cached(
+                    txn,
+                    Table::Seals,
+                    seal.id.as_bytes().to_vec(),
+                    record.clone(),
+                );
                 txn.put(Table::SealKeys, seal.id.as_bytes().to_vec(), sealed_key);
                 txn.put(
                     Table::SealsByDepartment,
@@ -540,7 +546,12 @@ impl Registry {
                     .map(|c| certseal_core::trust_list::serde_bytes_vec::Der(c.der.clone()))
                     .collect();
                 let record = encode(&seal);
-                txn.put(Table::Seals, seal.id.as_bytes().to_vec(), record.clone());
+                put_cached(
+                    txn,
+                    Table::Seals,
+                    seal.id.as_bytes().to_vec(),
+                    record.clone(),
+                );
                 append(
                     txn,
                     &actor,
@@ -606,7 +617,7 @@ impl Registry {
                         other => other,
                     })?;
                 let record = encode(&seal);
-                txn.put(Table::Seals, seal.id.as_bytes().to_vec(), record.clone());
+                put_cached(txn, Table::Seals, seal.id.as_bytes().to_vec(), record.clone());
                 if to == SealStatus::Revoked {
                     // Never usable again: the key has no further use.
                     txn.delete(Table::SealKeys, seal.id.as_bytes().to_vec());
