@@ -20,6 +20,8 @@ use certseal_core::seal::Seal;
 use certseal_core::{CreditCode, Department, SealId};
 use certseal_store::{KvStore, Table};
 
+use certseal_verify::document::SealCandidate;
+
 use crate::RegistryError;
 use crate::audit::RegTxn;
 use crate::codec::decode;
@@ -147,6 +149,8 @@ pub(crate) struct RecordCache {
     seals: Cached<SealId, SigningSealRecord>,
     departments: Cached<CreditCode, Department>,
     policies: Cached<CreditCode, DepartmentPolicy>,
+    /// Seals by certificate key ID, with their chains already checked.
+    candidates: Cached<Vec<u8>, Vec<SealCandidate>>,
 }
 
 impl RecordCache {
@@ -216,5 +220,19 @@ impl RecordCache {
                 .map(|b| decode("policy", &b))
                 .transpose()
         })
+    }
+
+    /// The seals a document's key ID may name; `load` reads and checks them.
+    pub(crate) fn seal_candidates(
+        &self,
+        stamp: &Stamp,
+        kid: &[u8],
+        load: impl FnOnce() -> Vec<SealCandidate>,
+    ) -> Arc<Vec<SealCandidate>> {
+        self.candidates
+            .get_or_load(&self.epoch, stamp, &kid.to_vec(), || Ok(Some(load())))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 }

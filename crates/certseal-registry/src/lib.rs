@@ -139,7 +139,7 @@ pub struct Registry {
     signers: std::sync::Mutex<
         std::collections::HashMap<certseal_core::SealId, Arc<dyn certseal_crypto::Signer>>,
     >,
-    receipt_signer: std::sync::OnceLock<Box<dyn certseal_crypto::Signer>>,
+    receipt_signer: std::sync::OnceLock<Arc<dyn certseal_crypto::Signer>>,
     published: std::sync::Mutex<templates::PublishedTemplates>,
     records: cache::RecordCache,
     signing: signing::SigningPool,

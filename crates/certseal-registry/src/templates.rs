@@ -47,6 +47,11 @@ const MAX_SCANNED_PER_LIST: usize = 10_000;
 pub(crate) struct PublishedTemplates {
     generation: u64,
     templates: std::collections::HashMap<TypeCode, Template>,
+    /// Public field names by (type, version), for versions past draft.
+    public_fields: std::collections::HashMap<
+        (TypeCode, u32),
+        std::sync::Arc<std::collections::BTreeSet<String>>,
+    >,
 }
 
 fn template_key(type_code: &TypeCode, version: u32) -> Vec<u8> {
@@ -362,6 +367,39 @@ impl Registry {
                 Ok(t)
             }
         }
+    }
+
+    /// The public fields of a version that is not a draft; `None` for a draft or an unknown
+    /// version. Kept in memory: a version's fields never change once it is published.
+    pub(crate) fn public_fields(
+        &self,
+        type_code: &TypeCode,
+        version: u32,
+    ) -> Option<std::sync::Arc<std::collections::BTreeSet<String>>> {
+        let key = (type_code.clone(), version);
+        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = cache.public_fields.get(&key) {
+            return Some(f.clone());
+        }
+        drop(cache);
+        let t = self
+            .read_template(type_code, TemplateSelector::Version(version))
+            .ok()
+            .filter(|t| t.status != TemplateStatus::Draft)?;
+        let fields: std::sync::Arc<std::collections::BTreeSet<String>> = t
+            .content
+            .fields
+            .iter()
+            .filter(|f| f.visibility == certseal_core::Visibility::Public)
+            .map(|f| f.name.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into();
+        cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.public_fields.len() >= 4096 {
+            cache.public_fields.clear();
+        }
+        cache.public_fields.insert(key, fields.clone());
+        Some(fields)
     }
 
     pub(crate) fn forget_published_templates(&self) {

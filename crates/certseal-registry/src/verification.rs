@@ -9,7 +9,7 @@ use certseal_core::trust_list::serde_bytes_vec::Der;
 use certseal_core::verification::{RECEIPT_CONTENT_TYPE, STATUS_LIST_CONTENT_TYPE, StatusEntry};
 use certseal_core::{
     Actor, FieldValue, Indication, Licence, LicenceClaims, LicenceId, LicenceStatus, Purpose,
-    Receipt, Role, SealId, StatusList, SubIndication, TemplateStatus, Timestamp, Visibility, qr,
+    Receipt, Role, SealId, StatusList, SubIndication, Timestamp, qr,
 };
 use certseal_crypto::{Certificate, cose, sha256, x509};
 use certseal_log::Extra;
@@ -18,12 +18,12 @@ use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_docu
 
 use crate::access::{Access, Reading};
 use crate::audit::append;
+use crate::cache::Stamp;
 use crate::codec::decode;
 use crate::licences::{load_licence, parse_licence_id};
 use crate::paging::scan_page;
 use crate::seal_ca::{open_receipt_key, open_trust_list_key};
 use crate::seals::load_seal;
-use crate::templates::TemplateSelector;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Purpose codes when the configuration names none.
@@ -117,7 +117,17 @@ impl Registry {
 
     /// Seals whose certificate has key ID `kid`, with their chain checked against the seal CA
     /// and the trust anchors.
-    fn seal_candidates(&self, snap: &dyn Read, kid: &[u8]) -> Vec<SealCandidate> {
+    /// The seals whose certificate has `kid`, from memory while no seal changes: checking a
+    /// chain costs a signature verification.
+    fn seal_candidates(&self, stamp: &Stamp, kid: &[u8]) -> Vec<SealCandidate> {
+        let candidates = self
+            .records
+            .seal_candidates(stamp, kid, || self.load_seal_candidates(kid));
+        (*candidates).clone()
+    }
+
+    fn load_seal_candidates(&self, kid: &[u8]) -> Vec<SealCandidate> {
+        let snap = self.store.as_ref();
         let Ok(page) = snap.scan(Table::SealsByKid, kid, None, 16, Direction::Forward) else {
             return Vec::new();
         };
@@ -192,26 +202,13 @@ impl Registry {
         let Some(reading) = reading else {
             return claims.fields.clone();
         };
-        let template = self
-            .read_template(
-                &claims.type_code,
-                TemplateSelector::Version(claims.template_version),
-            )
-            .ok()
-            .filter(|t| t.status != TemplateStatus::Draft);
-        let Some(t) = template else {
+        let Some(public) = self.public_fields(&claims.type_code, claims.template_version) else {
             return BTreeMap::new();
         };
         claims
             .fields
             .iter()
-            .filter(|(name, _)| {
-                reading.shows(name)
-                    || t.content
-                        .fields
-                        .iter()
-                        .any(|f| &f.name == *name && f.visibility == Visibility::Public)
-            })
+            .filter(|(name, _)| reading.shows(name) || public.contains(*name))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -304,7 +301,7 @@ impl Registry {
             verifier: actor.department.clone(),
             purpose,
         };
-        let signed = self.sign_receipt(&receipt)?;
+        let signed = self.sign_receipt(&receipt).await?;
         let actor_c = actor.clone();
         let signed_c = signed.clone();
         let result = receipt.result.as_str().to_owned();
@@ -379,13 +376,13 @@ impl Registry {
                                 .ok_or_else(|| {
                                     RegistryError::Corrupt(format!("document of licence {id}"))
                                 })?;
-                        let o = self.check(snap.as_ref(), &doc, at);
+                        let o = self.check(snap.as_ref(), &doc, Some(&l), at);
                         (id.to_string(), o, Some(l))
                     }
                 }
             }
             Subject::Document(bytes) => {
-                let o = self.check(snap.as_ref(), &bytes, at);
+                let o = self.check(snap.as_ref(), &bytes, None, at);
                 let licence = match &o.claims {
                     Some(c) => load_licence(snap.as_ref(), &c.id)?,
                     None => None,
@@ -399,7 +396,7 @@ impl Registry {
             }
             Subject::Qr(text) => match qr::decode(&text) {
                 Ok(bytes) => {
-                    let o = self.check(snap.as_ref(), &bytes, at);
+                    let o = self.check(snap.as_ref(), &bytes, None, at);
                     let licence = match &o.claims {
                         Some(c) => load_licence(snap.as_ref(), &c.id)?,
                         None => None,
@@ -421,12 +418,24 @@ impl Registry {
         Ok((asked, outcome, licence))
     }
 
-    fn check(&self, snap: &dyn Read, document: &[u8], at: Timestamp) -> Outcome {
+    /// Checks a document; `known` is its licence if already read from `snap`.
+    fn check(
+        &self,
+        snap: &dyn Read,
+        document: &[u8],
+        known: Option<&Licence>,
+        at: Timestamp,
+    ) -> Outcome {
         let digest = sha256(&[document]);
+        let stamp = self.records.stamp();
+        let read = |id: &LicenceId| match known {
+            Some(l) if l.id == *id => Ok(Some(l.clone())),
+            _ => load_licence(snap, id),
+        };
         check_document(
             document,
-            |kid| self.seal_candidates(snap, kid),
-            |claims| match load_licence(snap, &claims.id) {
+            |kid| self.seal_candidates(&stamp, kid),
+            |claims| match read(&claims.id) {
                 Ok(Some(l)) => LicenceFacts::Registered {
                     status_at: status_at(&l, at),
                     issued_at: l.issued_at,
@@ -442,26 +451,34 @@ impl Registry {
         )
     }
 
-    fn sign_receipt(&self, receipt: &Receipt) -> Result<Vec<u8>, RegistryError> {
+    /// Signs a receipt on the signing pool.
+    async fn sign_receipt(&self, receipt: &Receipt) -> Result<Vec<u8>, RegistryError> {
         // Every check signs a receipt: the key is opened once.
         let signer = match self.receipt_signer.get() {
-            Some(s) => s,
+            Some(s) => s.clone(),
             None => {
                 let pkcs8 = open_receipt_key(self.store.as_ref(), &self.kek)?;
-                let s = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
-                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-                self.receipt_signer.get_or_init(|| s)
+                let s: std::sync::Arc<dyn certseal_crypto::Signer> =
+                    certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
+                        .map_err(|e| RegistryError::Corrupt(e.to_string()))?
+                        .into();
+                self.receipt_signer.get_or_init(|| s).clone()
             }
         };
-        let cert = &self.seal_ca.receipt_cert;
-        cose::sign1(
-            signer.as_ref(),
-            &cert.kid(),
-            RECEIPT_CONTENT_TYPE,
-            Some(&cert.der),
-            receipt.encode(),
-        )
-        .map_err(|e| RegistryError::Corrupt(e.to_string()))
+        let cert = self.seal_ca.receipt_cert.clone();
+        let payload = receipt.encode();
+        self.signing
+            .run(move || {
+                cose::sign1(
+                    signer.as_ref(),
+                    &cert.kid(),
+                    RECEIPT_CONTENT_TYPE,
+                    Some(&cert.der),
+                    payload,
+                )
+                .map_err(|e| RegistryError::Corrupt(e.to_string()))
+            })
+            .await
     }
 
     /// Who checked a licence, when and why: its receipts, newest first. With the policy

@@ -49,7 +49,7 @@ impl WriterState for () {}
 /// operations in the same group; writes are buffered and kept only if the operation succeeds.
 pub struct Txn<'a, W = ()> {
     store: &'a dyn KvStore,
-    group: &'a HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    group: &'a GroupView,
     batch: Batch,
     /// The writer's state; changes are undone if the operation fails.
     pub state: &'a mut W,
@@ -72,8 +72,11 @@ impl<W> Txn<'_, W> {
                 _ => {}
             }
         }
-        if let Some(v) = self.group.get(&(table, key.to_vec())) {
-            return Ok(v.clone());
+        if let Some(&i) = self.group.latest.get(&(table, key.to_vec())) {
+            return Ok(match &self.group.batch.ops()[i] {
+                Op::Put(_, _, v) => Some(v.clone()),
+                Op::Delete(..) => None,
+            });
         }
         self.store.get(table, key)
     }
@@ -86,6 +89,26 @@ impl<W> Txn<'_, W> {
     /// Buffers a delete.
     pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
         self.batch.delete(table, key);
+    }
+}
+
+/// The writes of a group so far, and where the latest write of each key is in them.
+#[derive(Default)]
+struct GroupView {
+    batch: Batch,
+    latest: HashMap<(Table, Vec<u8>), usize>,
+}
+
+impl GroupView {
+    fn extend(&mut self, batch: Batch) {
+        let start = self.batch.ops().len();
+        for (i, op) in batch.ops().iter().enumerate() {
+            let key = match op {
+                Op::Put(t, k, _) | Op::Delete(t, k) => (*t, k.clone()),
+            };
+            self.latest.insert(key, start + i);
+        }
+        self.batch.extend(batch);
     }
 }
 
@@ -168,8 +191,7 @@ fn run<W: WriterState>(
     mut state: W,
 ) {
     let mut pending: Vec<Completion> = Vec::new();
-    let mut group_batch = Batch::new();
-    let mut group_view: HashMap<(Table, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+    let mut group = GroupView::default();
     while let Some(first) = rx.blocking_recv() {
         let group_start = state.clone();
         let mut next = Some(first);
@@ -181,7 +203,7 @@ fn run<W: WriterState>(
             let before = state.clone();
             let mut txn = Txn {
                 store: store.as_ref(),
-                group: &group_view,
+                group: &group,
                 batch: Batch::new(),
                 state: &mut state,
             };
@@ -203,13 +225,7 @@ fn run<W: WriterState>(
                 state = before;
             }
             if let Some(c) = completion {
-                for op in batch.ops() {
-                    match op {
-                        Op::Put(t, k, v) => group_view.insert((*t, k.clone()), Some(v.clone())),
-                        Op::Delete(t, k) => group_view.insert((*t, k.clone()), None),
-                    };
-                }
-                group_batch.extend(batch);
+                group.extend(batch);
                 pending.push(c);
             }
             taken += 1;
@@ -220,10 +236,10 @@ fn run<W: WriterState>(
         if pending.is_empty() {
             continue;
         }
-        let written = if group_batch.is_empty() {
+        let written = if group.batch.is_empty() {
             Ok(())
         } else {
-            store.write(&group_batch, true)
+            store.write(&group.batch, true)
         };
         let failed = written.is_err();
         if let Err(e) = &written {
@@ -239,7 +255,7 @@ fn run<W: WriterState>(
             }
             tracing::trace!(
                 operations = pending.len(),
-                changes = group_batch.ops().len(),
+                changes = group.batch.ops().len(),
                 "group committed"
             );
         }
@@ -260,7 +276,6 @@ fn run<W: WriterState>(
             }
             return;
         }
-        group_batch = Batch::new();
-        group_view.clear();
+        group = GroupView::default();
     }
 }
