@@ -201,6 +201,10 @@ pub struct RawLog {
 pub struct RawStorage {
     /// RocksDB block cache in MiB.
     pub block_cache_mb: Option<usize>,
+    /// RocksDB memtables of all tables together, in MiB.
+    pub memtable_mb: Option<usize>,
+    /// Write-ahead log kept on disk, in MiB.
+    pub max_wal_mb: Option<u64>,
     /// Most operations per group commit.
     pub max_group: Option<usize>,
 }
@@ -335,6 +339,20 @@ impl RawConfig {
             return Err(invalid(
                 "storage.block_cache_mb",
                 "between 8 and 65536".into(),
+            ));
+        }
+        let memtable_mb = self.storage.memtable_mb.unwrap_or(256);
+        if !(16..=65536).contains(&memtable_mb) {
+            return Err(invalid(
+                "storage.memtable_mb",
+                "between 16 and 65536".into(),
+            ));
+        }
+        let max_wal_mb = self.storage.max_wal_mb.unwrap_or(1024);
+        if !(64..=1 << 20).contains(&max_wal_mb) {
+            return Err(invalid(
+                "storage.max_wal_mb",
+                "between 64 and 1048576".into(),
             ));
         }
         let log_origin = self
@@ -537,6 +555,8 @@ impl RawConfig {
             registry: RegistryOptions {
                 rocks: RocksOptions {
                     block_cache_bytes: block_cache_mb << 20,
+                    memtable_bytes: memtable_mb << 20,
+                    max_wal_bytes: max_wal_mb << 20,
                     ..RocksOptions::default()
                 },
                 sequencer: SequencerOptions {
@@ -575,6 +595,11 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.registry.rocks.memtable_bytes, 256 << 20);
+        assert_eq!(c.registry.rocks.max_wal_bytes, 1024 << 20);
+        let small = RawConfig::parse("[storage]\nmemtable_mb = 8\n").unwrap();
+        let e = small.validate(Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("storage.memtable_mb"), "{e}");
     }
 
     #[test]

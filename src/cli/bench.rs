@@ -26,6 +26,8 @@ pub enum Workload {
     VerifyDoc,
     /// One issue, three checks by ID and one by document, in turn.
     Mixed,
+    /// IssueLicences: `--count` licences through one bulk stream (as `certseal licence import`).
+    Import,
     /// No server: the same sign + encode + batched durable put in a tight loop, in process.
     Baseline,
 }
@@ -33,7 +35,7 @@ pub enum Workload {
 /// `certseal bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// issue, verify-id, verify-doc, mixed or baseline.
+    /// issue, verify-id, verify-doc, mixed, import or baseline.
     pub workload: Workload,
     /// Calls in flight.
     #[arg(long, default_value_t = 64)]
@@ -51,6 +53,9 @@ pub struct BenchArgs {
     /// report gives the service as a ratio of a baseline measured in the same run.
     #[arg(long, default_value_t = 5)]
     pub baseline_seconds: u64,
+    /// Licences the import workload streams (default: a city's 150,329).
+    #[arg(long, default_value_t = 150_329)]
+    pub count: u64,
 }
 
 /// The in-process baseline: what issuing costs without gRPC, validation or indexes. One
@@ -363,7 +368,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let run_id: String = run_id.iter().map(|b| format!("{b:02x}")).collect();
     // Licences to check, for the verify workloads.
     let mut targets = Vec::new();
-    if a.workload != Workload::Issue {
+    if !matches!(a.workload, Workload::Issue | Workload::Import) {
         let mut l = LicenceServiceClient::new(channel.clone());
         for n in 0..64 {
             let r = l
@@ -373,6 +378,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 .into_inner();
             targets.push((r.licence_id, r.document));
         }
+    }
+    if a.workload == Workload::Import {
+        return import(&a, channel, &seal, &run_id, group).await;
     }
     let targets = Arc::new(targets);
     let seal = Arc::new(seal);
@@ -443,7 +451,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                         .await
                         .is_ok_and(|r| r.get_ref().indication() == pb::Indication::TotalPassed)
                     }
-                    Workload::Mixed | Workload::Baseline => unreachable!("resolved above"),
+                    Workload::Mixed | Workload::Baseline | Workload::Import => {
+                        unreachable!("resolved above")
+                    }
                 };
                 if ok {
                     lat.push(t0.elapsed());
@@ -511,6 +521,84 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(p) = a.report {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The bulk workload: `count` licences through one IssueLicences stream, as fast as the server
+/// takes them; the time runs from the first item sent to the last result.
+async fn import(
+    a: &BenchArgs,
+    channel: Channel,
+    seal: &str,
+    run_id: &str,
+    group: usize,
+) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::IssueLicencesItem>(1024);
+    let (count, seal_c, run_c) = (a.count, seal.to_owned(), run_id.to_owned());
+    let started = Instant::now();
+    let feeder = tokio::spawn(async move {
+        for n in 0..count {
+            let item = pb::IssueLicencesItem {
+                r#ref: n.to_string(),
+                licence: Some(issue_request(&seal_c, &run_c, n)),
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut results = LicenceServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .issue_licences(as_actor(
+            DEPT,
+            "issuer",
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    while let Some(r) = results.message().await.map_err(explain)? {
+        match r.outcome {
+            Some(pb::issue_licences_result::Outcome::LicenceId(_)) => ok += 1,
+            _ => errors += 1,
+        }
+    }
+    feeder.await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_second = ok as f64 / elapsed;
+    println!(
+        "Import: {ok} licences in {elapsed:.1} s = {per_second:.0}/s through one IssueLicences stream; {errors} errors"
+    );
+    let base = if a.baseline_seconds > 0 {
+        let seconds = a.baseline_seconds;
+        let (n, secs) = tokio::task::spawn_blocking(move || baseline(seconds, group)).await??;
+        let b = n as f64 / secs;
+        println!(
+            "In-process baseline (sign + encode + durable put, groups of {group}): {b:.0}/s; the service ran at {:.2} × baseline",
+            per_second / b
+        );
+        Some(b)
+    } else {
+        None
+    };
+    if let Some(p) = &a.report {
+        let report = json!({
+            "workload": "Import",
+            "count": a.count,
+            "seconds": elapsed,
+            "ok": ok,
+            "errors": errors,
+            "per_second": per_second,
+            "baseline_per_second": base,
+            "ratio_to_baseline": base.map(|b| per_second / b),
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if errors > 0 {
+        bail!("{errors} of {} items failed", a.count);
     }
     Ok(())
 }

@@ -16,6 +16,11 @@ pub struct RocksOptions {
     pub block_cache_bytes: usize,
     /// Background flush and compaction threads.
     pub background_jobs: i32,
+    /// Memtables of all tables together; past it the largest is flushed.
+    pub memtable_bytes: usize,
+    /// Write-ahead log kept on disk; past it the tables that hold the oldest log file are
+    /// flushed so it can go. Without it, one rarely written table keeps every log file alive.
+    pub max_wal_bytes: u64,
 }
 
 impl Default for RocksOptions {
@@ -23,6 +28,8 @@ impl Default for RocksOptions {
         Self {
             block_cache_bytes: 256 << 20,
             background_jobs: 2,
+            memtable_bytes: 256 << 20,
+            max_wal_bytes: 1 << 30,
         }
     }
 }
@@ -67,6 +74,8 @@ impl RocksStore {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(opts.background_jobs);
         db_opts.set_keep_log_file_num(10);
+        db_opts.set_db_write_buffer_size(opts.memtable_bytes);
+        db_opts.set_max_total_wal_size(opts.max_wal_bytes);
         let cfs = Table::ALL
             .iter()
             .map(|t| ColumnFamilyDescriptor::new(t.name(), cf_opts()));
