@@ -598,7 +598,10 @@ mod tests {
         assert_eq!(c.registry.rocks.memtable_bytes, 256 << 20);
         assert_eq!(c.registry.rocks.max_wal_bytes, 1024 << 20);
         let small = RawConfig::parse("[storage]\nmemtable_mb = 8\n").unwrap();
-        let e = small.validate(Overrides::default()).unwrap_err().to_string();
+        let e = small
+            .validate(Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("storage.memtable_mb"), "{e}");
     }
 

@@ -64,6 +64,7 @@ pub(crate) fn put_cached(
     key: impl Into<Vec<u8>>,
     value: impl Into<Vec<u8>>,
 ) {
+    // The seals-by-key-ID index is written only with its seal, which marks the epoch.
     debug_assert!(matches!(
         table,
         Table::Seals | Table::Departments | Table::Policies
@@ -222,17 +223,20 @@ impl RecordCache {
         })
     }
 
-    /// The seals a document's key ID may name; `load` reads and checks them.
+    /// The seals a document's key ID may name; `load` reads and checks them. A failed read
+    /// is not kept, nor is an empty answer: key IDs come from outside, and unknown ones must
+    /// not crowd out the real ones.
     pub(crate) fn seal_candidates(
         &self,
         stamp: &Stamp,
         kid: &[u8],
-        load: impl FnOnce() -> Vec<SealCandidate>,
-    ) -> Arc<Vec<SealCandidate>> {
-        self.candidates
-            .get_or_load(&self.epoch, stamp, &kid.to_vec(), || Ok(Some(load())))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        load: impl FnOnce() -> Result<Vec<SealCandidate>, RegistryError>,
+    ) -> Result<Arc<Vec<SealCandidate>>, RegistryError> {
+        let found = self
+            .candidates
+            .get_or_load(&self.epoch, stamp, &kid.to_vec(), || {
+                Ok(Some(load()?).filter(|v| !v.is_empty()))
+            })?;
+        Ok(found.unwrap_or_default())
     }
 }

@@ -342,6 +342,14 @@ impl Registry {
                 )));
             }
         }
+        // The latest status too, not only the status now: after the clock steps back, a
+        // change can be dated later than `now`, and the writer may skip its own re-check.
+        if seal.status() != SealStatus::Active {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "seal {seal_id} is {}; only an active seal can sign",
+                seal.status().as_str()
+            )));
+        }
         let (cert_start, cert_end) = record.cert_validity.ok_or_else(|| {
             RegistryError::FailedPrecondition(format!("seal {seal_id} has no certificate"))
         })?;
@@ -406,7 +414,7 @@ impl Registry {
                     actor.department
                 ))
             })?;
-        if issuer.status == DepartmentStatus::Deactivated {
+        if issuer.status != DepartmentStatus::Active {
             return Err(RegistryError::FailedPrecondition(format!(
                 "department {} is deactivated",
                 actor.department

@@ -120,23 +120,27 @@ impl Registry {
     /// The seals whose certificate has `kid`, from memory while no seal changes: checking a
     /// chain costs a signature verification.
     fn seal_candidates(&self, stamp: &Stamp, kid: &[u8]) -> Vec<SealCandidate> {
-        let candidates = self
+        match self
             .records
-            .seal_candidates(stamp, kid, || self.load_seal_candidates(kid));
-        (*candidates).clone()
+            .seal_candidates(stamp, kid, || self.load_seal_candidates(kid))
+        {
+            Ok(candidates) => (*candidates).clone(),
+            Err(e) => {
+                // This check finds no seal; nothing is kept, so the next one reads again.
+                tracing::error!(error = %e, "cannot read the seals of a key ID during a check");
+                Vec::new()
+            }
+        }
     }
 
-    fn load_seal_candidates(&self, kid: &[u8]) -> Vec<SealCandidate> {
+    fn load_seal_candidates(&self, kid: &[u8]) -> Result<Vec<SealCandidate>, RegistryError> {
         let snap = self.store.as_ref();
-        let Ok(page) = snap.scan(Table::SealsByKid, kid, None, 16, Direction::Forward) else {
-            return Vec::new();
-        };
+        let page = snap.scan(Table::SealsByKid, kid, None, 16, Direction::Forward)?;
         let mut out = Vec::new();
         for (k, _) in page.items {
-            let Ok(id) = <[u8; 16]>::try_from(&k[kid.len()..]) else {
-                continue;
-            };
-            let Ok(Some(seal)) = load_seal(snap, &SealId::from_bytes(id)) else {
+            let id = <[u8; 16]>::try_from(&k[kid.len()..])
+                .map_err(|_| RegistryError::Corrupt("seal key ID index key".into()))?;
+            let Some(seal) = load_seal(snap, &SealId::from_bytes(id))? else {
                 continue;
             };
             let Some(cert) = seal.certificate else {
@@ -161,7 +165,7 @@ impl Registry {
                     .collect(),
             });
         }
-        out
+        Ok(out)
     }
 
     /// Checks that the caller may check licences at all: the verifier role, or the issuer
