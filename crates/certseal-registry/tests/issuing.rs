@@ -5,34 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod common;
+
 use certseal_core::seal::SealAction;
 use certseal_core::template::{
     FieldSpec, FieldType, TemplateCategory, TemplateContent, Visibility,
 };
-use certseal_core::{Actor, HolderKind, Role, SealAlgorithm, SealType};
+use certseal_core::{HolderKind, Role};
 use certseal_log::Entry;
-use certseal_registry::{
-    CertificateRequest, IssueRequest, NewSeal, Registry, RegistryError, RegistryOptions,
-};
+use certseal_registry::{IssueRequest, Registry, RegistryError, RegistryOptions};
 use certseal_store::{Direction, Read, RocksOptions, RocksStore, Table};
-
-const ADMIN: &str = "11100000000013338W";
-
-fn actor(dept: &str, role: Role) -> Actor {
-    Actor {
-        department: dept.parse().unwrap(),
-        role,
-    }
-}
-
-fn code(n: u32) -> String {
-    let body = format!("1235020000{n:07}");
-    "0123456789ABCDEFGHJKLMNPQRTUWXY"
-        .chars()
-        .map(|c| format!("{body}{c}"))
-        .find(|s| s.parse::<certseal_core::CreditCode>().is_ok())
-        .unwrap()
-}
+use common::{ADMIN, actor, code, new_seal};
 
 /// A department with a published type and an active seal.
 async fn issuer(r: &Registry, n: u32) -> (String, String, String) {
@@ -63,20 +46,7 @@ async fn issuer(r: &Registry, n: u32) -> (String, String, String) {
         .unwrap();
     r.publish_template(&admin, &type_code, 1).await.unwrap();
     let seal = r
-        .register_seal(
-            &admin,
-            NewSeal {
-                department: dept.clone(),
-                name: "行政审批专用章".into(),
-                seal_type: SealType::SpecialPurpose,
-                image: b"\x89PNG\r\n\x1a\nimage".to_vec(),
-                algorithm: SealAlgorithm::Ed25519,
-                not_before: None,
-                not_after: None,
-                national_code: String::new(),
-                certificate: CertificateRequest::SealCa,
-            },
-        )
+        .register_seal(&admin, new_seal(&dept))
         .await
         .unwrap()
         .seal

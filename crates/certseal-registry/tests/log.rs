@@ -2,25 +2,11 @@
 
 use std::path::Path;
 
-use certseal_core::{Actor, Role};
+mod common;
+
 use certseal_registry::{Registry, RegistryError, RegistryOptions};
 use certseal_store::{Batch, Direction, KvStore, Read, RocksOptions, RocksStore, Table};
-
-fn admin() -> Actor {
-    Actor {
-        department: "11100000000013338W".parse().unwrap(),
-        role: Role::Admin,
-    }
-}
-
-fn code(n: u32) -> String {
-    let body = format!("1235020000{n:07}");
-    "0123456789ABCDEFGHJKLMNPQRTUWXY"
-        .chars()
-        .map(|c| format!("{body}{c}"))
-        .find(|s| s.parse::<certseal_core::CreditCode>().is_ok())
-        .unwrap()
-}
+use common::{admin, code};
 
 async fn write(dir: &Path, from: u32, n: u32) -> Registry {
     let r = Registry::open(dir, &RegistryOptions::default()).unwrap();

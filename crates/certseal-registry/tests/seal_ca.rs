@@ -1,18 +1,12 @@
 //! The seal CA taken in from the configuration, and the registry-level seal rules that the
 //! gRPC tests do not reach.
 
-use certseal_core::{Actor, Role, SealAlgorithm, SealType, Timestamp};
-use certseal_crypto::x509;
-use certseal_registry::{
-    CertificateRequest, ConfiguredCa, NewSeal, Registry, RegistryError, RegistryOptions,
-};
+mod common;
 
-fn admin() -> Actor {
-    Actor {
-        department: "11100000000013338W".parse().unwrap(),
-        role: Role::Admin,
-    }
-}
+use certseal_core::Timestamp;
+use certseal_crypto::x509;
+use certseal_registry::{ConfiguredCa, Registry, RegistryError, RegistryOptions};
+use common::{admin, new_seal};
 
 fn configured(name: &str) -> ConfiguredCa {
     let key = x509::generate_key(x509::KeyAlgorithm::EcdsaP256).unwrap();
@@ -20,20 +14,6 @@ fn configured(name: &str) -> ConfiguredCa {
     ConfiguredCa {
         cert: x509::create_ca(name, &key.pkcs8, now - 60, now + 10 * 365 * 86400).unwrap(),
         pkcs8: key.pkcs8,
-    }
-}
-
-fn seal(dept: &str) -> NewSeal {
-    NewSeal {
-        department: dept.into(),
-        name: "行政审批专用章".into(),
-        seal_type: SealType::SpecialPurpose,
-        image: b"\x89PNG\r\n\x1a\nimage".to_vec(),
-        algorithm: SealAlgorithm::Ed25519,
-        not_before: None,
-        not_after: None,
-        national_code: String::new(),
-        certificate: CertificateRequest::SealCa,
     }
 }
 
@@ -61,7 +41,7 @@ async fn a_configured_seal_ca_is_taken_in_once_and_issues_seal_certificates() {
     r.register_department(&admin(), &dept, "某局", "350200")
         .await
         .unwrap();
-    let view = r.register_seal(&admin(), seal(&dept)).await.unwrap();
+    let view = r.register_seal(&admin(), new_seal(&dept)).await.unwrap();
     let der = view.seal.certificate.unwrap();
     x509::check_issued_by(&der, &ca.cert.der, Timestamp::now().0 / 1000).unwrap();
     // The trust-list key is certified by the same CA.
