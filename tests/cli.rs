@@ -151,3 +151,52 @@ required = true
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as-department"));
 }
+
+/// The load generator runs every service workload against a server it starts itself and
+/// reports figures a reader can compare: counts, latencies, and the ratio to its baseline.
+#[test]
+fn the_load_generator_reports_each_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    for (workload, extra, baseline) in [
+        (
+            "issue",
+            &["--duration", "1", "--baseline-seconds", "1"][..],
+            true,
+        ),
+        (
+            "mixed",
+            &["--duration", "1", "--baseline-seconds", "0"][..],
+            false,
+        ),
+        (
+            "import",
+            &["--count", "300", "--baseline-seconds", "1"][..],
+            true,
+        ),
+    ] {
+        let report = dir.path().join(format!("{workload}.json"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(["bench", workload, "--concurrency", "4", "--report"])
+            .arg(&report)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{workload}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(r["errors"], 0, "{workload}: {r}");
+        assert!(r["ok"].as_u64().unwrap() > 0, "{workload}: {r}");
+        assert!(r["per_second"].as_f64().unwrap() > 0.0, "{workload}: {r}");
+        if workload == "import" {
+            assert_eq!(r["ok"], 300, "every licence of the stream is issued");
+        } else {
+            assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        if baseline {
+            assert!(r["ratio_to_baseline"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+}
