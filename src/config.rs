@@ -183,6 +183,8 @@ pub struct RawServer {
     pub dev_auth: Option<bool>,
     /// Largest request message in bytes.
     pub max_message_bytes: Option<usize>,
+    /// Address of the Prometheus endpoint (`/metrics`); none: off.
+    pub metrics_listen: Option<String>,
 }
 
 /// `[log]` section.
@@ -220,6 +222,8 @@ pub struct Overrides {
     pub dev_auth: bool,
     /// `--log-format` / `CERTSEAL_LOG_FORMAT`
     pub log_format: Option<String>,
+    /// `--metrics-listen` / `CERTSEAL_METRICS_LISTEN`
+    pub metrics_listen: Option<String>,
 }
 
 /// Log output format.
@@ -236,6 +240,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the Prometheus endpoint, if any.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data folder.
     pub data_dir: PathBuf,
     /// Whether identity is read from request metadata.
@@ -314,6 +320,15 @@ impl RawConfig {
                 format!("'{listen_text}' is not HOST:PORT with an IP address"),
             )
         })?;
+        let metrics_listen = match o.metrics_listen.or(self.server.metrics_listen.clone()) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "server.metrics_listen",
+                    format!("'{text}' is not HOST:PORT with an IP address"),
+                )
+            })?),
+        };
         let max_message_bytes = self
             .server
             .max_message_bytes
@@ -544,6 +559,7 @@ impl RawConfig {
         };
         Ok(Config {
             listen,
+            metrics_listen,
             data_dir: o
                 .data_dir
                 .or(self.server.data_dir)
@@ -673,6 +689,7 @@ mod tests {
                 data_dir: Some("/b".into()),
                 dev_auth: true,
                 log_format: Some("json".into()),
+                metrics_listen: None,
             })
             .unwrap();
         assert_eq!(c.listen.port(), 2);

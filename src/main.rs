@@ -46,6 +46,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         dev_auth: args.dev_auth,
         log_format: args.log_format,
+        metrics_listen: args.metrics_listen,
     })?;
     init_logging(&config);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -97,6 +97,14 @@ pub fn serve_on(
             "the sharing policy is NOT enforced (development mode): roles are taken as claimed and every department may issue and read every type"
         );
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new(Arc::downgrade(&registry)));
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::bind(addr, metrics.clone())
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let ctx = Context {
         registry: registry.clone(),
         auth,
@@ -169,7 +177,9 @@ pub fn serve_on(
                     .client_auth_optional(true),
             )?;
         }
+        let metrics_task = metrics_server.map(tokio::spawn);
         let result = builder
+            .layer(crate::metrics::RpcMetricsLayer(metrics))
             // Unary calls end in time; dead peers are found; no connection takes everything.
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -191,6 +201,9 @@ pub fn serve_on(
                 tracing::info!("shutting down: finishing calls in flight");
             })
             .await;
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
         // Connection tasks may still hold service clones for a moment after the server returns.
         // Once ours is the last reference, dropping it drains the sequencer (every queued write
         // is synced) and closes the store, releasing its lock for the next server.

@@ -94,6 +94,7 @@ fn config(
         data_dir: Some(dir.join("data")),
         dev_auth,
         log_format: None,
+        metrics_listen: None,
     })
 }
 

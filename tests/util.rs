@@ -66,6 +66,7 @@ pub async fn start_in(data_dir: &Path, dev_auth: bool) -> RunningServer {
             data_dir: Some(data_dir.to_owned()),
             dev_auth,
             log_format: None,
+            metrics_listen: None,
         })
         .unwrap();
     server::start(&config).await.unwrap()
@@ -274,6 +275,7 @@ pub async fn start_with_config(data_dir: &Path, toml: &str) -> RunningServer {
             data_dir: Some(data_dir.to_owned()),
             dev_auth: true,
             log_format: None,
+            metrics_listen: None,
         })
         .unwrap();
     server::start(&config).await.unwrap()

@@ -568,6 +568,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "CERTSEAL_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, env = "CERTSEAL_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Options every client subcommand takes.

@@ -47,6 +47,8 @@ pub struct AuditWriter {
     latest: Latest,
     /// Marked by operations that change cached records, settled here after each group.
     pub(crate) records: Arc<crate::cache::Epoch>,
+    /// When the latest checkpoint was signed (ms), for its age in the metrics.
+    pub(crate) signed_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -71,7 +73,11 @@ impl WriterState for AuditWriter {
             return;
         }
         match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
-            Ok(cp) => *self.latest.write().expect("lock") = cp,
+            Ok(cp) => {
+                *self.latest.write().expect("lock") = cp;
+                self.signed_at
+                    .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
         }
     }
@@ -273,6 +279,7 @@ pub(crate) fn open_log(
             origin: origin.into(),
             latest: latest.clone(),
             records,
+            signed_at: Arc::new(std::sync::atomic::AtomicI64::new(Timestamp::now().0)),
         },
         latest,
         verifier_key,

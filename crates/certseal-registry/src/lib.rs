@@ -120,6 +120,23 @@ impl Default for RegistryOptions {
     }
 }
 
+/// Figures for monitoring, read at each scrape.
+#[derive(Debug, Clone)]
+pub struct OperationalStats {
+    /// Entries covered by the latest signed checkpoint.
+    pub log_size: u64,
+    /// Milliseconds since the latest checkpoint was signed (or the registry opened).
+    pub checkpoint_age_ms: i64,
+    /// Group commits so far.
+    pub groups: certseal_store::SequencerStats,
+    /// The store's own figures (name, value), summed over tables.
+    pub store: Vec<(&'static str, u64)>,
+    /// Licences issued since the registry opened.
+    pub licences_issued: u64,
+    /// Checks since the registry opened, by indication.
+    pub checks: [(&'static str, u64); 3],
+}
+
 /// The registry over one store.
 #[derive(Debug)]
 pub struct Registry {
@@ -143,6 +160,10 @@ pub struct Registry {
     published: std::sync::Mutex<templates::PublishedTemplates>,
     records: cache::RecordCache,
     signing: signing::SigningPool,
+    checkpoint_signed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Licences issued, and checks by indication (passed, failed, indeterminate).
+    issued: std::sync::atomic::AtomicU64,
+    checks: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl Registry {
@@ -182,6 +203,7 @@ impl Registry {
         )?;
         let client_ca = access::open_client_ca(store.as_ref(), &kek, &opts.log_origin)?;
         let serials = licences::SerialAllocator::new(log.writer.last_time());
+        let checkpoint_signed_at = log.writer.signed_at.clone();
         let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
         Ok(Self {
             store,
@@ -202,7 +224,36 @@ impl Registry {
             published: Default::default(),
             records,
             signing: signing::SigningPool::new(),
+            checkpoint_signed_at,
+            issued: Default::default(),
+            checks: Default::default(),
         })
+    }
+
+    /// What operators watch: the log's size, the latest checkpoint's age, group commits and
+    /// the store's own figures.
+    pub fn operational_stats(&self) -> OperationalStats {
+        let signed = self
+            .checkpoint_signed_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        OperationalStats {
+            log_size: self.latest.read().expect("lock").checkpoint.size,
+            checkpoint_age_ms: (Timestamp::now().0 - signed).max(0),
+            groups: self.sequencer.stats(),
+            store: self.store.properties(),
+            licences_issued: self.issued.load(std::sync::atomic::Ordering::Relaxed),
+            checks: [
+                certseal_core::Indication::TotalPassed,
+                certseal_core::Indication::TotalFailed,
+                certseal_core::Indication::Indeterminate,
+            ]
+            .map(|i| {
+                (
+                    i.as_str(),
+                    self.checks[i as usize].load(std::sync::atomic::Ordering::Relaxed),
+                )
+            }),
+        }
     }
 
     /// Checks that the store answers; used by the health service.

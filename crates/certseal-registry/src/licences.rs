@@ -659,7 +659,11 @@ impl Registry {
                 })
                 .await?;
             match outcome {
-                Issued::New => return Ok(self.view(prepared)),
+                Issued::New => {
+                    self.issued
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(self.view(prepared));
+                }
                 // A concurrent request with the same key won: answer as a retry would.
                 Issued::Replay(stored) => {
                     return self

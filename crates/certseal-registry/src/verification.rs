@@ -345,6 +345,7 @@ impl Registry {
                 Ok(index)
             })
             .await?;
+        self.checks[outcome.indication as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Verification {
             indication: outcome.indication,
             sub: outcome.sub,

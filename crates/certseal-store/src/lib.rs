@@ -15,7 +15,7 @@ pub mod testing;
 use std::fmt;
 
 pub use rocks::{RocksOptions, RocksStore};
-pub use sequencer::{Sequencer, SequencerOptions, Txn, WriterState};
+pub use sequencer::{Sequencer, SequencerOptions, SequencerStats, Txn, WriterState};
 
 /// A kind of record; each is its own column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -241,4 +241,9 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
 
     /// Writes all of `batch` or none of it.
     fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError>;
+
+    /// Figures for monitoring (name, value); none by default.
+    fn properties(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

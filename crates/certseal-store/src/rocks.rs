@@ -215,6 +215,42 @@ impl KvStore for RocksStore {
         wo.set_sync(durable);
         self.db.write_opt(wb, &wo).map_err(from_rocks)
     }
+
+    fn properties(&self) -> Vec<(&'static str, u64)> {
+        const SUMMED: [(&str, &str); 5] = [
+            ("estimated_keys", "rocksdb.estimate-num-keys"),
+            ("sst_bytes", "rocksdb.total-sst-files-size"),
+            ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+            (
+                "pending_compaction_bytes",
+                "rocksdb.estimate-pending-compaction-bytes",
+            ),
+            ("running_compactions", "rocksdb.num-running-compactions"),
+        ];
+        let mut out: Vec<(&'static str, u64)> = SUMMED
+            .iter()
+            .map(|(name, property)| {
+                let total = Table::ALL
+                    .iter()
+                    .filter_map(|t| {
+                        self.db
+                            .property_int_value_cf(self.cf(*t), *property)
+                            .ok()
+                            .flatten()
+                    })
+                    .sum();
+                (*name, total)
+            })
+            .collect();
+        // The block cache is shared: any table reports all of it.
+        if let Ok(Some(v)) = self
+            .db
+            .property_int_value_cf(self.cf(Table::Meta), "rocksdb.block-cache-usage")
+        {
+            out.push(("block_cache_bytes", v));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

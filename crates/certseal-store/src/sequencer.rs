@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
@@ -112,10 +113,29 @@ impl GroupView {
     }
 }
 
+/// Group commits so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SequencerStats {
+    /// Groups written (one WAL sync each).
+    pub groups: u64,
+    /// Operations acknowledged in them.
+    pub operations: u64,
+    /// Operations in the latest group.
+    pub last_group: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    groups: AtomicU64,
+    operations: AtomicU64,
+    last_group: AtomicU64,
+}
+
 /// Handle to the writer thread. Dropping it drains the queue and stops the thread.
 pub struct Sequencer<W: WriterState = ()> {
     queue: Option<mpsc::Sender<Job<W>>>,
     writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
 }
 
 impl<W: WriterState> std::fmt::Debug for Sequencer<W> {
@@ -138,13 +158,25 @@ impl<W: WriterState> Sequencer<W> {
     pub fn with_state(store: Arc<dyn KvStore>, opts: SequencerOptions, state: W) -> Self {
         let (queue, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_group = opts.max_group.max(1);
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
         let writer = std::thread::Builder::new()
             .name("certseal-sequencer".into())
-            .spawn(move || run(store, rx, max_group, state))
+            .spawn(move || run(store, rx, max_group, state, &c))
             .expect("spawning the sequencer thread");
         Self {
             queue: Some(queue),
             writer: Some(writer),
+            counters,
+        }
+    }
+
+    /// Group commits so far.
+    pub fn stats(&self) -> SequencerStats {
+        SequencerStats {
+            groups: self.counters.groups.load(Ordering::Relaxed),
+            operations: self.counters.operations.load(Ordering::Relaxed),
+            last_group: self.counters.last_group.load(Ordering::Relaxed),
         }
     }
 
@@ -189,6 +221,7 @@ fn run<W: WriterState>(
     mut rx: mpsc::Receiver<Job<W>>,
     max_group: usize,
     mut state: W,
+    counters: &Counters,
 ) {
     let mut pending: Vec<Completion> = Vec::new();
     let mut group = GroupView::default();
@@ -253,6 +286,13 @@ fn run<W: WriterState>(
             if hook.is_err() {
                 tracing::error!("the post-commit hook panicked");
             }
+            counters.groups.fetch_add(1, Ordering::Relaxed);
+            counters
+                .operations
+                .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            counters
+                .last_group
+                .store(pending.len() as u64, Ordering::Relaxed);
             tracing::trace!(
                 operations = pending.len(),
                 changes = group.batch.ops().len(),

@@ -1,0 +1,288 @@
+//! Prometheus metrics on their own port (`[server] metrics_listen`, off unless set): calls and
+//! their latency per RPC and status code, licences issued and checks by result, and, read at
+//! each scrape, the log's size, the latest checkpoint's age, group commits and RocksDB's figures.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry as MetricRegistry;
+
+use certseal_registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+type LatencyFamily = Family<MethodLabel, Histogram, fn() -> Histogram>;
+
+/// The service's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: MetricRegistry,
+    calls: Family<RpcLabels, Counter>,
+    latency: LatencyFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+impl Metrics {
+    /// Metrics of a server over `registry` (held weakly: metrics never keep the store open).
+    pub fn new(registry: Weak<Registry>) -> Self {
+        let mut r = MetricRegistry::with_prefix("certseal");
+        let calls = Family::<RpcLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        r.register(
+            "rpc_requests",
+            "gRPC calls by method and status code",
+            calls.clone(),
+        );
+        r.register(
+            "rpc_duration_seconds",
+            "gRPC call latency until the response headers, by method",
+            latency.clone(),
+        );
+        r.register_collector(Box::new(StateCollector(registry)));
+        Self {
+            registry: r,
+            calls,
+            latency,
+        }
+    }
+
+    fn rpc(&self, method: &str, code: tonic::Code, seconds: f64) {
+        // Unknown methods are one label: paths come from outside.
+        let method = if code == tonic::Code::Unimplemented {
+            "unknown".to_owned()
+        } else {
+            method.to_owned()
+        };
+        let code = match code {
+            tonic::Code::Ok => "OK".to_owned(),
+            other => format!("{other:?}"),
+        };
+        self.calls
+            .get_or_create(&RpcLabels {
+                method: method.clone(),
+                code,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabel { method })
+            .observe(seconds);
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+/// Figures read from the registry at each scrape.
+#[derive(Debug)]
+struct StateCollector(Weak<Registry>);
+
+fn gauge<N: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(registry) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let s = registry.operational_stats();
+        let e = &mut encoder;
+        gauge(
+            e,
+            "log_size",
+            "Entries covered by the latest signed checkpoint",
+            s.log_size as i64,
+        )?;
+        gauge(
+            e,
+            "checkpoint_age_seconds",
+            "Seconds since the latest checkpoint was signed",
+            s.checkpoint_age_ms as f64 / 1000.0,
+        )?;
+        counter(
+            e,
+            "group_commits",
+            "Group commits (one WAL sync each)",
+            s.groups.groups,
+        )?;
+        counter(
+            e,
+            "group_commit_operations",
+            "Operations acknowledged by group commits (divided by group_commits: the mean group size)",
+            s.groups.operations,
+        )?;
+        gauge(
+            e,
+            "group_commit_last_size",
+            "Operations in the latest group commit",
+            s.groups.last_group as i64,
+        )?;
+        counter(
+            e,
+            "licences_issued",
+            "Licences issued, one by one or in bulk",
+            s.licences_issued,
+        )?;
+        let checks = ConstCounter::new(0u64);
+        let mut family = e.encode_descriptor(
+            "verifications",
+            "Checks by result, each with a logged receipt",
+            None,
+            checks.metric_type(),
+        )?;
+        for (result, n) in s.checks {
+            let labels = ResultLabel {
+                result: result.to_owned(),
+            };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        for (name, value) in s.store {
+            gauge(
+                e,
+                &format!("rocksdb_{name}"),
+                "RocksDB, summed over the registry's tables",
+                value as i64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Records every call's method, status code and latency.
+#[derive(Debug, Clone)]
+pub struct RpcMetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service [`RpcMetricsLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            // An error is in the headers (trailers-only); a call that answers carries its
+            // status in the trailers, and counts as OK here.
+            let code = match &res {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from),
+                Err(_) => tonic::Code::Internal,
+            };
+            metrics.rpc(&method, code, started.elapsed().as_secs_f64());
+            res
+        })
+    }
+}
+
+/// Binds `addr` now (so a taken port fails the start), and serves `/metrics` there while the
+/// returned future runs. Call within the runtime.
+pub fn bind(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    tracing::info!(%addr, "metrics at /metrics");
+    Ok(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    })
+}

@@ -1,0 +1,135 @@
+use std::io::{Read, Write};
+
+use certseal::pb;
+use certseal::pb::licence_service_client::LicenceServiceClient;
+use certseal::pb::verification_service_client::VerificationServiceClient;
+
+use crate::licences::{issuer, request};
+use crate::util::*;
+
+fn scrape(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the first series starting with `prefix`.
+fn value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no series {prefix} in\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_calls_issues_checks_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = ChildServer::spawn_with(&dir.path().join("data"), &["--metrics-listen", &metrics]);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let channel = connect(server.addr).await;
+    let mut l = LicenceServiceClient::new(channel.clone());
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let r = l
+            .issue_licence(as_actor(&i.dept, "issuer", request(&i, &format!("m{n}"))))
+            .await
+            .unwrap();
+        ids.push(r.into_inner().licence_id);
+    }
+    // A refused call: its code is counted.
+    l.get_licence(as_actor(
+        &i.dept,
+        "issuer",
+        pb::GetLicenceRequest {
+            licence_id: "not an id".into(),
+        },
+    ))
+    .await
+    .unwrap_err();
+    let mut v = VerificationServiceClient::new(channel);
+    for id in &ids[..2] {
+        v.verify_licence(as_actor(
+            &i.dept,
+            "issuer",
+            pb::VerifyLicenceRequest {
+                licence_id: id.clone(),
+                purpose: Some(pb::Purpose {
+                    code: "ADMIN_APPROVAL".into(),
+                    text: "metrics".into(),
+                }),
+                at: None,
+            },
+        ))
+        .await
+        .unwrap();
+    }
+
+    let text = scrape(&metrics);
+    let issue = "/certseal.v1.LicenceService/IssueLicence";
+    assert_eq!(
+        value(
+            &text,
+            &format!("certseal_rpc_requests_total{{method=\"{issue}\",code=\"OK\"}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "certseal_rpc_requests_total{method=\"/certseal.v1.LicenceService/GetLicence\",code=\"InvalidArgument\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("certseal_rpc_duration_seconds_count{{method=\"{issue}\"}}")
+        ),
+        3.0
+    );
+    assert!(
+        text.contains(&format!(
+            "certseal_rpc_duration_seconds_bucket{{le=\"+Inf\",method=\"{issue}\"}} 3"
+        )),
+        "{text}"
+    );
+    assert_eq!(value(&text, "certseal_licences_issued_total"), 3.0);
+    assert_eq!(
+        value(
+            &text,
+            "certseal_verifications_total{result=\"TOTAL_PASSED\"}"
+        ),
+        2.0
+    );
+    // Department, template (draft, publish), seal (register, activate), 3 issues, 2 receipts.
+    assert!(value(&text, "certseal_log_size") >= 10.0, "{text}");
+    assert!(value(&text, "certseal_checkpoint_age_seconds") < 60.0);
+    let groups = value(&text, "certseal_group_commits_total");
+    assert!(groups >= 1.0 && value(&text, "certseal_group_commit_operations_total") >= groups);
+    assert!(
+        value(&text, "certseal_rocksdb_memtable_bytes") > 0.0,
+        "{text}"
+    );
+    assert!(text.contains("certseal_rocksdb_sst_bytes"), "{text}");
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+}
