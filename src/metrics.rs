@@ -197,7 +197,10 @@ impl Collector for StateCollector {
     }
 }
 
-/// Records every call's method, status code and latency.
+/// The server's version, on every response's headers (`certseal status` shows it).
+pub const VERSION_HEADER: &str = "x-certseal-version";
+
+/// Records every call's method, status code and latency, and stamps the server's version.
 #[derive(Debug, Clone)]
 pub struct RpcMetricsLayer(pub Arc<Metrics>);
 
@@ -250,7 +253,13 @@ where
                 Err(_) => tonic::Code::Internal,
             };
             metrics.rpc(&method, code, started.elapsed().as_secs_f64());
-            res
+            res.map(|mut r| {
+                r.headers_mut().insert(
+                    VERSION_HEADER,
+                    http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+                );
+                r
+            })
         })
     }
 }

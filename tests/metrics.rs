@@ -133,3 +133,43 @@ async fn the_metrics_endpoint_counts_calls_issues_checks_and_the_log() {
         "OpenMetrics text ends with # EOF"
     );
 }
+
+#[tokio::test]
+async fn status_shows_health_version_and_the_latest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(&dir.path().join("data"));
+    issuer(server.addr, 2, pb::SealAlgorithm::Ed25519).await;
+    let status = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(["status", "--server", &server.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = status(&[
+        "--as-department",
+        ADMIN_DEPT,
+        "--as-role",
+        "auditor",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serving"], true);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // Department, template draft and publication, seal registration and activation.
+    assert_eq!(v["log_size"], 5, "{v}");
+    assert!(v["checkpoint"].as_str().unwrap().contains("\n5\n"), "{v}");
+    // Without an identity: healthy, but the checkpoint is not for it.
+    let out = status(&[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("SERVING") && text.contains("not readable (Unauthenticated"),
+        "{text}"
+    );
+}

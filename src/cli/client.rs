@@ -131,6 +131,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Licence(c) => super::licence::run(c).await,
         Command::Verify(args) => super::verify::offline(args),
         Command::Bench(args) => super::bench::run(args).await,
+        Command::Status(args) => status(args).await,
         Command::Statuslist(c) => super::verify::statuslist(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),
@@ -346,5 +347,66 @@ async fn template(c: TemplateCommand) -> anyhow::Result<()> {
         }
     };
     print_one(&output::template(&t.map_err(explain)?.into_inner()), json);
+    Ok(())
+}
+
+/// `certseal status`: the health service (no identity needed), the server's version from the
+/// response headers, and the latest checkpoint if the caller may read it.
+async fn status(args: ClientArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let cl = Client::connect(&args).await?;
+    let health = tonic_health::pb::health_client::HealthClient::new(cl.channel())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(explain)?;
+    let round_trip_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let version = health
+        .metadata()
+        .get(crate::metrics::VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned();
+    let serving = health.into_inner().status()
+        == tonic_health::pb::health_check_response::ServingStatus::Serving;
+    let checkpoint = cl
+        .audit()
+        .get_latest_checkpoint(cl.request(pb::GetLatestCheckpointRequest {})?)
+        .await;
+    if args.json {
+        let mut v = serde_json::json!({
+            "serving": serving,
+            "version": version,
+            "round_trip_ms": round_trip_ms,
+        });
+        match &checkpoint {
+            Ok(c) => {
+                let c = c.get_ref();
+                v["log_size"] = c.size.into();
+                v["checkpoint"] = c.note.clone().into();
+            }
+            Err(e) => v["checkpoint_error"] = format!("{:?}: {}", e.code(), e.message()).into(),
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "health:     {}",
+            if serving { "SERVING" } else { "NOT SERVING" }
+        );
+        println!("version:    {version}");
+        println!("round trip: {round_trip_ms:.1} ms");
+        match &checkpoint {
+            Ok(c) => {
+                let c = c.get_ref();
+                println!("log size:   {}", c.size);
+                print!("checkpoint:\n{}", c.note);
+            }
+            Err(e) => println!("checkpoint: not readable ({:?}: {})", e.code(), e.message()),
+        }
+    }
+    if !serving {
+        bail!("the server is not serving");
+    }
     Ok(())
 }

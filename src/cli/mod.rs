@@ -57,6 +57,8 @@ pub enum Command {
     /// The signed status list of revoked, suspended and superseded licences.
     #[command(subcommand)]
     Statuslist(StatuslistCommand),
+    /// Health, version, log size and latest checkpoint of a running server.
+    Status(ClientArgs),
     /// Load generator: issue or verify against a running server, or one it starts.
     Bench(bench::BenchArgs),
     /// Key custody (offline, with the server stopped).
