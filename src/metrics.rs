@@ -295,3 +295,78 @@ pub fn bind(
         }
     })
 }
+
+/// The header that names a call in the server's log: the caller's if it sends a usable one,
+/// otherwise one the server makes; the response carries it back.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Runs every call in a `call` span with its request ID and method, so each log line of the
+/// call carries them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestId { inner }
+    }
+}
+
+/// The service [`RequestIdLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct RequestId<S> {
+    inner: S,
+}
+
+fn request_id(given: Option<&http::HeaderValue>) -> String {
+    // A caller's ID goes into logs: only short, plain ones are taken.
+    given
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            let _ = certseal_crypto::random(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        })
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RequestId<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let id = request_id(req.headers().get(REQUEST_ID_HEADER));
+        let span = tracing::info_span!("call", request_id = %id, method = %req.uri().path());
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(
+            async move {
+                fut.await.map(|mut r| {
+                    if let Ok(v) = http::HeaderValue::from_str(&id) {
+                        r.headers_mut().insert(REQUEST_ID_HEADER, v);
+                    }
+                    r
+                })
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -173,3 +173,38 @@ async fn status_shows_health_version_and_the_latest_checkpoint() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn every_call_has_a_request_id_in_the_log_and_the_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    let i = issuer(server.addr, 3, pb::SealAlgorithm::Ed25519).await;
+    let mut l = LicenceServiceClient::new(connect(server.addr).await);
+    let mut req = as_actor(&i.dept, "issuer", request(&i, "rid"));
+    req.metadata_mut()
+        .insert("x-request-id", "case-2026-0042".parse().unwrap());
+    let r = l.issue_licence(req).await.unwrap();
+    assert_eq!(r.metadata().get("x-request-id").unwrap(), "case-2026-0042");
+    let id = r.into_inner().licence_id;
+    // Without one, or with one unfit for a log line, the server makes one.
+    for given in [None, Some("two words\tand a tab")] {
+        let mut req = as_actor(&i.dept, "issuer", request(&i, "rid"));
+        if let Some(g) = given {
+            req.metadata_mut()
+                .insert("x-request-id", g.parse().unwrap());
+        }
+        let r = l.issue_licence(req).await.unwrap();
+        let made = r.metadata().get("x-request-id").unwrap().to_str().unwrap();
+        assert!(
+            made.len() == 16 && made.chars().all(|c| c.is_ascii_hexdigit()),
+            "{made}"
+        );
+    }
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request_id=case-2026-0042") && l.contains(&id)),
+        "{log}"
+    );
+}

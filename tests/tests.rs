@@ -37,5 +37,5 @@ mod flood;
 // Durability: concurrent issuers, a bulk import and an export, each cut by kill -9 at a random
 // moment; every acknowledged licence is there byte for byte with its entry, nothing is half there.
 mod crash;
-// Operations: the Prometheus endpoint after some traffic; `certseal status`.
+// Operations: the Prometheus endpoint after some traffic; `certseal status`; request IDs.
 mod metrics;
