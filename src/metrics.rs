@@ -200,28 +200,52 @@ impl Collector for StateCollector {
 /// The server's version, on every response's headers (`certseal status` shows it).
 pub const VERSION_HEADER: &str = "x-certseal-version";
 
-/// Records every call's method, status code and latency, and stamps the server's version.
-#[derive(Debug, Clone)]
-pub struct RpcMetricsLayer(pub Arc<Metrics>);
+/// The header that names a call in the server's log: the caller's if it sends a usable one,
+/// otherwise one the server makes; the response carries it back.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
+/// Around every call: a `call` span with its request ID and method (so each log line of the
+/// call carries them), its status code and latency in the metrics, and the request ID and
+/// server version on the response.
+#[derive(Debug, Clone)]
+pub struct CallLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for CallLayer {
+    type Service = Call<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics {
+        Call {
             inner,
             metrics: self.0.clone(),
         }
     }
 }
 
-/// The service [`RpcMetricsLayer`] wraps.
+/// The service [`CallLayer`] wraps.
 #[derive(Debug, Clone)]
-pub struct RpcMetrics<S> {
+pub struct Call<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
 
-impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+fn request_id(given: Option<&http::HeaderValue>) -> String {
+    // A caller's ID goes into logs: only short, plain ones are taken.
+    given
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            let _ = certseal_crypto::random(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        })
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Call<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
@@ -235,32 +259,45 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let id = request_id(req.headers().get(REQUEST_ID_HEADER));
         let method = req.uri().path().to_owned();
+        let span = tracing::info_span!("call", request_id = %id, method = %method);
         let metrics = self.metrics.clone();
         let started = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            // An error is in the headers (trailers-only); a call that answers carries its
-            // status in the trailers, and counts as OK here.
-            let code = match &res {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from),
-                Err(_) => tonic::Code::Internal,
-            };
-            metrics.rpc(&method, code, started.elapsed().as_secs_f64());
-            res.map(|mut r| {
-                r.headers_mut().insert(
-                    VERSION_HEADER,
-                    http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-                );
-                r
-            })
-        })
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(
+            async move {
+                let res = fut.await;
+                // An error is in the headers (trailers-only); a call that answers carries its
+                // status in the trailers, and counts as OK here.
+                let code = match &res {
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from),
+                    Err(_) => tonic::Code::Internal,
+                };
+                metrics.rpc(&method, code, started.elapsed().as_secs_f64());
+                res.map(|mut r| {
+                    let headers = r.headers_mut();
+                    headers.insert(
+                        VERSION_HEADER,
+                        http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+                    );
+                    if let Ok(v) = http::HeaderValue::from_str(&id) {
+                        headers.insert(REQUEST_ID_HEADER, v);
+                    }
+                    r
+                })
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -294,79 +331,4 @@ pub fn bind(
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     })
-}
-
-/// The header that names a call in the server's log: the caller's if it sends a usable one,
-/// otherwise one the server makes; the response carries it back.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Runs every call in a `call` span with its request ID and method, so each log line of the
-/// call carries them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdLayer;
-
-impl<S> tower::Layer<S> for RequestIdLayer {
-    type Service = RequestId<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestId { inner }
-    }
-}
-
-/// The service [`RequestIdLayer`] wraps.
-#[derive(Debug, Clone)]
-pub struct RequestId<S> {
-    inner: S,
-}
-
-fn request_id(given: Option<&http::HeaderValue>) -> String {
-    // A caller's ID goes into logs: only short, plain ones are taken.
-    given
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let mut b = [0u8; 8];
-            let _ = certseal_crypto::random(&mut b);
-            b.iter().map(|x| format!("{x:02x}")).collect()
-        })
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for RequestId<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        use tracing::Instrument;
-        let id = request_id(req.headers().get(REQUEST_ID_HEADER));
-        let span = tracing::info_span!("call", request_id = %id, method = %req.uri().path());
-        let fut = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
-        Box::pin(
-            async move {
-                fut.await.map(|mut r| {
-                    if let Ok(v) = http::HeaderValue::from_str(&id) {
-                        r.headers_mut().insert(REQUEST_ID_HEADER, v);
-                    }
-                    r
-                })
-            }
-            .instrument(span),
-        )
-    }
 }

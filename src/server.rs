@@ -179,8 +179,7 @@ pub fn serve_on(
         }
         let metrics_task = metrics_server.map(tokio::spawn);
         let result = builder
-            .layer(crate::metrics::RpcMetricsLayer(metrics))
-            .layer(crate::metrics::RequestIdLayer)
+            .layer(crate::metrics::CallLayer(metrics))
             // Unary calls end in time; dead peers are found; no connection takes everything.
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
