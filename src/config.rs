@@ -40,6 +40,26 @@ pub struct RawConfig {
     pub tls: RawTls,
     /// `[policy]`
     pub policy: RawPolicy,
+    /// `[public_page]`
+    pub public_page: RawPublicPage,
+}
+
+/// `[public_page]` section: the citizens' verification page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPublicPage {
+    /// Address to serve the page on; none: off.
+    pub listen: Option<String>,
+    /// The department whose name the page's checks are recorded in (default: the bootstrap
+    /// admin department).
+    pub department: Option<String>,
+    /// The page's public address, e.g. `https://verify.example.gov.cn`, for the QR code on a
+    /// printed page (default: the address the browser used).
+    pub base_url: Option<String>,
+    /// Checks one client address may make per minute.
+    pub checks_per_minute: Option<u32>,
+    /// Checks in progress at once, over all clients.
+    pub concurrency: Option<usize>,
 }
 
 /// `[policy]` section.
@@ -224,6 +244,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `--metrics-listen` / `CERTSEAL_METRICS_LISTEN`
     pub metrics_listen: Option<String>,
+    /// `--public-listen` / `CERTSEAL_PUBLIC_LISTEN`
+    pub public_listen: Option<String>,
 }
 
 /// Log output format.
@@ -242,6 +264,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// The public verification page, if it is served.
+    pub public_page: Option<PublicPageConfig>,
     /// Data folder.
     pub data_dir: PathBuf,
     /// Whether identity is read from request metadata.
@@ -258,6 +282,21 @@ pub struct Config {
     pub limits: Limits,
     /// Mutual TLS, when configured.
     pub tls: Option<TlsFiles>,
+}
+
+/// The public verification page's settings.
+#[derive(Debug, Clone)]
+pub struct PublicPageConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The department its checks are recorded in.
+    pub department: certseal_core::CreditCode,
+    /// Its public address, without a trailing slash.
+    pub base_url: Option<String>,
+    /// Checks per client address per minute.
+    pub checks_per_minute: u32,
+    /// Checks in progress at once.
+    pub concurrency: usize,
 }
 
 /// A configuration problem, naming the key.
@@ -484,6 +523,85 @@ impl RawConfig {
                     .map_err(|e| invalid("policy.admin_department", e.0))
             })
             .transpose()?;
+        let public_page = match o.public_listen.or(self.public_page.listen.clone()) {
+            None => None,
+            Some(text) => {
+                let p = &self.public_page;
+                let listen = text.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "public_page.listen",
+                        format!("'{text}' is not HOST:PORT with an IP address"),
+                    )
+                })?;
+                let department = match (&p.department, &admin_department) {
+                    (Some(c), _) => c
+                        .parse::<certseal_core::CreditCode>()
+                        .map_err(|e| invalid("public_page.department", e.0))?,
+                    (None, Some(a)) => a.clone(),
+                    (None, None) => {
+                        return Err(invalid(
+                            "public_page.department",
+                            "the page records its checks in a department's name: set it, or [policy] admin_department".into(),
+                        ));
+                    }
+                };
+                if !purposes
+                    .iter()
+                    .any(|c| c == certseal_registry::PUBLIC_PAGE_PURPOSE)
+                {
+                    return Err(invalid(
+                        "verification.purposes",
+                        format!(
+                            "the public page records its checks with purpose {}: list it",
+                            certseal_registry::PUBLIC_PAGE_PURPOSE
+                        ),
+                    ));
+                }
+                let base_url = match &p.base_url {
+                    None => None,
+                    Some(u)
+                        if (u.starts_with("https://") || u.starts_with("http://"))
+                            && !u.contains(char::is_whitespace)
+                            && u.len() <= 200 =>
+                    {
+                        Some(u.trim_end_matches('/').to_owned())
+                    }
+                    Some(_) => {
+                        return Err(invalid(
+                            "public_page.base_url",
+                            "an http:// or https:// address of at most 200 characters".into(),
+                        ));
+                    }
+                };
+                let checks_per_minute = match p.checks_per_minute {
+                    None => 60,
+                    Some(n) if (1..=100_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "public_page.checks_per_minute",
+                            "between 1 and 100000".into(),
+                        ));
+                    }
+                };
+                let concurrency = match p.concurrency {
+                    None => 64,
+                    Some(n) if (1..=4096).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "public_page.concurrency",
+                            "between 1 and 4096".into(),
+                        ));
+                    }
+                };
+                Some(PublicPageConfig {
+                    listen,
+                    department,
+                    base_url,
+                    checks_per_minute,
+                    concurrency,
+                })
+            }
+        };
         let d = Limits::default();
         let max_licence_fields = match self.limits.max_licence_fields {
             None => certseal_registry::MAX_FIELDS,
@@ -560,6 +678,7 @@ impl RawConfig {
         Ok(Config {
             listen,
             metrics_listen,
+            public_page,
             data_dir: o
                 .data_dir
                 .or(self.server.data_dir)
@@ -690,6 +809,7 @@ mod tests {
                 dev_auth: true,
                 log_format: Some("json".into()),
                 metrics_listen: None,
+                public_listen: None,
             })
             .unwrap();
         assert_eq!(c.listen.port(), 2);

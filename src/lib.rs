@@ -7,6 +7,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod public_page;
+pub mod qr_image;
 pub mod server;
 pub mod status;
 

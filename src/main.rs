@@ -47,6 +47,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dev_auth: args.dev_auth,
         log_format: args.log_format,
         metrics_listen: args.metrics_listen,
+        public_listen: args.public_listen,
     })?;
     init_logging(&config);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -105,6 +105,13 @@ pub fn serve_on(
         ),
         None => None,
     };
+    let public_page = match &config.public_page {
+        Some(p) => Some(
+            crate::public_page::bind(p.clone(), Arc::downgrade(&registry))
+                .with_context(|| format!("cannot serve the public page on {}", p.listen))?,
+        ),
+        None => None,
+    };
     let ctx = Context {
         registry: registry.clone(),
         auth,
@@ -178,6 +185,7 @@ pub fn serve_on(
             )?;
         }
         let metrics_task = metrics_server.map(tokio::spawn);
+        let public_task = public_page.map(tokio::spawn);
         let result = builder
             .layer(crate::metrics::CallLayer(metrics))
             // Unary calls end in time; dead peers are found; no connection takes everything.
@@ -201,7 +209,7 @@ pub fn serve_on(
                 tracing::info!("shutting down: finishing calls in flight");
             })
             .await;
-        if let Some(t) = metrics_task {
+        for t in [metrics_task, public_task].into_iter().flatten() {
             t.abort();
         }
         // Connection tasks may still hold service clones for a moment after the server returns.

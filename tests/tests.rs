@@ -39,3 +39,7 @@ mod flood;
 mod crash;
 // Operations: the Prometheus endpoint after some traffic; `certseal status`; request IDs.
 mod metrics;
+// The public verification page, in headless Chromium.
+mod public_page;
+// examples/python against a real server.
+mod python_example;

@@ -95,6 +95,7 @@ fn config(
         dev_auth,
         log_format: None,
         metrics_listen: None,
+        public_listen: None,
     })
 }
 

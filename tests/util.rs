@@ -67,6 +67,7 @@ pub async fn start_in(data_dir: &Path, dev_auth: bool) -> RunningServer {
             dev_auth,
             log_format: None,
             metrics_listen: None,
+            public_listen: None,
         })
         .unwrap();
     server::start(&config).await.unwrap()
@@ -276,6 +277,7 @@ pub async fn start_with_config(data_dir: &Path, toml: &str) -> RunningServer {
             dev_auth: true,
             log_format: None,
             metrics_listen: None,
+            public_listen: None,
         })
         .unwrap();
     server::start(&config).await.unwrap()
@@ -298,9 +300,23 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// A small valid-looking PNG (the registry checks the signature and the size).
+/// A small PNG seal image: a red ring with a star-like centre; `seed` shifts the colour, so
+/// each seed is another image.
 pub fn png(seed: u8) -> Vec<u8> {
-    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
-    b.extend((0..200u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
-    b
+    let side = 96u32;
+    let c = side as f64 / 2.0;
+    let img = image::RgbaImage::from_fn(side, side, |x, y| {
+        let r = ((x as f64 - c).powi(2) + (y as f64 - c).powi(2)).sqrt();
+        let ink =
+            (38.0..44.0).contains(&r) || r < 9.0 || (r < 30.0 && (x as i32 - y as i32).abs() < 2);
+        if ink {
+            image::Rgba([200, seed.wrapping_mul(7), 30, 255])
+        } else {
+            image::Rgba([0, 0, 0, 0])
+        }
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
 }

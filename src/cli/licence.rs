@@ -150,14 +150,28 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             }
             l
         }
-        L::Qr { licence_id, .. } => {
+        L::Qr {
+            licence_id, png, ..
+        } => {
             let l = cl
                 .licences()
                 .get_licence(cl.request(pb::GetLicenceRequest { licence_id })?)
                 .await
                 .map_err(explain)?
                 .into_inner();
-            println!("{}", l.qr);
+            match png {
+                None => println!("{}", l.qr),
+                Some(path) => {
+                    let image = crate::qr_image::png(&l.qr)?;
+                    super::files::write(&path, &image)?;
+                    eprintln!(
+                        "wrote {} ({} bytes): the QR code of {} characters",
+                        path.display(),
+                        image.len(),
+                        l.qr.len()
+                    );
+                }
+            }
             return Ok(());
         }
         L::List {

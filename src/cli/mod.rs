@@ -411,10 +411,15 @@ pub enum LicenceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Print a licence's QR string (CS1:…).
+    /// Print a licence's QR string (CS1:…), or draw its QR code as a PNG.
     Qr {
         /// Licence ID.
         licence_id: String,
+        /// Write the QR code here as a PNG image (4 pixels per module, with its quiet zone)
+        /// instead of printing the string. It holds the whole document, personal fields
+        /// included: hand it to the holder, not to the public.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -573,6 +578,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, env = "CERTSEAL_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Serve the public verification page at http://HOST:PORT/ [default: off; see
+    /// [public_page] in the config].
+    #[arg(long, env = "CERTSEAL_PUBLIC_LISTEN")]
+    pub public_listen: Option<String>,
 }
 
 /// Options every client subcommand takes.

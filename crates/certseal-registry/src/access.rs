@@ -54,6 +54,8 @@ pub(crate) enum Reading<'a> {
     Unenforced,
     /// Granted: the public fields and those the grant names.
     Granted(&'a ReadGrant),
+    /// The public verification page: the public fields.
+    Public,
 }
 
 impl Access {
@@ -105,7 +107,7 @@ impl Reading<'_> {
     /// Whether a field that is not public is shown.
     pub fn shows(&self, field: &str) -> bool {
         match self {
-            Reading::Unenforced => false,
+            Reading::Unenforced | Reading::Public => false,
             Reading::Granted(g) => g.fields.shows(field),
         }
     }
@@ -113,7 +115,7 @@ impl Reading<'_> {
     /// Whether a check may state `purpose_code`.
     pub fn allows_purpose(&self, purpose_code: &str) -> bool {
         match self {
-            Reading::Unenforced => true,
+            Reading::Unenforced | Reading::Public => true,
             Reading::Granted(g) => g.allows_purpose(purpose_code),
         }
     }

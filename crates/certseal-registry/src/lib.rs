@@ -17,6 +17,7 @@ mod departments;
 mod error;
 mod licences;
 mod paging;
+mod public;
 mod seal_ca;
 mod seals;
 mod signing;
@@ -44,6 +45,7 @@ pub use licences::{
     ReissueRequest,
 };
 pub use paging::{PageRequest, Paged};
+pub use public::{PUBLIC_PAGE_PURPOSE, PublicField, PublicSeal, PublicView, mask_id, mask_name};
 pub use seal_ca::ConfiguredCa;
 pub use seals::{
     CertificateRequest, NewSeal, SealFilter, SealUsabilityAnswer, SealView, SignedTrustList,

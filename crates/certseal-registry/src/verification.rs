@@ -36,6 +36,15 @@ pub const DEFAULT_PURPOSES: [&str; 6] = [
     "PUBLIC_PAGE",
 ];
 
+/// Who runs a check, which decides what it may see.
+#[derive(Debug)]
+pub(crate) enum Checker {
+    /// A department, with what the sharing policy lets it read.
+    Department(Access),
+    /// The public verification page: public fields only.
+    Public,
+}
+
 /// What is checked: a licence ID, or a document (COSE bytes or a `CS1:` string).
 #[derive(Debug, Clone)]
 pub enum Subject {
@@ -228,6 +237,27 @@ impl Registry {
         at: Option<Timestamp>,
     ) -> Result<Verification, RegistryError> {
         let access = self.authorize_checker(actor)?;
+        self.record_check(
+            actor,
+            Checker::Department(access),
+            subject,
+            purpose_code,
+            purpose_text,
+            at,
+        )
+        .await
+    }
+
+    /// Runs a check and records its receipt, as `actor`; `checker` says what it may see.
+    pub(crate) async fn record_check(
+        &self,
+        actor: &Actor,
+        checker: Checker,
+        subject: Subject,
+        purpose_code: &str,
+        purpose_text: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Verification, RegistryError> {
         let purpose = Purpose::new(purpose_code, purpose_text, &self.purposes)
             .map_err(RegistryError::InvalidArgument)?;
         let now = Timestamp::now();
@@ -254,16 +284,17 @@ impl Registry {
         }
         let visible_fields = match &outcome.claims {
             Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
-                let reading = if c.issuer == actor.department {
-                    None
-                } else {
-                    // Refused before any receipt is written: a denial leaves no trace but the log line.
-                    let action = "checking a licence";
-                    let r = access
-                        .reading(&c.type_code)
-                        .map_err(|reason| self.deny(actor, action, reason))?;
-                    if !r.allows_purpose(&purpose.code) {
-                        return Err(self.deny(
+                let reading = match &checker {
+                    Checker::Public => Some(Reading::Public),
+                    Checker::Department(_) if c.issuer == actor.department => None,
+                    Checker::Department(access) => {
+                        // Refused before any receipt is written: a denial leaves no trace but the log line.
+                        let action = "checking a licence";
+                        let r = access
+                            .reading(&c.type_code)
+                            .map_err(|reason| self.deny(actor, action, reason))?;
+                        if !r.allows_purpose(&purpose.code) {
+                            return Err(self.deny(
                             actor,
                             action,
                             format!(
@@ -271,8 +302,9 @@ impl Registry {
                                 actor.department, c.type_code, purpose.code
                             ),
                         ));
+                        }
+                        Some(r)
                     }
-                    Some(r)
                 };
                 if reading.is_some()
                     && let Some(l) = licence.as_mut()

@@ -1,0 +1,179 @@
+//! What the public verification page shows: a check by anyone holding a licence ID or its QR
+//! code, recorded like any check (purpose `PUBLIC_PAGE`, in the name of the department that
+//! runs the page), showing only what the template marks public.
+
+use certseal_core::{Actor, CreditCode, FieldValue, HolderKind, ImageFormat, Role};
+
+use crate::verification::Checker;
+use crate::{Registry, RegistryError, Subject, TemplateSelector, Verification};
+
+/// The purpose code every view of the public page is recorded with.
+pub const PUBLIC_PAGE_PURPOSE: &str = "PUBLIC_PAGE";
+
+/// One field of the licence as the public sees it.
+#[derive(Debug, Clone)]
+pub struct PublicField {
+    /// The template's label.
+    pub label: String,
+    /// The value; `None` for a personal field, which is not shown.
+    pub value: Option<String>,
+}
+
+/// The seal that signed the licence.
+#[derive(Debug, Clone)]
+pub struct PublicSeal {
+    /// Its name.
+    pub name: String,
+    /// Its image.
+    pub image: Vec<u8>,
+    /// PNG or SVG.
+    pub format: ImageFormat,
+}
+
+/// A recorded check with what the page shows of the licence.
+#[derive(Debug, Clone)]
+pub struct PublicView {
+    /// The check and its receipt.
+    pub verification: Verification,
+    /// The licence type's name.
+    pub type_name: Option<String>,
+    /// The issuing department's name.
+    pub issuer_name: Option<String>,
+    /// The holder, masked when a person.
+    pub holder: Option<(String, String)>,
+    /// Every field of the template, in its order; personal ones without their value.
+    pub fields: Vec<PublicField>,
+    /// The signing seal.
+    pub seal: Option<PublicSeal>,
+}
+
+/// A person's name with all but its first character hidden: 张三丰 → 张**.
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => std::iter::once(first).chain(chars.map(|_| '*')).collect(),
+        None => String::new(),
+    }
+}
+
+/// An identifier with only its first 3 and last 2 characters shown.
+pub fn mask_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < 3 || i >= chars.len() - 2 {
+                *c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
+fn text(v: &FieldValue) -> String {
+    match v {
+        FieldValue::Text(t) => t.clone(),
+        FieldValue::Integer(i) => i.to_string(),
+        FieldValue::Boolean(true) => "是 yes".to_owned(),
+        FieldValue::Boolean(false) => "否 no".to_owned(),
+    }
+}
+
+impl Registry {
+    /// Checks a licence for the public page at this moment and records the receipt in the name
+    /// of `page_department` (role verifier, purpose `PUBLIC_PAGE`). Needs no caller identity:
+    /// what it returns is what the template marks public.
+    pub async fn public_check(
+        &self,
+        page_department: &CreditCode,
+        subject: Subject,
+    ) -> Result<PublicView, RegistryError> {
+        let actor = Actor {
+            department: page_department.clone(),
+            role: Role::Verifier,
+        };
+        let verification = self
+            .record_check(
+                &actor,
+                Checker::Public,
+                subject,
+                PUBLIC_PAGE_PURPOSE,
+                "public verification page",
+                None,
+            )
+            .await?;
+        let mut view = PublicView {
+            verification,
+            type_name: None,
+            issuer_name: None,
+            holder: None,
+            fields: Vec::new(),
+            seal: None,
+        };
+        let Some(claims) = view.verification.claims.clone() else {
+            return Ok(view);
+        };
+        // What follows only decorates the result: a record that cannot be read leaves its part
+        // of the page empty rather than hiding the result.
+        view.holder = Some(match claims.holder.kind {
+            HolderKind::Person => (mask_name(&claims.holder.name), mask_id(&claims.holder.id)),
+            HolderKind::Organisation => (claims.holder.name.clone(), claims.holder.id.clone()),
+        });
+        let stamp = self.records.stamp();
+        if let Ok(Some(d)) = self
+            .records
+            .department(self.store.as_ref(), &stamp, &claims.issuer)
+        {
+            view.issuer_name = Some(d.name.clone());
+        }
+        if let Ok(t) = self.read_template(
+            &claims.type_code,
+            TemplateSelector::Version(claims.template_version),
+        ) {
+            view.type_name = Some(t.content.name.clone());
+            view.fields = t
+                .content
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    let shown = view.verification.visible_fields.get(&f.name);
+                    let present = claims.fields.contains_key(&f.name);
+                    present.then(|| PublicField {
+                        label: f.label.clone(),
+                        value: shown.map(text),
+                    })
+                })
+                .collect();
+        }
+        if let Ok(Some(s)) = self.records.seal(self.store.as_ref(), &stamp, &claims.seal)
+            && let Ok(Some(image)) = self
+                .store
+                .get(certseal_store::Table::SealImages, &s.seal.image_digest)
+        {
+            view.seal = Some(PublicSeal {
+                name: s.seal.name.clone(),
+                image,
+                format: s.seal.image_format,
+            });
+        }
+        Ok(view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_only_the_edges() {
+        assert_eq!(mask_name("张三丰"), "张**");
+        assert_eq!(mask_name("李"), "李");
+        assert_eq!(mask_id("35020319900101123X"), "350*************3X");
+        assert_eq!(mask_id("1234"), "****");
+    }
+}

@@ -1,0 +1,378 @@
+//! The public verification page, opened in headless Chromium (`tests/browser/render.sh`) for a
+//! valid, a revoked and an unknown licence, with a screenshot of each in the test output
+//! folder; then the paste and upload forms, bad input, and the per-client budget over HTTP.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use certseal::pb;
+use certseal::pb::licence_service_client::LicenceServiceClient;
+use certseal::pb::verification_service_client::VerificationServiceClient;
+
+use crate::licences::{PERSON, issuer, request};
+use crate::util::*;
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Where the screenshots go: `CERTSEAL_TEST_OUTPUT`, else the target's test folder.
+fn output_dir() -> PathBuf {
+    let dir = std::env::var_os("CERTSEAL_TEST_OUTPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).to_owned())
+        .join("public-page");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Renders `url` in Chromium; returns the rendered document, leaving `name`.png beside it.
+fn browse(url: &str, name: &str) -> String {
+    let out = output_dir().join(name);
+    let status = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/render.sh"
+        ))
+        .arg(url)
+        .arg(&out)
+        .status()
+        .expect("bash and Debian's chromium (scripts/ensure-deps --test installs it)");
+    assert!(
+        status.success(),
+        "chromium failed on {url}: {}",
+        std::fs::read_to_string(out.with_extension("chromium.log")).unwrap_or_default()
+    );
+    let png = std::fs::read(out.with_extension("png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{name}.png is a real screenshot"
+    );
+    eprintln!("screenshot: {}", out.with_extension("png").display());
+    std::fs::read_to_string(out.with_extension("html")).unwrap()
+}
+
+/// One HTTP/1.1 exchange; returns the status code and the body.
+fn http(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// POST /check with one multipart field.
+fn post_field(addr: &str, field: &str, filename: Option<&str>, value: &[u8]) -> (u16, String) {
+    let boundary = "certsealboundary7MA4YWxkTrZu0gW";
+    let disposition = match filename {
+        Some(f) => {
+            format!("form-data; name=\"{field}\"; filename=\"{f}\"\r\nContent-Type: image/png")
+        }
+        None => format!("form-data; name=\"{field}\""),
+    };
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n").into_bytes();
+    body.extend_from_slice(value);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = format!(
+        "POST /check HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    http(addr, &req)
+}
+
+/// The text of the element with this id (its first text run), from a rendered document.
+fn element<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element #{id} in\n{html}"));
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find('<').unwrap() + open;
+    &rest[open..close]
+}
+
+async fn log_size(addr: std::net::SocketAddr) -> u64 {
+    certseal::pb::audit_service_client::AuditServiceClient::new(connect(addr).await)
+        .get_latest_checkpoint(admin(pb::GetLatestCheckpointRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .size
+}
+
+fn start(dir: &Path, checks_per_minute: u32) -> (ChildServer, String) {
+    let page = free_addr();
+    let config = dir.join("certseal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[public_page]\nlisten = \"{page}\"\ndepartment = \"{ADMIN_DEPT}\"\nchecks_per_minute = {checks_per_minute}\n"
+        ),
+    )
+    .unwrap();
+    let server =
+        ChildServer::spawn_with(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&page).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, page)
+}
+
+#[tokio::test]
+async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, page) = start(dir.path(), 1000);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let channel = connect(server.addr).await;
+    let mut l = LicenceServiceClient::new(channel.clone());
+    let mut ids = Vec::new();
+    for key in ["valid", "revoked"] {
+        let r = l
+            .issue_licence(as_actor(&i.dept, "issuer", request(&i, key)))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(r.licence_id);
+    }
+    l.revoke_licence(as_actor(
+        &i.dept,
+        "issuer",
+        pb::RevokeLicenceRequest {
+            licence_id: ids[1].clone(),
+            reason: pb::LicenceRevocationReason::Withdrawn as i32,
+            note: "经营者申请注销".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let type_code: certseal_core::TypeCode = i.type_code.parse().unwrap();
+    let unknown =
+        certseal_core::LicenceId::new(&type_code, &i.dept.parse().unwrap(), "ZZZZZZZZZZZZ", 1)
+            .unwrap()
+            .to_string();
+    let before = log_size(server.addr).await;
+
+    // Valid: the verdict, the type, the issuer, the seal, the public fields; nothing personal.
+    let html = browse(&format!("http://{page}/v/{}", ids[0]), "valid");
+    assert_eq!(element(&html, "verdict"), "有效 Valid");
+    assert_eq!(element(&html, "type-name"), "食品经营许可证");
+    assert_eq!(element(&html, "licence-id"), ids[0]);
+    assert!(
+        element(&html, "issuer").contains("厦门市市场监督管理局"),
+        "{html}"
+    );
+    assert_eq!(
+        element(&html, "seal-name"),
+        "厦门市市场监督管理局行政审批专用章"
+    );
+    assert!(
+        html.contains("src=\"data:image/png;base64,"),
+        "the seal image is shown"
+    );
+    assert!(
+        html.contains("张三小吃店"),
+        "a public field's value is shown"
+    );
+    assert!(
+        html.contains("不予公开 not shown (personal)"),
+        "a personal field is masked"
+    );
+    assert!(!html.contains(PERSON), "the personal ID appears nowhere");
+    assert!(
+        !html.contains("张三<") && element(&html, "holder").starts_with("张*"),
+        "the holder's name is masked"
+    );
+    assert!(
+        html.contains("<svg"),
+        "the printable page carries a QR code back to it"
+    );
+    assert!(element(&html, "status").contains("active"));
+
+    // Revoked: not valid, and why.
+    let html = browse(&format!("http://{page}/v/{}", ids[1]), "revoked");
+    assert_eq!(element(&html, "verdict"), "无效 Not valid");
+    assert!(element(&html, "why").contains("revoked"), "{html}");
+    assert!(element(&html, "status").contains("revoked"));
+    assert!(
+        !html.contains("经营者申请注销"),
+        "the issuer's note is its own business"
+    );
+
+    // Unknown: said plainly, with no licence card.
+    let html = browse(&format!("http://{page}/v/{unknown}"), "unknown");
+    assert_eq!(element(&html, "verdict"), "无效 Not valid");
+    assert!(element(&html, "why").contains("no such licence"), "{html}");
+    assert!(!html.contains("id=\"licence\""));
+    assert_eq!(get(&page, &format!("/v/{unknown}")).0, 404);
+
+    // Each view is a check in the log, with a receipt naming the page's purpose and department.
+    // (The browser opened each page twice: once for the document, once for the screenshot.)
+    assert_eq!(log_size(server.addr).await, before + 7);
+    let receipts = VerificationServiceClient::new(channel.clone())
+        .list_receipts(as_actor(
+            &i.dept,
+            "issuer",
+            pb::ListReceiptsRequest {
+                licence_id: ids[0].clone(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .receipts;
+    assert_eq!(receipts.len(), 2);
+    for r in &receipts {
+        assert_eq!(r.verifier, ADMIN_DEPT);
+        assert_eq!(r.purpose.as_ref().unwrap().code, "PUBLIC_PAGE");
+    }
+    drop(server);
+}
+
+#[tokio::test]
+async fn the_forms_read_a_pasted_string_and_an_uploaded_qr_picture_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, page) = start(dir.path(), 1000);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::EcdsaP256).await;
+    let mut l = LicenceServiceClient::new(connect(server.addr).await);
+    let issued = l
+        .issue_licence(as_actor(&i.dept, "issuer", request(&i, "qr")))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let (code, body) = get(&page, "/");
+    assert_eq!(code, 200);
+    assert!(body.contains("enctype=\"multipart/form-data\""));
+
+    // Pasted.
+    let (code, body) = post_field(&page, "qr", None, issued.qr.as_bytes());
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("有效 Valid") && body.contains(&issued.licence_id),
+        "{body}"
+    );
+
+    // Uploaded: the PNG `certseal licence qr --png` draws.
+    let png = dir.path().join("qr.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args(["licence", "qr", &issued.licence_id, "--png"])
+        .arg(&png)
+        .args([
+            "--server",
+            &server.url(),
+            "--as-department",
+            &i.dept,
+            "--as-role",
+            "issuer",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, body) = post_field(
+        &page,
+        "image",
+        Some("qr.png"),
+        &std::fs::read(&png).unwrap(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("有效 Valid") && body.contains(&issued.licence_id),
+        "{body}"
+    );
+
+    // A tampered string is checked, recorded, and shown as not valid without its claims.
+    let mut tampered = issued.qr.clone().into_bytes();
+    let n = tampered.len() - 10;
+    tampered[n] = if tampered[n] == b'A' { b'B' } else { b'A' };
+    let (code, body) = post_field(&page, "qr", None, &tampered);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("无效 Not valid"), "{body}");
+    assert!(
+        !body.contains(&issued.licence_id),
+        "a forgery is not dressed in the real record"
+    );
+
+    // Bad input changes nothing: a malformed ID, a picture without a code, an empty form.
+    let before = log_size(server.addr).await;
+    let (code, body) = get(&page, "/v/not-a-licence");
+    assert_eq!(code, 400);
+    assert!(body.contains("is not a licence ID"), "{body}");
+    let (code, body) = post_field(&page, "image", Some("x.png"), &png_of_nothing());
+    assert_eq!(code, 400);
+    assert!(body.contains("no QR code was found"), "{body}");
+    let (code, body) = post_field(&page, "image", Some("x.png"), b"not an image");
+    assert_eq!(code, 400);
+    assert!(body.contains("not a PNG or JPEG"), "{body}");
+    let (code, _) = post_field(&page, "qr", None, b"   ");
+    assert_eq!(code, 400);
+    assert_eq!(get(&page, "/nowhere").0, 404);
+    assert_eq!(log_size(server.addr).await, before);
+}
+
+/// A real picture with no QR code in it.
+fn png_of_nothing() -> Vec<u8> {
+    let blank = image::GrayImage::from_pixel(300, 200, image::Luma([230]));
+    let mut out = Vec::new();
+    blank
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn one_client_gets_a_bounded_number_of_checks_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, page) = start(dir.path(), 3);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let id = LicenceServiceClient::new(connect(server.addr).await)
+        .issue_licence(as_actor(&i.dept, "issuer", request(&i, "budget")))
+        .await
+        .unwrap()
+        .into_inner()
+        .licence_id;
+    // Seven calls within a moment cross at most one minute's turn, which refills the budget
+    // once: the first three pass, and at least one of the others is refused.
+    let answers: Vec<(u16, String)> = (0..7).map(|_| get(&page, &format!("/v/{id}"))).collect();
+    let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(codes[..3].iter().all(|c| *c == 200), "{codes:?}");
+    let refused = answers
+        .iter()
+        .find(|a| a.0 == 429)
+        .unwrap_or_else(|| panic!("{codes:?}"));
+    assert!(refused.1.contains("too many checks"), "{}", refused.1);
+    // The landing page costs nothing.
+    assert_eq!(get(&page, "/").0, 200);
+    drop(server);
+}
