@@ -282,6 +282,39 @@ async fn export_verifies_offline_and_every_tampering_is_located() {
         &vk,
     ]));
     assert!(report.starts_with("OK: entries 0..40"), "{report}");
+    // The same for scripts: JSON from the export, the verification and the checkpoint.
+    let j: serde_json::Value = serde_json::from_str(&ok(offline(&[
+        "audit",
+        "verify",
+        out.to_str().unwrap(),
+        "--vkey",
+        &vk,
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["entries"], 40);
+    assert_eq!(j["end"], 40);
+    let again = dir.path().join("bundle-json");
+    let j: serde_json::Value = serde_json::from_str(&ok(certseal_cli(
+        &server,
+        &[
+            "audit",
+            "export",
+            "--out",
+            again.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(j["entries"], 40);
+    let j: serde_json::Value = serde_json::from_str(&ok(certseal_cli(
+        &server,
+        &["audit", "checkpoint", "--json"],
+    )))
+    .unwrap();
+    assert!(j["size"].as_u64().unwrap() >= 40, "{j}");
+    assert_eq!(j["root_hash"].as_str().unwrap().len(), 64);
     // A single proof, as text, checks alone.
     let proof = ok(certseal_cli(&server, &["audit", "proof", "7"]));
     let entry7 = frames(&out.join("entries.bin"))[7].clone();

@@ -144,12 +144,19 @@ required = true
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("InvalidArgument") && err.contains("credit_code"),
+        err.contains("INVALID_ARGUMENT: the request was refused as malformed; nothing changed")
+            && err.contains("credit_code")
+            && err.contains("request ID "),
         "{err}"
     );
     let out = certseal(&server, &["department", "list"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--as-department"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UNAUTHENTICATED: the server does not know who is calling")
+            && err.contains("--as-department"),
+        "{err}"
+    );
 }
 
 /// The load generator runs every service workload against a server it starts itself and

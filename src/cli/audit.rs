@@ -1,13 +1,13 @@
 //! `certseal audit …`: the auditor's tools. Export talks to the server; `verify` runs offline
 //! with the `certseal-verify` crate alone.
 
-use std::io::{IsTerminal, Write};
-
 use anyhow::{Context, bail};
 use certseal_log::Checkpoint;
+use serde_json::json;
 
 use super::AuditCommand;
 use super::client::{Client, explain};
+use super::output::progress;
 use crate::pb;
 
 /// Runs an audit subcommand.
@@ -21,7 +21,11 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            println!("{}", r.verifier_key);
+            if client.json {
+                print_json(&json!({ "verifier_key": r.verifier_key }));
+            } else {
+                println!("{}", r.verifier_key);
+            }
         }
         AuditCommand::Checkpoint { client } => {
             let cl = Client::connect(&client).await?;
@@ -31,7 +35,17 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            print!("{}", r.note);
+            if client.json {
+                print_json(&json!({
+                    "origin": r.origin,
+                    "size": r.size,
+                    "root_hash": hex(&r.root),
+                    "note": r.note,
+                }));
+            } else {
+                // The signed note itself, so `> cp.txt` keeps a checkpoint to give to --since.
+                print!("{}", r.note);
+            }
         }
         AuditCommand::Proof { index, client } => {
             let cl = Client::connect(&client).await?;
@@ -43,7 +57,11 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?
                 .into_inner();
-            print!("{}", r.tlog_proof);
+            if client.json {
+                print_json(&json!({ "index": index, "tlog_proof": r.tlog_proof }));
+            } else {
+                print!("{}", r.tlog_proof);
+            }
         }
         AuditCommand::Export { out, since, client } => {
             export(&out, since.as_deref(), &client).await?
@@ -52,6 +70,7 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
             dir,
             vkey,
             previous,
+            json,
         } => {
             let key = certseal_verify::parse_verifier_key(&vkey)?;
             let previous = previous
@@ -60,34 +79,43 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot read {}", p.display()))
                 })
                 .transpose()?;
-            let tty = std::io::stderr().is_terminal();
+            let bar = progress(0, "entries");
             let report =
                 certseal_verify::verify_bundle(&dir, &key, previous.as_deref(), |done, total| {
-                    if tty {
-                        eprint!("\rverified {done}/{total} entries");
-                        let _ = std::io::stderr().flush();
-                    }
+                    bar.set_length(total);
+                    bar.set_position(done);
                 });
-            if tty {
-                eprintln!();
-            }
+            bar.finish_and_clear();
             let report = report.map_err(|e| anyhow::anyhow!("verification failed: {e}"))?;
-            println!(
-                "OK: entries {}..{} ({} entries, {} records) produce the root of the checkpoint of {} at size {}{}",
-                report.start,
-                report.checkpoint.size,
-                report.entries,
-                report.records,
-                report.checkpoint.origin,
-                report.checkpoint.size,
-                if report.linked_to_previous {
-                    "; the previous checkpoint is a prefix of it"
-                } else if report.start > 0 {
-                    "; not linked to an earlier checkpoint (give --previous)"
-                } else {
-                    ""
-                }
-            );
+            let linked = if report.linked_to_previous {
+                "; the previous checkpoint is a prefix of it"
+            } else if report.start > 0 {
+                "; not linked to an earlier checkpoint (give --previous)"
+            } else {
+                ""
+            };
+            if json {
+                print_json(&json!({
+                    "ok": true,
+                    "start": report.start,
+                    "end": report.checkpoint.size,
+                    "entries": report.entries,
+                    "records": report.records,
+                    "origin": report.checkpoint.origin,
+                    "checkpoint_size": report.checkpoint.size,
+                    "linked_to_previous": report.linked_to_previous,
+                }));
+            } else {
+                println!(
+                    "OK: entries {}..{} ({} entries, {} records) produce the root of the checkpoint of {} at size {}{linked}",
+                    report.start,
+                    report.checkpoint.size,
+                    report.entries,
+                    report.records,
+                    report.checkpoint.origin,
+                    report.checkpoint.size,
+                );
+            }
         }
     }
     Ok(())
@@ -149,33 +177,47 @@ async fn export(
         header.anchors,
     )
     .with_context(|| format!("cannot write the bundle in {}", out.display()))?;
-    let tty = std::io::stderr().is_terminal();
     let total = header
         .end
         .checked_sub(header.start)
         .context("the export's header ends before it starts")?;
-    let mut done = 0u64;
+    let bar = progress(total, "entries");
     while let Some(chunk) = stream.message().await.map_err(explain)? {
         let Some(pb::export_chunk::Item::Entry(e)) = chunk.item else {
             bail!("unexpected second header in the export");
         };
         bundle.push(e.index, &e.entry, &e.record)?;
-        done += 1;
-        if tty && (done.is_multiple_of(1024) || done == total) {
-            eprint!("\rexported {done}/{total} entries");
-            let _ = std::io::stderr().flush();
-        }
+        bar.inc(1);
     }
-    if tty && total > 0 {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     let n = bundle.finish()?;
-    println!(
-        "exported entries {}..{} ({n} entries) to {}, ending at the checkpoint of size {}",
-        header.start,
-        header.end,
-        out.display(),
-        cp.size
-    );
+    if client.json {
+        print_json(&json!({
+            "out": out.display().to_string(),
+            "start": header.start,
+            "end": header.end,
+            "entries": n,
+            "checkpoint_size": cp.size,
+        }));
+    } else {
+        println!(
+            "exported entries {}..{} ({n} entries) to {}, ending at the checkpoint of size {}",
+            header.start,
+            header.end,
+            out.display(),
+            cp.size
+        );
+    }
     Ok(())
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values print")
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -95,9 +95,46 @@ impl Client {
     }
 }
 
-/// Explains a failed call: the status, its message and each field the server refused.
+/// What a status code means for the person at the terminal: did anything change, and what to
+/// do next.
+fn meaning(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::InvalidArgument => "the request was refused as malformed; nothing changed",
+        C::NotFound => "no such record; nothing changed",
+        C::AlreadyExists => "it exists already; nothing changed",
+        C::FailedPrecondition => "not possible in the record's present state; nothing changed",
+        C::PermissionDenied => "the caller may not do this; nothing changed",
+        C::Unauthenticated => "the server does not know who is calling; nothing changed",
+        C::ResourceExhausted => "a limit was reached; wait and retry, or send less at once",
+        C::DeadlineExceeded | C::Cancelled => {
+            "the call did not finish in time; it may or may not have taken effect, so retry with the same idempotency key, or check first"
+        }
+        C::Unavailable => "the server could not be reached; nothing was sent, or retry safely",
+        C::Aborted => "a concurrent change got there first; read again and retry",
+        C::OutOfRange => "a value or the request is too large",
+        C::DataLoss | C::Internal => {
+            "the server failed; tell the registry's operators (the server log has the details)"
+        }
+        C::Unimplemented => "this server does not offer that call; is it an older version?",
+        _ => "the call failed",
+    }
+}
+
+/// Explains a failed call: the status, what it means, its message and each field the server
+/// refused.
 pub(super) fn explain(status: Status) -> anyhow::Error {
-    let mut msg = format!("{:?}", status.code());
+    let code = status.code();
+    let name = format!("{code:?}");
+    // SCREAMING_SNAKE as gRPC documents it: InvalidArgument -> INVALID_ARGUMENT.
+    let mut upper = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            upper.push('_');
+        }
+        upper.push(c.to_ascii_uppercase());
+    }
+    let mut msg = format!("{upper}: {}", meaning(code));
     match status.get_error_details().bad_request() {
         // The violations say it all, one per line.
         Some(br) if !br.field_violations.is_empty() => {
@@ -105,16 +142,26 @@ pub(super) fn explain(status: Status) -> anyhow::Error {
                 msg.push_str(&format!("\n  {}: {}", v.field, v.description));
             }
         }
-        _ => msg.push_str(&format!(": {}", status.message())),
+        _ if !status.message().is_empty() => msg.push_str(&format!("\n  {}", status.message())),
+        _ => {}
     }
-    let hint = match status.code() {
+    if let Some(id) = status
+        .metadata()
+        .get(crate::metrics::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        msg.push_str(&format!(
+            "\n  request ID {id} (the server's log lines carry it)"
+        ));
+    }
+    let hint = match code {
         tonic::Code::Unauthenticated => {
-            "\nhint: give --as-department CODE --as-role ROLE (server started with --dev-auth)"
+            "\nhint: give --as-department CODE --as-role ROLE (server started with --dev-auth), or --cert, --key and --ca with an https:// server"
         }
         tonic::Code::PermissionDenied => {
             "\nhint: this action needs another role, or a grant in the sharing policy (certseal policy get <department>)"
         }
-        tonic::Code::Unavailable => "\nhint: is the server running and reachable?",
+        tonic::Code::Unavailable => "\nhint: is the server running and reachable (--server URL)?",
         _ => "",
     };
     anyhow::anyhow!("{msg}{hint}")

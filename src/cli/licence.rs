@@ -435,12 +435,7 @@ async fn import(cl: &Client, file: &Path, failures_file: Option<&Path>) -> anyho
         .map_while(Result::ok)
         .filter(|l| !l.trim_ascii().is_empty())
         .count() as u64;
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} licences  {per_sec}  eta {eta}",
-        )
-        .expect("a valid template"),
-    );
+    let bar = super::output::progress(total, "licences");
     let mut failures: Vec<serde_json::Value> = Vec::new();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::IssueLicencesItem>(1024);
     // Rows are read and checked on a thread; good ones stream to the server as they come.

@@ -554,6 +554,9 @@ pub enum AuditCommand {
         /// An earlier signed checkpoint you trust (a file): the bundle must extend it.
         #[arg(long)]
         previous: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

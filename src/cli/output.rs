@@ -298,3 +298,14 @@ pub fn licence(l: &pb::Licence) -> Value {
     }
     v
 }
+
+/// A progress bar on stderr for a long operation of `total` items, drawn only on a terminal
+/// (indicatif hides it otherwise), so piped output and `--json` stay clean.
+pub fn progress(total: u64, unit: &str) -> indicatif::ProgressBar {
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}");
+    indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    )
+    .with_style(indicatif::ProgressStyle::with_template(&template).expect("a valid template"))
+}
