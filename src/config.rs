@@ -60,6 +60,10 @@ pub struct RawPublicPage {
     pub checks_per_minute: Option<u32>,
     /// Checks in progress at once, over all clients.
     pub concurrency: Option<usize>,
+    /// Checks per minute over all clients.
+    pub total_checks_per_minute: Option<u32>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[policy]` section.
@@ -297,6 +301,10 @@ pub struct PublicPageConfig {
     pub checks_per_minute: u32,
     /// Checks in progress at once.
     pub concurrency: usize,
+    /// Checks per minute over all clients.
+    pub total_checks_per_minute: u32,
+    /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// A configuration problem, naming the key.
@@ -326,6 +334,33 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+}
+
+/// The public page's own address: `https://host[:port][/path]`, or plain `http://` to a
+/// loopback host (a printed code must not send citizens over plain HTTP).
+fn check_base_url(u: &str) -> Result<String, String> {
+    let bad = || {
+        "an https:// address such as https://verify.example.gov.cn (http:// only for localhost), without query or fragment".to_owned()
+    };
+    let (scheme, rest) = u.split_once("://").ok_or_else(bad)?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    let plain = u.len() <= 200
+        && !host.is_empty()
+        && u.bytes().all(|b| b.is_ascii_graphic())
+        && !u.contains(['?', '#', '"', '<', '>', '\\']);
+    match scheme {
+        "https" if plain => Ok(u.trim_end_matches('/').to_owned()),
+        "http" if plain && loopback => Ok(u.trim_end_matches('/').to_owned()),
+        _ => Err(bad()),
+    }
 }
 
 impl RawConfig {
@@ -559,18 +594,8 @@ impl RawConfig {
                 }
                 let base_url = match &p.base_url {
                     None => None,
-                    Some(u)
-                        if (u.starts_with("https://") || u.starts_with("http://"))
-                            && !u.contains(char::is_whitespace)
-                            && u.len() <= 200 =>
-                    {
-                        Some(u.trim_end_matches('/').to_owned())
-                    }
-                    Some(_) => {
-                        return Err(invalid(
-                            "public_page.base_url",
-                            "an http:// or https:// address of at most 200 characters".into(),
-                        ));
+                    Some(u) => {
+                        Some(check_base_url(u).map_err(|m| invalid("public_page.base_url", m))?)
                     }
                 };
                 let checks_per_minute = match p.checks_per_minute {
@@ -593,12 +618,37 @@ impl RawConfig {
                         ));
                     }
                 };
+                let total_checks_per_minute = match p.total_checks_per_minute {
+                    None => 6000,
+                    Some(n) if (1..=1_000_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "public_page.total_checks_per_minute",
+                            "between 1 and 1000000".into(),
+                        ));
+                    }
+                };
+                let trusted_proxies = p
+                    .trusted_proxies
+                    .iter()
+                    .flatten()
+                    .map(|a| {
+                        a.parse::<std::net::IpAddr>().map_err(|_| {
+                            invalid(
+                                "public_page.trusted_proxies",
+                                format!("'{a}' is not an IP address"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Some(PublicPageConfig {
                     listen,
                     department,
                     base_url,
                     checks_per_minute,
                     concurrency,
+                    total_checks_per_minute,
+                    trusted_proxies,
                 })
             }
         };
@@ -738,6 +788,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("storage.memtable_mb"), "{e}");
+    }
+
+    #[test]
+    fn the_public_page_needs_a_department_and_a_safe_address() {
+        let page = |extra: &str| {
+            RawConfig::parse(&format!(
+                "[public_page]\nlisten = \"127.0.0.1:8080\"\n{extra}"
+            ))
+            .unwrap()
+            .validate(Overrides::default())
+        };
+        let e = page("").unwrap_err().to_string();
+        assert!(e.contains("public_page.department"), "{e}");
+        let ok = page("department = \"11100000000013338W\"\nbase_url = \"https://verify.example.gov.cn/\"\ntrusted_proxies = [\"10.0.0.1\"]").unwrap();
+        let p = ok.public_page.unwrap();
+        assert_eq!(p.base_url.as_deref(), Some("https://verify.example.gov.cn"));
+        assert_eq!(p.checks_per_minute, 60);
+        assert_eq!(
+            p.trusted_proxies,
+            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        for bad in [
+            "http://verify.example.gov.cn",
+            "https://",
+            "https://a.example/?x=1",
+            "ftp://a.example",
+            "https://a.example/\\\"x",
+        ] {
+            let e = page(&format!(
+                "department = \"11100000000013338W\"\nbase_url = '{bad}'"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("public_page.base_url"), "{bad}: {e}");
+        }
+        assert!(
+            page("department = \"11100000000013338W\"\nbase_url = \"http://127.0.0.1:8080\"")
+                .is_ok()
+        );
+        let e = RawConfig::parse("[public_page]\nlisten = \"127.0.0.1:8080\"\ndepartment = \"11100000000013338W\"\n[verification]\npurposes = [\"ADMIN_APPROVAL\"]\n")
+            .unwrap()
+            .validate(Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PUBLIC_PAGE"), "{e}");
     }
 
     #[test]

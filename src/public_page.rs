@@ -27,39 +27,63 @@ struct Page {
     registry: Weak<Registry>,
     config: PublicPageConfig,
     budget: ClientBudget,
+    /// Checks in progress.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Pictures being decoded: CPU-bound work, one per core.
+    decoders: Arc<tokio::sync::Semaphore>,
 }
 
-/// Checks per client address per minute. IPv6 clients are counted per /64, the block one
-/// subscriber usually holds.
+/// Checks per client address per minute, and over all clients. IPv6 clients are counted per
+/// /56, the block one subscriber usually holds.
 struct ClientBudget {
-    per_minute: u32,
-    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    per_client: u32,
+    total: u32,
+    windows: Mutex<Windows>,
 }
+
+#[derive(Default)]
+struct Windows {
+    minute: u64,
+    total: u32,
+    clients: HashMap<IpAddr, u32>,
+}
+
+/// Most client addresses counted in one minute; past it, new addresses wait for the next.
+const MAX_CLIENTS: usize = 100_000;
 
 impl ClientBudget {
-    fn allow(&self, ip: IpAddr) -> bool {
+    fn allow(&self, ip: IpAddr) -> Result<(), &'static str> {
         let ip = match ip {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 72) - 1)).into()),
             },
             v4 => v4,
         };
         let minute = (Timestamp::now().0.max(0) / 60_000) as u64;
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if w.len() >= 100_000 {
-            w.retain(|_, (m, _)| *m == minute);
+        if w.minute != minute {
+            // A new minute: every count starts again.
+            *w = Windows {
+                minute,
+                ..Windows::default()
+            };
         }
-        let e = w.entry(ip).or_insert((minute, 0));
-        if e.0 != minute {
-            *e = (minute, 0);
+        if w.total >= self.total {
+            return Err("The service has answered as many checks as it may this minute.");
         }
-        if e.1 >= self.per_minute {
-            return false;
+        let full = w.clients.len() >= MAX_CLIENTS;
+        let n = match w.clients.get_mut(&ip) {
+            Some(n) => n,
+            None if full => return Err("The service is answering too many addresses this minute."),
+            None => w.clients.entry(ip).or_insert(0),
+        };
+        if *n >= self.per_client {
+            return Err("This address made too many checks in the last minute.");
         }
-        e.1 += 1;
-        true
+        *n += 1;
+        w.total += 1;
+        Ok(())
     }
 }
 
@@ -68,18 +92,22 @@ impl ClientBudget {
 pub fn bind(
     config: PublicPageConfig,
     registry: Weak<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = config.listen;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let page = Arc::new(Page {
         registry,
         budget: ClientBudget {
-            per_minute: config.checks_per_minute,
-            windows: Mutex::new(HashMap::new()),
+            per_client: config.checks_per_minute,
+            total: config.total_checks_per_minute,
+            windows: Mutex::new(Windows::default()),
         },
         slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
+        decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
         config,
     });
     let app = axum::Router::new()
@@ -92,7 +120,10 @@ pub fn bind(
     tracing::info!(%addr, "public verification page at /");
     Ok(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
+        if let Err(e) = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "the public verification page stopped");
         }
     })
@@ -131,6 +162,8 @@ header.site a{color:#fff;text-decoration:none}
 .verdict .mark{font-size:44px;line-height:1}
 .verdict h1{margin:0;font-size:28px}
 .verdict p{margin:4px 0 0}
+.verdict .checked{font-size:13px;opacity:.9}
+.notice{color:#92400e;background:#fffbeb;border-radius:6px;padding:6px 10px;font-size:14px}
 .ok{background:#15803d}.bad{background:#b91c1c}.warn{background:#b45309}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:8px 6px;border-bottom:1px solid #e5e7eb;vertical-align:top}
@@ -202,6 +235,18 @@ async fn not_found() -> Response {
 
 /// A page for a request that could not be checked; nothing was recorded.
 fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    let mut r = problem_page(status, title, detail);
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    }
+    r
+}
+
+fn problem_page(status: StatusCode, title: &str, detail: &str) -> Response {
     respond(
         status,
         layout(
@@ -218,28 +263,41 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
 }
 
 impl Page {
-    /// Admission: the client's budget, then a slot; `Err` is the page to send instead.
-    fn admit(
-        &self,
-        client: SocketAddr,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
-        if !self.budget.allow(client.ip()) {
+    /// Admission: the budgets, then a slot; `Err` is the page to send instead.
+    fn admit(&self, client: IpAddr) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
+        if let Err(why) = self.budget.allow(client) {
             return Err(Box::new(problem(
                 StatusCode::TOO_MANY_REQUESTS,
                 "请稍后再试 Too many checks",
-                "This address made too many checks in the last minute; try again in a minute.",
+                &format!("请一分钟后再试。{why} Try again in a minute."),
             )));
         }
         self.slots.clone().try_acquire_owned().map_err(|_| {
             Box::new(problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "系统繁忙 Busy",
-                "The verification service is busy; try again in a moment.",
+                "系统繁忙，请稍后再试。The verification service is busy; try again in a moment.",
             ))
         })
     }
 
-    async fn check(&self, subject: Subject, headers: &HeaderMap) -> Response {
+    /// The client's address: the peer, or the last address a trusted proxy added.
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.ip();
+        if !self.config.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .next_back()
+            .unwrap_or(peer)
+    }
+
+    async fn check(&self, subject: Subject) -> Response {
         let Some(registry) = self.registry.upgrade() else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -252,13 +310,12 @@ impl Page {
             .await
         {
             Ok(view) => {
-                let base = self.base_url(headers);
                 let status = if view.verification.sub == Some(SubIndication::UnknownLicence) {
                     StatusCode::NOT_FOUND
                 } else {
                     StatusCode::OK
                 };
-                respond(status, result_page(&view, base.as_deref()))
+                respond(status, result_page(&view, self.config.base_url.as_deref()))
             }
             Err(RegistryError::InvalidArgument(v)) => problem(
                 StatusCode::BAD_REQUEST,
@@ -278,89 +335,112 @@ impl Page {
             }
         }
     }
+}
 
-    /// Where the printed page's QR code points: the configured address, else the one the
-    /// browser used if it is a plain host name.
-    fn base_url(&self, headers: &HeaderMap) -> Option<String> {
-        if let Some(b) = &self.config.base_url {
-            return Some(b.clone());
-        }
-        let host = headers.get(header::HOST)?.to_str().ok()?;
-        let plain = !host.is_empty()
-            && host.len() <= 255
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-        plain.then(|| format!("http://{host}"))
-    }
+/// Refuses what a person's browser would not send: a page of ours loaded as an image or a
+/// script by another site (every visitor of that site would make a check), or a form posted
+/// from elsewhere. Browsers that send no fetch metadata are let through.
+fn cross_site(headers: &HeaderMap, post: bool) -> Option<Response> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let foreign = if post {
+        value("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none")
+    } else {
+        value("sec-fetch-dest").is_some_and(|d| d != "document")
+    };
+    foreign.then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "请直接打开本页 Open this page directly",
+            "请在浏览器中直接打开核验页面。Checks are made only from this site's own pages.",
+        )
+    })
 }
 
 async fn by_id(
     State(page): State<Arc<Page>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    // A malformed ID is refused before it costs the client a check or the log an entry.
+    if let Some(r) = cross_site(&headers, false) {
+        return r;
+    }
+    // A malformed ID is refused before it costs the client a check. It is not repeated back:
+    // the page must not carry text of a stranger's choosing.
     if let Err(e) = id.parse::<certseal_core::LicenceId>() {
         return problem(
             StatusCode::BAD_REQUEST,
             "证照编号有误 Not a licence ID",
-            &format!("'{}' is not a licence ID: {}", truncate(&id, 120), e.0),
+            &format!(
+                "地址中的证照编号格式不正确。The address does not hold a licence ID ({}).",
+                e.0
+            ),
         );
     }
-    let _slot = match page.admit(client) {
+    let _slot = match page.admit(page.client(peer, &headers)) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    page.check(Subject::Id(id), &headers).await
+    page.check(Subject::Id(id)).await
 }
 
 async fn by_qr(
     State(page): State<Arc<Page>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
-    let text = match read_form(multipart).await {
-        Ok(t) => t,
-        Err(detail) => {
-            return problem(StatusCode::BAD_REQUEST, "无法读取 Cannot read", &detail);
-        }
-    };
-    let _slot = match page.admit(client) {
+    if let Some(r) = cross_site(&headers, true) {
+        return r;
+    }
+    // Admitted before the upload is read or decoded: the costly part is what the budget bounds.
+    let _slot = match page.admit(page.client(peer, &headers)) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    page.check(Subject::Qr(text), &headers).await
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_form(multipart, &page.decoders),
+    );
+    let text = match read.await {
+        Ok(Ok(t)) => t,
+        Ok(Err((status, detail))) => {
+            return problem(status, "无法读取 Cannot read", &detail);
+        }
+        Err(_) => {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "上传超时 Upload too slow",
+                "上传时间过长，请重试。The upload took too long; try again.",
+            );
+        }
+    };
+    page.check(Subject::Qr(text)).await
 }
 
 /// The QR text from the form: pasted, or read from the uploaded picture; `Err` says why not.
-async fn read_form(mut multipart: Multipart) -> Result<String, String> {
-    let bad = |detail: &str| detail.to_owned();
+async fn read_form(
+    mut multipart: Multipart,
+    decoders: &Arc<tokio::sync::Semaphore>,
+) -> Result<String, (StatusCode, String)> {
+    let bad = |detail: &str| (StatusCode::BAD_REQUEST, detail.to_owned());
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "文件过大。The picture is larger than {} MiB.",
+                MAX_UPLOAD_BYTES >> 20
+            )
+        } else {
+            format!("the form could not be read: {}", e.body_text())
+        };
+        (status, detail)
+    };
     let mut pasted = None;
     let mut picture = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(bad(&format!(
-                    "the form could not be read: {}",
-                    e.body_text()
-                )));
-            }
-        };
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_owned();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(bad(&format!(
-                    "the form could not be read: {}",
-                    e.body_text()
-                )));
-            }
-        };
+        let bytes = field.bytes().await.map_err(unreadable)?;
         match name.as_str() {
             "qr" if !bytes.iter().all(u8::is_ascii_whitespace) => pasted = Some(bytes),
             "image" if !bytes.is_empty() => picture = Some(bytes),
@@ -370,26 +450,29 @@ async fn read_form(mut multipart: Multipart) -> Result<String, String> {
     if let Some(p) = pasted {
         let text = std::str::from_utf8(&p).map_err(|_| bad("the pasted text is not UTF-8"))?;
         let text = text.trim();
-        if text.chars().count() > MAX_PASTE_CHARS {
+        if text.len() > MAX_PASTE_CHARS {
             return Err(bad(&format!(
-                "the pasted text is longer than a licence's QR text ({MAX_PASTE_CHARS} characters)"
+                "粘贴的内容过长。The pasted text is longer than a licence's QR text ({MAX_PASTE_CHARS} characters)."
             )));
         }
         return Ok(text.to_owned());
     }
     let Some(picture) = picture else {
-        return Err(bad("paste the QR text or choose a picture of the QR code"));
+        return Err(bad(
+            "请粘贴二维码内容或选择二维码图片。Paste the QR text or choose a picture of the QR code.",
+        ));
     };
-    // Decoding a photo takes tens of milliseconds of CPU: off the runtime's threads.
+    // Decoding a photo is CPU work: one per core, off the runtime's threads.
+    let _decoder = decoders
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| bad("the service is stopping"))?;
     match tokio::task::spawn_blocking(move || crate::qr_image::read(&picture)).await {
         Ok(Ok(text)) => Ok(text),
-        Ok(Err(e)) => Err(bad(&e.to_string())),
+        Ok(Err(e)) => Err(bad(&format!("无法识别二维码图片。{e}"))),
         Err(_) => Err(bad("the picture could not be read")),
     }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 /// Beijing time, as the licences' holders and issuers read it.
@@ -415,34 +498,52 @@ fn date(seconds: i64) -> String {
     local_time(seconds).chars().take(10).collect()
 }
 
-/// The verdict's words: Chinese first, then English.
-fn verdict(view: &PublicView) -> (&'static str, &'static str, &'static str, String) {
+/// The verdict's words: Chinese first, then English. For a citizen anything but a pass is
+/// "not valid", except a check the registry cannot decide now.
+fn verdict(view: &PublicView) -> (&'static str, &'static str, &'static str, &'static str) {
     let v = &view.verification;
-    let (class, mark, title) = match v.indication {
-        Indication::TotalPassed => ("ok", "✓", "有效 Valid"),
-        Indication::TotalFailed => ("bad", "✗", "无效 Not valid"),
-        Indication::Indeterminate => ("warn", "?", "暂不能确认 Cannot be confirmed"),
+    let (class, mark, title) = match (v.indication, v.sub) {
+        (Indication::TotalPassed, _) => ("ok", "✓", "有效 Valid"),
+        (_, Some(SubIndication::TryLater)) => ("warn", "?", "暂不能确认 Cannot be confirmed now"),
+        _ => ("bad", "✗", "无效 Not valid"),
     };
     let why = match v.sub {
-        None => "证照真实有效，印章与签名核验通过。The licence is genuine and in force; its seal and signature check out.".to_owned(),
-        Some(s) => {
-            let words = match s {
-                SubIndication::Revoked => "证照已被发证机关撤销。The issuer revoked this licence.",
-                SubIndication::Suspended => "证照已被暂停。The issuer suspended this licence.",
-                SubIndication::Superseded => "证照已被变更或延续后的新证照取代。A newer licence replaced this one.",
-                SubIndication::Expired => "证照已过有效期。The licence's validity has ended.",
-                SubIndication::NotYetValid => "证照尚未生效。The licence's validity has not started.",
-                SubIndication::SealRevoked => "签章所用印章已被撤销。The seal that signed it was revoked.",
-                SubIndication::SealNotActive => "签章时印章不可用。The seal was not in use when it signed.",
-                SubIndication::SigCryptoFailure => "签名无效，内容可能被篡改。The signature does not match: the content may have been altered.",
-                SubIndication::FormatFailure => "无法识别的证照数据。This is not a readable licence.",
-                SubIndication::NoCertificateChainFound => "找不到可信的印章证书。No trusted seal certificate signed it.",
-                SubIndication::UnknownLicence => "登记系统中没有该证照。The registry holds no such licence.",
-                SubIndication::DocumentMismatch => "与登记的证照不一致。It is not the document the registry issued under this number.",
-                SubIndication::TryLater => "暂时无法判断，请稍后再试。It cannot be decided now; try again later.",
-            };
-            words.to_owned()
+        None => {
+            "证照真实有效，印章与签名核验通过。The licence is genuine and in force; its seal and signature check out."
         }
+        Some(s) => match s {
+            SubIndication::Revoked => "证照已被发证机关撤销。The issuer revoked this licence.",
+            SubIndication::Suspended => {
+                "证照已被发证机关暂停，暂不可使用。The issuer suspended this licence; it is not in force."
+            }
+            SubIndication::Superseded => {
+                "证照已被变更或延续后的新证照取代。A newer licence replaced this one."
+            }
+            SubIndication::Expired => "证照已过有效期。The licence's validity has ended.",
+            SubIndication::NotYetValid => "证照尚未生效。The licence's validity has not started.",
+            SubIndication::SealRevoked => {
+                "签章所用印章已被撤销。The seal that signed it was revoked."
+            }
+            SubIndication::SealNotActive => {
+                "签章时印章不可用。The seal was not in use when it signed."
+            }
+            SubIndication::SigCryptoFailure => {
+                "签名无效，内容可能被篡改。The signature does not match: the content may have been altered."
+            }
+            SubIndication::FormatFailure => "无法识别的证照数据。This is not a readable licence.",
+            SubIndication::NoCertificateChainFound => {
+                "非本系统签发：找不到可信的印章证书。Not issued by this registry: no trusted seal signed it."
+            }
+            SubIndication::UnknownLicence => {
+                "登记系统中没有该证照。The registry holds no such licence."
+            }
+            SubIndication::DocumentMismatch => {
+                "与登记的证照不一致。It is not the document the registry issued under this number."
+            }
+            SubIndication::TryLater => {
+                "暂时无法判断，请稍后再试。It cannot be decided now; try again later."
+            }
+        },
     };
     (class, mark, title, why)
 }
@@ -461,6 +562,8 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
     let (class, mark, title, why) = verdict(view);
     let claims = v.claims.as_ref();
     let licence = v.licence.as_ref();
+    let checked = local_time(v.receipt_payload.checked_at.0.div_euclid(1000));
+    // The printed page's code leads back here, so only to the address the operator configured.
     let page_qr = match (claims, base_url) {
         (Some(c), Some(base)) => crate::qr_image::svg(&format!("{base}/v/{}", c.id), 132).ok(),
         _ => None,
@@ -475,10 +578,24 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
             base64::engine::general_purpose::STANDARD.encode(&s.image)
         )
     });
+    // When the present status began, for a licence no longer active.
+    let status_since = licence.and_then(|l| {
+        (l.status() != LicenceStatus::Active)
+            .then(|| {
+                l.history
+                    .last()
+                    .map(|e| local_time(e.at.0.div_euclid(1000)))
+            })
+            .flatten()
+    });
     let body = html! {
         div class={ "verdict " (class) } {
             div.mark { (mark) }
-            div { h1 #verdict { (title) } p #why { (why) } }
+            div {
+                h1 #verdict { (title) }
+                p #why { (why) }
+                p.checked { "核验时间 Checked at " (checked) " (UTC+8)" }
+            }
         }
         @if let Some(c) = claims {
             div.card #licence {
@@ -486,6 +603,7 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
                     div.qr { (PreEscaped(svg)) br; "扫码查看最新状态" br; "Scan for the current status" }
                 }
                 h2 #type-name { (view.type_name.as_deref().unwrap_or("电子证照 Licence")) }
+                p.notice { "请核对以下信息与所出示的证照一致。Check that what follows matches the licence shown to you." }
                 table {
                     tr { th { "证照编号 Licence ID" } td { code #licence-id { (c.id) } } }
                     tr { th { "证照类型 Type" } td { (c.type_code) " v" (c.template_version) } }
@@ -498,29 +616,27 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
                             (name) " "
                             span.record { "(" (id) ")" }
                             @if c.holder.kind == HolderKind::Person {
-                                br; span.masked { "个人信息已部分隐藏 partly hidden: personal data" }
+                                br; span.masked { "个人信息已隐藏 personal data hidden" }
                             }
                         } }
                     }
                     tr { th { "有效期 Validity" } td #validity {
                         (date(c.nbf)) " 至 to "
-                        @match c.exp { Some(e) => (date(e)), None => "长期 no expiry" }
+                        // `exp` is the first instant out of force: show the last day in force.
+                        @match c.exp { Some(e) => (date(e - 1)), None => "长期 no expiry" }
                     } }
                     tr { th { "签发时间 Issued" } td { (local_time(c.iat)) " (UTC+8)" } }
                     @if let Some(l) = licence {
-                        tr { th { "当前状态 Status" } td #status { (status_words(l.status())) } }
+                        tr { th { "当前状态 Status" } td #status {
+                            (status_words(l.status()))
+                            @if let Some(since) = &status_since { "，自 since " (since) }
+                        } }
                         @if let Some(next) = &l.next {
                             tr { th { "新证照 Replaced by" } td { a href={ "/v/" (next) } { code { (next) } } } }
                         }
                     }
                     @for f in &view.fields {
-                        tr.field {
-                            th { (f.label) }
-                            @match &f.value {
-                                Some(val) => td { (val) },
-                                None => td.masked { "不予公开 not shown (personal)" },
-                            }
-                        }
+                        tr.field { th { (f.label) } td { (f.value) } }
                     }
                 }
             }
@@ -536,14 +652,16 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
         }
         @if claims.is_none() && !v.receipt_payload.licence.is_empty() {
             div.card {
-                "证照编号 Licence ID checked: " code #asked { (v.receipt_payload.licence) }
+                "核验的证照编号 Licence ID checked: " code #asked { (v.receipt_payload.licence) }
             }
         }
         div.card.record #receipt {
-            "本次核验已记录。This check is recorded: receipt "
-            code { (v.receipt_payload.id) }
-            ", audit log entry " (v.log_index)
-            ", " (local_time(v.receipt_payload.checked_at.0.div_euclid(1000))) " (UTC+8)."
+            @if v.recorded {
+                "本次核验已记录，发证机关可查询。This check is recorded; the issuer can see it. Receipt "
+                code { (v.receipt_payload.id) } "."
+            } @else {
+                "本次核验不涉及本系统登记的证照，未作记录。This check concerns no licence held here and is not recorded."
+            }
         }
         (forms())
     };

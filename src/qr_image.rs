@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 /// Largest side, in pixels, of an image that is read; larger ones are refused unread.
-pub const MAX_SIDE: u32 = 8000;
+pub const MAX_SIDE: u32 = 4000;
 /// Photos are scaled down to this side before the search: the search costs time per pixel,
 /// and a code that fills a tenth of a phone photo is still 160 pixels wide at this size.
 const SEARCH_SIDE: u32 = 1600;
@@ -74,7 +74,7 @@ pub fn read(bytes: &[u8]) -> Result<String, QrImageError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(512 << 20);
+    limits.max_alloc = Some(128 << 20);
     reader.limits(limits);
     let decoded = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => QrImageError::TooLarge,

@@ -105,10 +105,13 @@ pub fn serve_on(
         ),
         None => None,
     };
+    let (page_stop, page_stopped) = tokio::sync::oneshot::channel::<()>();
     let public_page = match &config.public_page {
         Some(p) => Some(
-            crate::public_page::bind(p.clone(), Arc::downgrade(&registry))
-                .with_context(|| format!("cannot serve the public page on {}", p.listen))?,
+            crate::public_page::bind(p.clone(), Arc::downgrade(&registry), async move {
+                let _ = page_stopped.await;
+            })
+            .with_context(|| format!("cannot serve the public page on {}", p.listen))?,
         ),
         None => None,
     };
@@ -207,9 +210,19 @@ pub fn serve_on(
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
+                // The page stops taking checks too; those in progress finish.
+                let _ = page_stop.send(());
             })
             .await;
-        for t in [metrics_task, public_task].into_iter().flatten() {
+        // The page's checks in progress finish while the store is open.
+        if let Some(t) = public_task
+            && tokio::time::timeout(std::time::Duration::from_secs(5), t)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the public page did not stop within 5 s");
+        }
+        if let Some(t) = metrics_task {
             t.abort();
         }
         // Connection tasks may still hold service clones for a moment after the server returns.

@@ -57,7 +57,7 @@ fn browse(url: &str, name: &str) -> String {
     std::fs::read_to_string(out.with_extension("html")).unwrap()
 }
 
-/// One HTTP/1.1 exchange; returns the status code and the body.
+/// One HTTP/1.1 exchange; returns the status code and the whole response, headers first.
 fn http(addr: &str, request: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(request).unwrap();
@@ -65,17 +65,19 @@ fn http(addr: &str, request: &[u8]) -> (u16, String) {
     s.read_to_end(&mut out).unwrap();
     let text = String::from_utf8_lossy(&out).into_owned();
     let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    (code, text)
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {
+    get_with(addr, path, "")
+}
+
+/// GET with extra header lines, each ending in CRLF.
+fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     http(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
 }
 
@@ -121,13 +123,14 @@ async fn log_size(addr: std::net::SocketAddr) -> u64 {
         .size
 }
 
-fn start(dir: &Path, checks_per_minute: u32) -> (ChildServer, String) {
+/// A server whose page records its checks in `department`'s name.
+fn start(dir: &Path, department: &str, checks_per_minute: u32) -> (ChildServer, String) {
     let page = free_addr();
     let config = dir.join("certseal.toml");
     std::fs::write(
         &config,
         format!(
-            "[public_page]\nlisten = \"{page}\"\ndepartment = \"{ADMIN_DEPT}\"\nchecks_per_minute = {checks_per_minute}\n"
+            "[public_page]\nlisten = \"{page}\"\nbase_url = \"http://{page}\"\ndepartment = \"{department}\"\nchecks_per_minute = {checks_per_minute}\n"
         ),
     )
     .unwrap();
@@ -147,7 +150,7 @@ fn start(dir: &Path, checks_per_minute: u32) -> (ChildServer, String) {
 #[tokio::test]
 async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, page) = start(dir.path(), 1000);
+    let (server, page) = start(dir.path(), ADMIN_DEPT, 1000);
     let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
     let channel = connect(server.addr).await;
     let mut l = LicenceServiceClient::new(channel.clone());
@@ -199,19 +202,24 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
         html.contains("张三小吃店"),
         "a public field's value is shown"
     );
-    assert!(
-        html.contains("不予公开 not shown (personal)"),
-        "a personal field is masked"
-    );
-    assert!(!html.contains(PERSON), "the personal ID appears nowhere");
-    assert!(
-        !html.contains("张三<") && element(&html, "holder").starts_with("张*"),
-        "the holder's name is masked"
-    );
-    assert!(
-        html.contains("<svg"),
-        "the printable page carries a QR code back to it"
-    );
+    // The personal fields (staff 12, chain, opened 2026-03-01, the legal representative's
+    // ID): neither their values nor even their labels.
+    for personal in [
+        PERSON,
+        "从业人数",
+        "连锁",
+        "开业日期",
+        "2026-03-01",
+        "法定代表人",
+    ] {
+        assert!(!html.contains(personal), "{personal} appears in\n{html}");
+    }
+    assert_eq!(element(&html, "holder"), "张* ");
+    assert!(!html.contains("张三 "), "the holder's name is masked");
+    let qr = html
+        .find("<svg")
+        .expect("the printable page carries a QR code");
+    assert!(html[qr..].contains("</svg>"));
     assert!(element(&html, "status").contains("active"));
 
     // Revoked: not valid, and why.
@@ -224,16 +232,47 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
         "the issuer's note is its own business"
     );
 
-    // Unknown: said plainly, with no licence card.
+    // Each of those views is a check in the log: a receipt naming the page's purpose and
+    // department.
+    let viewed = log_size(server.addr).await;
+    assert!(viewed >= before + 2, "{before} -> {viewed}");
+
+    // Unknown: said plainly, with no licence card, and not logged: it concerns no licence.
     let html = browse(&format!("http://{page}/v/{unknown}"), "unknown");
     assert_eq!(element(&html, "verdict"), "无效 Not valid");
     assert!(element(&html, "why").contains("no such licence"), "{html}");
+    assert_eq!(element(&html, "asked"), unknown);
     assert!(!html.contains("id=\"licence\""));
+    assert!(element(&html, "receipt").contains("not recorded"));
     assert_eq!(get(&page, &format!("/v/{unknown}")).0, 404);
+    assert_eq!(log_size(server.addr).await, viewed);
 
-    // Each view is a check in the log, with a receipt naming the page's purpose and department.
-    // (The browser opened each page twice: once for the document, once for the screenshot.)
-    assert_eq!(log_size(server.addr).await, before + 7);
+    // Another site cannot make its visitors' browsers check licences: a page of ours loaded
+    // as an image is refused, unlogged.
+    let (code, _) = get_with(
+        &page,
+        &format!("/v/{}", ids[0]),
+        "Sec-Fetch-Dest: image\r\n",
+    );
+    assert_eq!(code, 403);
+    let (code, response) = get_with(
+        &page,
+        &format!("/v/{}", ids[0]),
+        "Sec-Fetch-Dest: document\r\n",
+    );
+    assert_eq!(code, 200);
+    let headers = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        headers.contains("content-security-policy: default-src 'none'"),
+        "{headers}"
+    );
+    assert!(headers.contains("cache-control: no-store"), "{headers}");
+    assert_eq!(log_size(server.addr).await, viewed + 1);
+
     let receipts = VerificationServiceClient::new(channel.clone())
         .list_receipts(as_actor(
             &i.dept,
@@ -248,18 +287,37 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
         .unwrap()
         .into_inner()
         .receipts;
-    assert_eq!(receipts.len(), 2);
+    assert!(receipts.len() >= 2, "{receipts:?}");
     for r in &receipts {
         assert_eq!(r.verifier, ADMIN_DEPT);
         assert_eq!(r.purpose.as_ref().unwrap().code, "PUBLIC_PAGE");
     }
+    // A department's own check may not pass for a page view.
+    let refused = VerificationServiceClient::new(channel.clone())
+        .verify_licence(as_actor(
+            &i.dept,
+            "issuer",
+            pb::VerifyLicenceRequest {
+                licence_id: ids[0].clone(),
+                purpose: Some(pb::Purpose {
+                    code: "PUBLIC_PAGE".into(),
+                    text: "看看".into(),
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    let v = expect_code(refused, tonic::Code::InvalidArgument);
+    assert!(v.iter().any(|(f, _)| f == "purpose.code"), "{v:?}");
     drop(server);
 }
 
 #[tokio::test]
 async fn the_forms_read_a_pasted_string_and_an_uploaded_qr_picture_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, page) = start(dir.path(), 1000);
+    // The page's department is the issuer itself: the page still shows only public fields.
+    let (server, page) = start(dir.path(), &dept_code(1), 1000);
     let i = issuer(server.addr, 1, pb::SealAlgorithm::EcdsaP256).await;
     let mut l = LicenceServiceClient::new(connect(server.addr).await);
     let issued = l
@@ -312,23 +370,67 @@ async fn the_forms_read_a_pasted_string_and_an_uploaded_qr_picture_and_refuse_ba
         "{body}"
     );
 
-    // A tampered string is checked, recorded, and shown as not valid without its claims.
-    let mut tampered = issued.qr.clone().into_bytes();
-    let n = tampered.len() - 10;
-    tampered[n] = if tampered[n] == b'A' { b'B' } else { b'A' };
-    let (code, body) = post_field(&page, "qr", None, &tampered);
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains("无效 Not valid"), "{body}");
+    // The page's department issued the licence, yet the page shows only the public fields.
+    let (_, body) = get(&page, &format!("/v/{}", issued.licence_id));
     assert!(
-        !body.contains(&issued.licence_id),
-        "a forgery is not dressed in the real record"
+        body.contains("有效 Valid") && body.contains("张三小吃店"),
+        "{body}"
     );
+    for personal in [PERSON, "从业人数", "开业日期", "张三 "] {
+        assert!(!body.contains(personal), "{personal} appears in\n{body}");
+    }
+
+    // A document with one claim changed (the operator's name) and its signature kept: checked
+    // and recorded against the licence it names, shown as not valid and not dressed in the
+    // real licence's record.
+    let mut forged = certseal_core::qr::decode(&issued.qr).unwrap();
+    let name = "张三小吃店".as_bytes();
+    let at = forged
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the claim is in the document");
+    forged[at..at + name.len()].copy_from_slice("李四小吃店".as_bytes());
+    let before = log_size(server.addr).await;
+    let (code, body) = post_field(
+        &page,
+        "qr",
+        None,
+        certseal_core::qr::encode(&forged).as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("无效 Not valid") && body.contains("signature does not match"),
+        "{body}"
+    );
+    for dressing in [
+        "李四小吃店",
+        "id=\"licence\"",
+        "id=\"seal-name\"",
+        "食品经营许可证",
+    ] {
+        assert!(!body.contains(dressing), "{dressing} appears in\n{body}");
+    }
+    assert!(body.contains("This check is recorded"), "{body}");
+    assert_eq!(log_size(server.addr).await, before + 1);
+
+    // Junk pasted: answered, not logged (it concerns no licence held here).
+    let (code, body) = post_field(&page, "qr", None, b"CS1:NOT-A-LICENCE");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("无效 Not valid") && body.contains("not recorded"),
+        "{body}"
+    );
+    assert_eq!(log_size(server.addr).await, before + 1);
 
     // Bad input changes nothing: a malformed ID, a picture without a code, an empty form.
     let before = log_size(server.addr).await;
     let (code, body) = get(&page, "/v/not-a-licence");
     assert_eq!(code, 400);
-    assert!(body.contains("is not a licence ID"), "{body}");
+    assert!(body.contains("does not hold a licence ID"), "{body}");
+    assert!(
+        !body.contains("not-a-licence"),
+        "text from the address is not repeated back"
+    );
     let (code, body) = post_field(&page, "image", Some("x.png"), &png_of_nothing());
     assert_eq!(code, 400);
     assert!(body.contains("no QR code was found"), "{body}");
@@ -337,6 +439,14 @@ async fn the_forms_read_a_pasted_string_and_an_uploaded_qr_picture_and_refuse_ba
     assert!(body.contains("not a PNG or JPEG"), "{body}");
     let (code, _) = post_field(&page, "qr", None, b"   ");
     assert_eq!(code, 400);
+    let (code, _) = post_field(&page, "image", Some("big.png"), &vec![0u8; 9 << 20]);
+    assert_eq!(code, 413);
+    // A form posted from another site is refused.
+    let (code, _) = http(
+        &page,
+        format!("POST /check HTTP/1.1\r\nHost: {page}\r\nSec-Fetch-Site: cross-site\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(code, 403);
     assert_eq!(get(&page, "/nowhere").0, 404);
     assert_eq!(log_size(server.addr).await, before);
 }
@@ -354,7 +464,7 @@ fn png_of_nothing() -> Vec<u8> {
 #[tokio::test]
 async fn one_client_gets_a_bounded_number_of_checks_a_minute() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, page) = start(dir.path(), 3);
+    let (server, page) = start(dir.path(), ADMIN_DEPT, 3);
     let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
     let id = LicenceServiceClient::new(connect(server.addr).await)
         .issue_licence(as_actor(&i.dept, "issuer", request(&i, "budget")))
@@ -364,9 +474,13 @@ async fn one_client_gets_a_bounded_number_of_checks_a_minute() {
         .licence_id;
     // Seven calls within a moment cross at most one minute's turn, which refills the budget
     // once: the first three pass, and at least one of the others is refused.
+    let before = log_size(server.addr).await;
     let answers: Vec<(u16, String)> = (0..7).map(|_| get(&page, &format!("/v/{id}"))).collect();
     let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
     assert!(codes[..3].iter().all(|c| *c == 200), "{codes:?}");
+    // Only the views answered are logged.
+    let answered = codes.iter().filter(|c| **c == 200).count() as u64;
+    assert_eq!(log_size(server.addr).await, before + answered, "{codes:?}");
     let refused = answers
         .iter()
         .find(|a| a.0 == 429)

@@ -15,8 +15,8 @@ pub const PUBLIC_PAGE_PURPOSE: &str = "PUBLIC_PAGE";
 pub struct PublicField {
     /// The template's label.
     pub label: String,
-    /// The value; `None` for a personal field, which is not shown.
-    pub value: Option<String>,
+    /// The value.
+    pub value: String,
 }
 
 /// The seal that signed the licence.
@@ -47,32 +47,22 @@ pub struct PublicView {
     pub seal: Option<PublicSeal>,
 }
 
-/// A person's name with all but its first character hidden: 张三丰 → 张**.
+/// A person's name as its first character and one star, whatever its length: 张三丰 → 张*.
 pub fn mask_name(name: &str) -> String {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(first) => std::iter::once(first).chain(chars.map(|_| '*')).collect(),
+    match name.chars().next() {
+        Some(first) => format!("{first}*"),
         None => String::new(),
     }
 }
 
-/// An identifier with only its first 3 and last 2 characters shown.
+/// An identifier as its first and last characters around a fixed run of stars: neither the
+/// region, the birth date nor the sex digit of a resident ID shows.
 pub fn mask_id(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    if chars.len() <= 5 {
-        return "*".repeat(chars.len());
+    let mut chars = id.chars();
+    match (chars.next(), chars.next_back()) {
+        (Some(first), Some(last)) => format!("{first}{}{last}", "*".repeat(8)),
+        _ => "*".repeat(8),
     }
-    chars
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if i < 3 || i >= chars.len() - 2 {
-                *c
-            } else {
-                '*'
-            }
-        })
-        .collect()
 }
 
 fn text(v: &FieldValue) -> String {
@@ -136,17 +126,20 @@ impl Registry {
             TemplateSelector::Version(claims.template_version),
         ) {
             view.type_name = Some(t.content.name.clone());
+            // Only the public fields are listed: even the names of the personal fields a
+            // licence happens to carry are none of the public's business.
             view.fields = t
                 .content
                 .fields
                 .iter()
                 .filter_map(|f| {
-                    let shown = view.verification.visible_fields.get(&f.name);
-                    let present = claims.fields.contains_key(&f.name);
-                    present.then(|| PublicField {
-                        label: f.label.clone(),
-                        value: shown.map(text),
-                    })
+                    view.verification
+                        .visible_fields
+                        .get(&f.name)
+                        .map(|v| PublicField {
+                            label: f.label.clone(),
+                            value: text(v),
+                        })
                 })
                 .collect();
         }
@@ -161,6 +154,25 @@ impl Registry {
                 format: s.seal.image_format,
             });
         }
+        // The view carries nothing personal past this point, so no later change to the page
+        // (or a debug log of the view) can show it.
+        if let Some(c) = view.verification.claims.as_mut() {
+            c.fields = view.verification.visible_fields.clone();
+            if let Some((name, id)) = &view.holder {
+                c.holder.name = name.clone();
+                c.holder.id = id.clone();
+            }
+        }
+        if let Some(l) = view.verification.licence.as_mut() {
+            l.holder_id = view
+                .holder
+                .as_ref()
+                .map(|h| h.1.clone())
+                .unwrap_or_default();
+            for e in &mut l.history {
+                e.note.clear();
+            }
+        }
         Ok(view)
     }
 }
@@ -171,9 +183,9 @@ mod tests {
 
     #[test]
     fn masks_keep_only_the_edges() {
-        assert_eq!(mask_name("张三丰"), "张**");
-        assert_eq!(mask_name("李"), "李");
-        assert_eq!(mask_id("35020319900101123X"), "350*************3X");
-        assert_eq!(mask_id("1234"), "****");
+        assert_eq!(mask_name("张三丰"), "张*");
+        assert_eq!(mask_name("李四"), "李*");
+        assert_eq!(mask_id("35020319900101123X"), "3********X");
+        assert_eq!(mask_id("1"), "********");
     }
 }

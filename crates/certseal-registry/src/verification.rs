@@ -77,6 +77,9 @@ pub struct Verification {
     pub receipt_payload: Receipt,
     /// The receipt's audit-log entry.
     pub log_index: u64,
+    /// Whether the receipt was signed and logged: always for a department's check; for the
+    /// public page, only when the registry holds the licence the check is about.
+    pub recorded: bool,
 }
 
 /// A stored receipt.
@@ -260,24 +263,32 @@ impl Registry {
     ) -> Result<Verification, RegistryError> {
         let purpose = Purpose::new(purpose_code, purpose_text, &self.purposes)
             .map_err(RegistryError::InvalidArgument)?;
+        if matches!(checker, Checker::Department(_))
+            && purpose.code == crate::public::PUBLIC_PAGE_PURPOSE
+        {
+            // Page views are anonymous; a department's look-up must not pass for one.
+            return Err(RegistryError::InvalidArgument(vec![
+                certseal_core::FieldViolation::new(
+                    "purpose.code",
+                    "PUBLIC_PAGE is kept for the public verification page's own checks",
+                ),
+            ]));
+        }
         let now = Timestamp::now();
         let at = at.unwrap_or(now);
         let by_id = matches!(subject, Subject::Id(_));
         let (asked, mut outcome, mut licence) = self.evaluate(subject, at)?;
+        // An anonymous check of something the registry does not hold (an unknown ID, junk
+        // pasted in the page) concerns no licence: it is answered but not logged, so nobody
+        // can grow the log with noise.
+        let record = matches!(checker, Checker::Department(_)) || licence.is_some();
         // What a document claims is shown only if the registry issued that very document: a
-        // forgery must not come back dressed in the real licence's record.
+        // forgery must not come back dressed in the real licence's record, whatever else is
+        // wrong with it (a seal revoked for compromise can sign anything).
         let genuine = by_id
-            || (outcome.seal_id.is_some()
-                && !matches!(
-                    outcome.sub,
-                    Some(
-                        SubIndication::SigCryptoFailure
-                            | SubIndication::DocumentMismatch
-                            | SubIndication::NoCertificateChainFound
-                            | SubIndication::UnknownLicence
-                            | SubIndication::FormatFailure
-                    )
-                ));
+            || licence
+                .as_ref()
+                .is_some_and(|l| l.document_digest[..] == outcome.digest[..]);
         if !genuine {
             licence = None;
             outcome.claims = None;
@@ -337,6 +348,22 @@ impl Registry {
             verifier: actor.department.clone(),
             purpose,
         };
+        if !record {
+            self.checks[outcome.indication as usize]
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Verification {
+                indication: outcome.indication,
+                sub: outcome.sub,
+                reason: outcome.reason,
+                licence,
+                claims: outcome.claims,
+                visible_fields,
+                receipt: Vec::new(),
+                receipt_payload: receipt,
+                log_index: 0,
+                recorded: false,
+            });
+        }
         let signed = self.sign_receipt(&receipt).await?;
         let actor_c = actor.clone();
         let signed_c = signed.clone();
@@ -388,6 +415,7 @@ impl Registry {
             receipt: signed,
             receipt_payload: receipt,
             log_index,
+            recorded: true,
         })
     }
 
