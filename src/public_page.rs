@@ -163,7 +163,7 @@ header.site a{color:#fff;text-decoration:none}
 .verdict h1{margin:0;font-size:28px}
 .verdict p{margin:4px 0 0}
 .verdict .checked{font-size:13px;opacity:.9}
-.notice{color:#92400e;background:#fffbeb;border-radius:6px;padding:6px 10px;font-size:14px}
+.notice{overflow:hidden;color:#92400e;background:#fffbeb;border-radius:6px;padding:6px 10px;font-size:14px}
 .ok{background:#15803d}.bad{background:#b91c1c}.warn{background:#b45309}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:8px 6px;border-bottom:1px solid #e5e7eb;vertical-align:top}

@@ -300,15 +300,15 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// A small PNG seal image: a red ring with a star-like centre; `seed` shifts the colour, so
-/// each seed is another image.
+/// A small PNG seal image: a red ring around a dot; `seed` shifts the colour, so each seed is
+/// another image.
 pub fn png(seed: u8) -> Vec<u8> {
-    let side = 96u32;
+    // Small enough for the tests that set [limits] max_seal_image_kib = 1.
+    let side = 40u32;
     let c = side as f64 / 2.0;
     let img = image::RgbaImage::from_fn(side, side, |x, y| {
         let r = ((x as f64 - c).powi(2) + (y as f64 - c).powi(2)).sqrt();
-        let ink =
-            (38.0..44.0).contains(&r) || r < 9.0 || (r < 30.0 && (x as i32 - y as i32).abs() < 2);
+        let ink = (16.0..19.0).contains(&r) || r < 4.0;
         if ink {
             image::Rgba([200, seed.wrapping_mul(7), 30, 255])
         } else {

@@ -85,8 +85,18 @@ pub fn print_one(v: &Value, as_json: bool) {
         return;
     }
     if let Value::Object(map) = v {
-        let width = map.keys().map(String::len).max().unwrap_or(0);
+        print_object(map, 0);
+    }
+}
+
+/// `key  value` lines; a nested record is printed below its key, indented.
+fn print_object(map: &serde_json::Map<String, Value>, indent: usize) {
+    let pad = " ".repeat(indent);
+    let width = map.keys().map(String::len).max().unwrap_or(0);
+    {
         for (k, val) in map {
+            let k = &format!("{pad}{k}");
+            let width = width + indent;
             match val {
                 Value::Array(items) if k == "fields" => {
                     println!("{k:width$}  {} field(s)", items.len());
@@ -129,6 +139,10 @@ pub fn print_one(v: &Value, as_json: bool) {
                             },
                         );
                     }
+                }
+                Value::Object(m) if !m.contains_key("created_at") && !m.is_empty() => {
+                    println!("{k}");
+                    print_object(m, indent + 2);
                 }
                 _ => println!("{k:width$}  {}", scalar(val)),
             }
