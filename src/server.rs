@@ -159,12 +159,46 @@ pub fn serve_on(
     let data_dir = config.data_dir.clone();
 
     Ok(async move {
-        health
-            .set_serving::<DepartmentServiceServer<DepartmentApi>>()
-            .await;
-        health
-            .set_serving::<TemplateServiceServer<TemplateApi>>()
-            .await;
+        // The health service says SERVING while the store answers a read, for the server as a
+        // whole ("") and for each service; it is looked at every 5 seconds.
+        use tonic::server::NamedService;
+        const SERVICES: [&str; 8] = [
+            "",
+            <DepartmentServiceServer<DepartmentApi> as NamedService>::NAME,
+            <TemplateServiceServer<TemplateApi> as NamedService>::NAME,
+            <AuditServiceServer<AuditApi> as NamedService>::NAME,
+            <SealServiceServer<SealApi> as NamedService>::NAME,
+            <LicenceServiceServer<LicenceApi> as NamedService>::NAME,
+            <PolicyServiceServer<PolicyApi> as NamedService>::NAME,
+            <VerificationServiceServer<VerificationApi> as NamedService>::NAME,
+        ];
+        for s in SERVICES {
+            health
+                .set_service_status(s, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let watched = Arc::downgrade(&registry);
+        let health_task = tokio::spawn(async move {
+            let mut last = Some(true);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                let Some(r) = watched.upgrade() else { break };
+                let ok = r.check_health().is_ok();
+                drop(r);
+                if last != Some(ok) {
+                    let status = if ok {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tracing::error!("the store does not answer: health is NOT_SERVING");
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    for s in SERVICES {
+                        health.set_service_status(s, status).await;
+                    }
+                    last = Some(ok);
+                }
+            }
+        });
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
         // Tonic applies its TCP options only to listeners it binds itself: without TCP_NODELAY
         // a reply waits for the peer's delayed ACK, 40 ms per call in turn.
@@ -225,6 +259,7 @@ pub fn serve_on(
         if let Some(t) = metrics_task {
             t.abort();
         }
+        health_task.abort();
         // Connection tasks may still hold service clones for a moment after the server returns.
         // Once ours is the last reference, dropping it drains the sequencer (every queued write
         // is synced) and closes the store, releasing its lock for the next server.

@@ -92,3 +92,45 @@ async fn every_acknowledged_write_survives_kill_9() {
     // The restarted server keeps going where the old one stopped.
     register(&mut d, &dept_code(64), "新部门").await;
 }
+
+/// A data folder restored without its key-encryption key is refused with what to do, and no
+/// new, useless key is left beside it.
+#[test]
+fn a_folder_without_its_kek_is_refused_with_the_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    // Up for real (its port alone could be another test's, taken in between).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(data.with_extension("log"))
+        .unwrap_or_default()
+        .contains("certseal serving")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(server);
+    let kek = data.join("keys").join("kek");
+    std::fs::remove_file(&kek).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args([
+            "serve",
+            "--dev-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("key-encryption key") && err.contains("is missing") && err.contains("restore"),
+        "{err}"
+    );
+    assert!(!kek.exists(), "no new key was made");
+}

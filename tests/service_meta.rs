@@ -16,6 +16,11 @@ async fn health_reports_serving() {
         "",
         "certseal.v1.DepartmentService",
         "certseal.v1.TemplateService",
+        "certseal.v1.AuditService",
+        "certseal.v1.SealService",
+        "certseal.v1.LicenceService",
+        "certseal.v1.PolicyService",
+        "certseal.v1.VerificationService",
     ] {
         let r = h
             .check(HealthCheckRequest {

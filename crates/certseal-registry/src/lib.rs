@@ -186,6 +186,14 @@ impl Registry {
         opts: &RegistryOptions,
         kek_file: &Path,
     ) -> Result<Self, RegistryError> {
+        // An existing folder's keys are sealed under its KEK: without the file, making a new
+        // one would only leave a useless key beside keys nobody can open.
+        if store.get(Table::Meta, META_FORMAT_KEY)?.is_some() && !kek_file.exists() {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "the key-encryption key {} is missing, and this data folder's keys are sealed under it: restore the file from the backup (see docs/operations.md), or point [keys] kek_file at it",
+                kek_file.display()
+            )));
+        }
         init_meta(store.as_ref())?;
         let kek = certseal_crypto::Kek::load_or_create(kek_file)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;

@@ -217,7 +217,7 @@ impl KvStore for RocksStore {
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
-        const SUMMED: [(&str, &str); 5] = [
+        const SUMMED: [(&str, &str); 4] = [
             ("estimated_keys", "rocksdb.estimate-num-keys"),
             ("sst_bytes", "rocksdb.total-sst-files-size"),
             ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
@@ -225,7 +225,6 @@ impl KvStore for RocksStore {
                 "pending_compaction_bytes",
                 "rocksdb.estimate-pending-compaction-bytes",
             ),
-            ("running_compactions", "rocksdb.num-running-compactions"),
         ];
         let mut out: Vec<(&'static str, u64)> = SUMMED
             .iter()
@@ -242,12 +241,18 @@ impl KvStore for RocksStore {
                 (*name, total)
             })
             .collect();
-        // The block cache is shared: any table reports all of it.
-        if let Ok(Some(v)) = self
-            .db
-            .property_int_value_cf(self.cf(Table::Meta), "rocksdb.block-cache-usage")
-        {
-            out.push(("block_cache_bytes", v));
+        // The block cache and the compaction threads are the database's: any table reports
+        // all of them, so they are read once.
+        for (name, property) in [
+            ("block_cache_bytes", "rocksdb.block-cache-usage"),
+            ("running_compactions", "rocksdb.num-running-compactions"),
+        ] {
+            if let Ok(Some(v)) = self
+                .db
+                .property_int_value_cf(self.cf(Table::Meta), property)
+            {
+                out.push((name, v));
+            }
         }
         out
     }
