@@ -348,63 +348,54 @@ impl Registry {
             verifier: actor.department.clone(),
             purpose,
         };
-        if !record {
-            self.checks[outcome.indication as usize]
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(Verification {
-                indication: outcome.indication,
-                sub: outcome.sub,
-                reason: outcome.reason,
-                licence,
-                claims: outcome.claims,
-                visible_fields,
-                receipt: Vec::new(),
-                receipt_payload: receipt,
-                log_index: 0,
-                recorded: false,
-            });
-        }
-        let signed = self.sign_receipt(&receipt).await?;
-        let actor_c = actor.clone();
-        let signed_c = signed.clone();
-        let result = receipt.result.as_str().to_owned();
-        let sub = receipt.sub.map(|s| s.as_str().to_owned());
-        let log_index = self
-            .sequencer
-            .submit(move |txn| -> Result<u64, RegistryError> {
-                let index = txn.state.next_index();
-                let digest = sha256(&[&signed_c]);
-                txn.put(
-                    Table::Receipts,
-                    receipt_id.as_bytes().to_vec(),
-                    [&digest[..], &index.to_be_bytes()].concat(),
-                );
-                if genuine && !asked.is_empty() {
+        let logged = if record {
+            let signed = self.sign_receipt(&receipt).await?;
+            let actor_c = actor.clone();
+            let signed_c = signed.clone();
+            let result = receipt.result.as_str().to_owned();
+            let sub = receipt.sub.map(|s| s.as_str().to_owned());
+            let log_index = self
+                .sequencer
+                .submit(move |txn| -> Result<u64, RegistryError> {
+                    let index = txn.state.next_index();
+                    let digest = sha256(&[&signed_c]);
                     txn.put(
-                        Table::ReceiptsByLicence,
-                        receipt_key(&asked, now, &receipt_id),
-                        Vec::new(),
+                        Table::Receipts,
+                        receipt_id.as_bytes().to_vec(),
+                        [&digest[..], &index.to_be_bytes()].concat(),
                     );
-                }
-                let mut extra = BTreeMap::from([
-                    ("licence".to_owned(), Extra::Text(asked.clone())),
-                    ("result".to_owned(), Extra::Text(result)),
-                ]);
-                if let Some(sub) = sub {
-                    extra.insert("sub".to_owned(), Extra::Text(sub));
-                }
-                append(
-                    txn,
-                    &actor_c,
-                    "receipt.issued",
-                    &receipt_id.to_string(),
-                    &signed_c,
-                    extra,
-                );
-                Ok(index)
-            })
-            .await?;
+                    if genuine && !asked.is_empty() {
+                        txn.put(
+                            Table::ReceiptsByLicence,
+                            receipt_key(&asked, now, &receipt_id),
+                            Vec::new(),
+                        );
+                    }
+                    let mut extra = BTreeMap::from([
+                        ("licence".to_owned(), Extra::Text(asked.clone())),
+                        ("result".to_owned(), Extra::Text(result)),
+                    ]);
+                    if let Some(sub) = sub {
+                        extra.insert("sub".to_owned(), Extra::Text(sub));
+                    }
+                    append(
+                        txn,
+                        &actor_c,
+                        "receipt.issued",
+                        &receipt_id.to_string(),
+                        &signed_c,
+                        extra,
+                    );
+                    Ok(index)
+                })
+                .await?;
+            Some((signed, log_index))
+        } else {
+            None
+        };
         self.checks[outcome.indication as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let recorded = logged.is_some();
+        let (signed, log_index) = logged.unwrap_or_default();
         Ok(Verification {
             indication: outcome.indication,
             sub: outcome.sub,
@@ -415,7 +406,7 @@ impl Registry {
             receipt: signed,
             receipt_payload: receipt,
             log_index,
-            recorded: true,
+            recorded,
         })
     }
 
