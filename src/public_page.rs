@@ -116,6 +116,7 @@ pub fn bind(
         .route("/check", axum::routing::post(by_qr))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(axum::middleware::map_response(guard))
         .with_state(page);
     tracing::info!(%addr, "public verification page at /");
     Ok(async move {
@@ -129,10 +130,15 @@ pub fn bind(
     })
 }
 
-/// A page with the headers every response of ours carries: nothing but our own inline styles
-/// and data: images may load, nothing may run, and a status that can change is never cached.
+/// A page with its status.
 fn respond(status: StatusCode, body: Markup) -> Response {
-    let mut r = (status, body).into_response();
+    (status, body).into_response()
+}
+
+/// The headers every response carries, axum's own refusals (405, a malformed form) included:
+/// nothing but our own inline styles and data: images may load, nothing may run, and a status
+/// that can change is never cached.
+async fn guard(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

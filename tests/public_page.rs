@@ -448,6 +448,15 @@ async fn the_forms_read_a_pasted_string_and_an_uploaded_qr_picture_and_refuse_ba
     );
     assert_eq!(code, 403);
     assert_eq!(get(&page, "/nowhere").0, 404);
+    // axum's own refusals carry the same headers.
+    let (code, response) = get(&page, "/check");
+    assert_eq!(code, 405);
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'"),
+        "{response}"
+    );
     assert_eq!(log_size(server.addr).await, before);
 }
 
