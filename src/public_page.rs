@@ -617,15 +617,13 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
                         @if let Some(n) = &view.issuer_name { (n) " " }
                         span.record { "(" (c.issuer) ")" }
                     } }
-                    @if let Some((name, id)) = &view.holder {
-                        tr { th { "持证主体 Holder" } td #holder {
-                            (name) " "
-                            span.record { "(" (id) ")" }
-                            @if c.holder.kind == HolderKind::Person {
-                                br; span.masked { "个人信息已隐藏 personal data hidden" }
-                            }
-                        } }
-                    }
+                    tr { th { "持证主体 Holder" } td #holder {
+                        (c.holder.name) " "
+                        span.record { "(" (c.holder.id) ")" }
+                        @if c.holder.kind == HolderKind::Person {
+                            br; span.masked { "个人信息已隐藏 personal data hidden" }
+                        }
+                    } }
                     tr { th { "有效期 Validity" } td #validity {
                         (date(c.nbf)) " 至 to "
                         // `exp` is the first instant out of force: show the last day in force.

@@ -35,12 +35,7 @@ fn value(text: &str, prefix: &str) -> f64 {
 #[tokio::test]
 async fn the_metrics_endpoint_counts_calls_issues_checks_and_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics = format!("127.0.0.1:{port}");
+    let metrics = free_addr();
     let server = ChildServer::spawn_with(&dir.path().join("data"), &["--metrics-listen", &metrics]);
     let i = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
     let channel = connect(server.addr).await;

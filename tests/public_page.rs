@@ -12,15 +12,6 @@ use certseal::pb::verification_service_client::VerificationServiceClient;
 use crate::licences::{PERSON, issuer, request};
 use crate::util::*;
 
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
 /// Where the screenshots go: `CERTSEAL_TEST_OUTPUT`, else the target's test folder.
 fn output_dir() -> PathBuf {
     let dir = std::env::var_os("CERTSEAL_TEST_OUTPUT")

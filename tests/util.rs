@@ -196,6 +196,16 @@ pub async fn all_departments(
     }
 }
 
+/// A loopback address with a port free at the time of asking.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// The `certseal` binary running as a child process, killed when dropped.
 pub struct ChildServer {
     pub child: std::process::Child,
@@ -218,12 +228,7 @@ impl ChildServer {
 
     /// `certseal serve` with exactly these arguments besides the address and data folder.
     pub fn spawn_args(data_dir: &Path, extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = free_addr().parse().unwrap();
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])

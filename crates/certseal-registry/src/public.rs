@@ -39,8 +39,6 @@ pub struct PublicView {
     pub type_name: Option<String>,
     /// The issuing department's name.
     pub issuer_name: Option<String>,
-    /// The holder, masked when a person.
-    pub holder: Option<(String, String)>,
     /// Every field of the template, in its order; personal ones without their value.
     pub fields: Vec<PublicField>,
     /// The signing seal.
@@ -101,7 +99,6 @@ impl Registry {
             verification,
             type_name: None,
             issuer_name: None,
-            holder: None,
             fields: Vec::new(),
             seal: None,
         };
@@ -110,10 +107,6 @@ impl Registry {
         };
         // What follows only decorates the result: a record that cannot be read leaves its part
         // of the page empty rather than hiding the result.
-        view.holder = Some(match claims.holder.kind {
-            HolderKind::Person => (mask_name(&claims.holder.name), mask_id(&claims.holder.id)),
-            HolderKind::Organisation => (claims.holder.name.clone(), claims.holder.id.clone()),
-        });
         let stamp = self.records.stamp();
         if let Ok(Some(d)) = self
             .records
@@ -155,20 +148,19 @@ impl Registry {
             });
         }
         // The view carries nothing personal past this point, so no later change to the page
-        // (or a debug log of the view) can show it.
+        // (or a debug log of the view) can show it. A person holder is masked; an
+        // organisation's name and credit code are public registers.
         if let Some(c) = view.verification.claims.as_mut() {
             c.fields = view.verification.visible_fields.clone();
-            if let Some((name, id)) = &view.holder {
-                c.holder.name = name.clone();
-                c.holder.id = id.clone();
+            if c.holder.kind == HolderKind::Person {
+                c.holder.name = mask_name(&c.holder.name);
+                c.holder.id = mask_id(&c.holder.id);
             }
         }
         if let Some(l) = view.verification.licence.as_mut() {
-            l.holder_id = view
-                .holder
-                .as_ref()
-                .map(|h| h.1.clone())
-                .unwrap_or_default();
+            if l.holder_kind == HolderKind::Person {
+                l.holder_id = mask_id(&l.holder_id);
+            }
             for e in &mut l.history {
                 e.note.clear();
             }
