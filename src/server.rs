@@ -12,11 +12,13 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
-    AuditApi, Context, DepartmentApi, LicenceApi, PolicyApi, SealApi, TemplateApi, VerificationApi,
+    AdminApi, AuditApi, Context, DepartmentApi, LicenceApi, PolicyApi, SealApi, TemplateApi,
+    VerificationApi,
 };
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::pb;
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::department_service_server::DepartmentServiceServer;
 use crate::pb::licence_service_server::LicenceServiceServer;
@@ -139,6 +141,7 @@ pub fn serve_on(
     let templates =
         TemplateServiceServer::new(TemplateApi(ctx.clone())).max_decoding_message_size(max);
     let audit = AuditServiceServer::new(AuditApi(ctx.clone())).max_decoding_message_size(max);
+    let admin = AdminServiceServer::new(AdminApi(ctx.clone())).max_decoding_message_size(max);
     let seals = SealServiceServer::new(SealApi(ctx.clone())).max_decoding_message_size(max);
     let licences =
         LicenceServiceServer::new(LicenceApi(ctx.clone())).max_decoding_message_size(max);
@@ -162,8 +165,9 @@ pub fn serve_on(
         // The health service says SERVING while the store answers a read, for the server as a
         // whole ("") and for each service; it is looked at every 5 seconds.
         use tonic::server::NamedService;
-        const SERVICES: [&str; 8] = [
+        const SERVICES: [&str; 9] = [
             "",
+            <AdminServiceServer<AdminApi> as NamedService>::NAME,
             <DepartmentServiceServer<DepartmentApi> as NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as NamedService>::NAME,
             <AuditServiceServer<AuditApi> as NamedService>::NAME,
@@ -237,6 +241,7 @@ pub fn serve_on(
             .add_service(departments)
             .add_service(templates)
             .add_service(audit)
+            .add_service(admin)
             .add_service(seals)
             .add_service(licences)
             .add_service(verification)

@@ -855,14 +855,14 @@ async fn documents_verify_with_an_independent_cose_implementation() {
         });
         let exp = dir.path().join(format!("expected{n}.json"));
         std::fs::write(&exp, expected.to_string()).unwrap();
-        let out = std::process::Command::new("/usr/bin/python3")
+        let out = std::process::Command::new(python())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/python/verify_licence.py"
             ))
             .args([dir.path().join("trust-list.cose"), doc.clone(), exp.clone()])
             .output()
-            .expect("Debian's python3 (scripts/ensure-deps installs python3-cbor2)");
+            .expect("the project virtualenv (scripts/ensure-deps --test makes it)");
         let said = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && said.trim() == "OK", "{said}");
@@ -871,14 +871,14 @@ async fn documents_verify_with_an_independent_cose_implementation() {
         let at = bad.len() - 70;
         bad[at] ^= 1;
         std::fs::write(&doc, &bad).unwrap();
-        let out = std::process::Command::new("/usr/bin/python3")
+        let out = std::process::Command::new(python())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/python/verify_licence.py"
             ))
             .args([dir.path().join("trust-list.cose"), doc, exp])
             .output()
-            .unwrap();
+            .expect("the project virtualenv (scripts/ensure-deps --test makes it)");
         assert!(!out.status.success());
     }
     server.stop().await;

@@ -4,6 +4,9 @@
 // Shared helpers: starting servers, identities, valid identifiers.
 mod util;
 
+// Setup: scripts/ensure-deps on a simulated machine (fake dpkg, apt-get and virtualenv).
+mod setup;
+
 // Departments: register, read, list, rename, deactivate, and every bad input.
 mod departments;
 // Templates: draft, publish, versions, deprecate, list filters, and every bad input.

@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end tests.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use certseal::config::{Overrides, RawConfig};
 use certseal::pb;
@@ -303,6 +303,19 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The project virtualenv's Python, with tests/python/requirements.txt (cbor2, cryptography,
+/// grpcio): the same folder scripts/ensure-deps and examples/python/run.sh use.
+pub fn python() -> PathBuf {
+    // Empty counts as unset, as with the script's ${VAR:-default}.
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let venv = match (var("CERTSEAL_PY_VENV"), var("CARGO_TARGET_DIR")) {
+        (Some(venv), _) => PathBuf::from(venv),
+        (None, Some(target)) => Path::new(&target).join("python-venv"),
+        (None, None) => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv"),
+    };
+    venv.join("bin/python")
 }
 
 /// A small PNG seal image: a red ring around a dot; `seed` shifts the colour, so each seed is

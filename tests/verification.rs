@@ -545,14 +545,14 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("receipt.cose"), &first.receipt).unwrap();
     std::fs::write(dir.path().join("ca.der"), &ca.der).unwrap();
-    let out = std::process::Command::new("/usr/bin/python3")
+    let out = std::process::Command::new(python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/verify_receipt.py"
         ))
         .args([dir.path().join("receipt.cose"), dir.path().join("ca.der")])
         .output()
-        .unwrap();
+        .expect("the project virtualenv (scripts/ensure-deps --test makes it)");
     assert!(
         out.status.success(),
         "{}",

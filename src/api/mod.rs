@@ -1,6 +1,7 @@
 //! gRPC adapters: proto messages to domain values at the edge, registry calls, errors to
 //! statuses through [`crate::status`]. No rule of the domain lives here.
 
+mod admin;
 mod audit;
 mod convert;
 mod department;
@@ -19,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Authenticator;
 
+pub use admin::AdminApi;
 pub use audit::AuditApi;
 pub use department::DepartmentApi;
 pub use licence::LicenceApi;

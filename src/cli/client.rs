@@ -182,6 +182,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Statuslist(c) => super::verify::statuslist(c).await,
         Command::Trustlist(c) => super::seal::trustlist(c).await,
         Command::Keys(c) => super::seal::keys(c),
+        Command::Backup(a) => super::backup::backup(a).await,
+        Command::Restore(a) => super::backup::restore(a).await,
         Command::Policy(c) => super::policy::run(c).await,
         Command::DeptCert(c) => super::policy::dept_cert(c).await,
         Command::Ca(super::CaCommand::Cert { client }) => {
@@ -421,6 +423,12 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
         .audit()
         .get_latest_checkpoint(cl.request(pb::GetLatestCheckpointRequest {})?)
         .await;
+    let restore = crate::pb::admin_service_client::AdminServiceClient::new(cl.channel())
+        .get_restore_state(cl.request(pb::GetRestoreStateRequest {})?)
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+        .filter(|r| r.restored);
     if args.json {
         let mut v = serde_json::json!({
             "serving": serving,
@@ -434,6 +442,18 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
                 v["checkpoint"] = c.note.clone().into();
             }
             Err(e) => v["checkpoint_error"] = format!("{:?}: {}", e.code(), e.message()).into(),
+        }
+        if let Some(r) = &restore {
+            v["restore"] = serde_json::json!({
+                "old_origin": r.old_origin,
+                "new_origin": r.new_origin,
+                "backup_size": r.backup_size,
+                "last_size": r.last_size,
+                "replayed_to": r.replayed_to,
+                "replayed": r.replayed,
+                "writes_refused": r.writes_refused,
+                "refusal": r.refusal,
+            });
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -450,6 +470,22 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
                 print!("checkpoint:\n{}", c.note);
             }
             Err(e) => println!("checkpoint: not readable ({:?}: {})", e.code(), e.message()),
+        }
+        if let Some(r) = &restore {
+            println!(
+                "restored:   from log {} at size {}; continues as {}{}",
+                r.old_origin,
+                r.backup_size,
+                r.new_origin,
+                if r.replayed_to > 0 {
+                    format!(", old log replayed to size {}", r.replayed_to)
+                } else {
+                    String::new()
+                }
+            );
+            if r.writes_refused {
+                println!("WRITES REFUSED: {}", r.refusal);
+            }
         }
     }
     if !serving {

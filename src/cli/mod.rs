@@ -1,6 +1,7 @@
 //! The command line: `certseal serve` and the client subcommands.
 
 mod audit;
+mod backup;
 mod bench;
 mod client;
 mod files;
@@ -61,6 +62,10 @@ pub enum Command {
     Status(ClientArgs),
     /// Load generator: issue or verify against a running server, or one it starts.
     Bench(bench::BenchArgs),
+    /// Take a backup of a running server into a folder on this machine.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new data folder (offline), or `restore confirm` a restored server.
+    Restore(backup::RestoreArgs),
     /// Key custody (offline, with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -59,6 +59,40 @@ pub fn sha256(parts: &[&[u8]]) -> Digest {
         .expect("SHA-256 digests are 32 bytes")
 }
 
+/// SHA-256 of data that arrives in pieces (a file streamed in chunks).
+pub struct Sha256(ring::digest::Context);
+
+impl Sha256 {
+    /// An empty hash.
+    pub fn new() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+    /// Adds the next piece.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    /// The digest of every piece added.
+    pub fn finish(self) -> Digest {
+        self.0
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 digests are 32 bytes")
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sha256")
+    }
+}
+
 /// Errors of the cryptography layer. Messages never contain key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -51,17 +51,17 @@ pub struct Entry {
 
 const RESERVED: [&str; 7] = ["v", "seq", "time", "kind", "actor", "subject", "digest"];
 
-fn text(s: &str) -> Value {
+pub(crate) fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
 
-fn sorted_map(mut pairs: Vec<(Value, Value)>) -> Value {
+pub(crate) fn sorted_map(mut pairs: Vec<(Value, Value)>) -> Value {
     // Deterministic order: by the bytes of each key's own encoding.
     pairs.sort_by_cached_key(|(k, _)| encode_value(k));
     Value::Map(pairs)
 }
 
-fn encode_value(v: &Value) -> Vec<u8> {
+pub(crate) fn encode_value(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(v, &mut out).expect("CBOR values encode into a Vec");
     out

@@ -8,10 +8,12 @@
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod restore;
 
 pub use entry::{Entry, Extra};
 pub use merkle::{Frontier, Hash, NewNode, NodeReader};
 pub use note::{Checkpoint, TlogProof, VerifierKey};
+pub use restore::Restoration;
 
 /// Errors of the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

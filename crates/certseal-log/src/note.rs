@@ -81,6 +81,12 @@ impl VerifierKey {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The same public key under another name: a restored log signs with its key under a new
+    /// origin.
+    pub fn renamed(&self, name: &str) -> Result<Self, LogError> {
+        Self::new(name, &self.public_key)
+    }
 }
 
 impl std::fmt::Display for VerifierKey {

@@ -19,9 +19,9 @@ use certseal_store::{Batch, Direction, KvStore, Read, Table, Txn, WriterState};
 
 use crate::RegistryError;
 
-const META_LOG_SIZE: &[u8] = b"log_size";
+pub(crate) const META_LOG_SIZE: &[u8] = b"log_size";
 const META_LOG_KEY: &[u8] = b"log_key";
-const META_LOG_ORIGIN: &[u8] = b"log_origin";
+pub(crate) const META_LOG_ORIGIN: &[u8] = b"log_origin";
 /// Associated data that binds the sealed log key to its use.
 pub(crate) const LOG_KEY_OWNER: &[u8] = b"certseal/log-key";
 
@@ -62,6 +62,11 @@ impl AuditWriter {
     /// Time of the last entry (ms): no later entry is dated before it.
     pub(crate) fn last_time(&self) -> i64 {
         self.last_time
+    }
+
+    /// Signs every later checkpoint under `origin` (a restore's new origin).
+    pub(crate) fn set_origin(&mut self, origin: &str) {
+        self.origin = origin.into();
     }
 }
 
@@ -182,7 +187,7 @@ pub(crate) struct OpenedLog {
     pub verifier_key: VerifierKey,
 }
 
-fn meta_u64(store: &dyn KvStore, key: &[u8]) -> Result<u64, RegistryError> {
+pub(crate) fn meta_u64(store: &dyn Read, key: &[u8]) -> Result<u64, RegistryError> {
     match store.get(Table::Meta, key)? {
         None => Ok(0),
         Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
@@ -200,24 +205,21 @@ pub(crate) fn open_log(
     origin: &str,
     records: Arc<crate::cache::Epoch>,
 ) -> Result<OpenedLog, RegistryError> {
+    let mut origin = origin.to_owned();
     let key = match store.get(Table::Meta, META_LOG_KEY)? {
-        Some(sealed) => {
+        Some(_) => {
             let stored_origin = store
                 .get(Table::Meta, META_LOG_ORIGIN)?
                 .map(|o| String::from_utf8_lossy(&o).into_owned())
                 .unwrap_or_default();
-            if stored_origin != origin {
+            // A restored log signs under `<origin>/restore-<n>`: still the configured log.
+            if certseal_log::restore::split_origin(&stored_origin).0 != origin {
                 return Err(RegistryError::FailedPrecondition(format!(
                     "this data folder's log is '{stored_origin}'; the configuration names '{origin}'"
                 )));
             }
-            let pkcs8 = kek.open(LOG_KEY_OWNER, &sealed).map_err(|e| {
-                RegistryError::Corrupt(format!(
-                    "the log key cannot be opened with the key-encryption key {}: {e}",
-                    kek_file.display()
-                ))
-            })?;
-            Ed25519Key::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Corrupt(e.to_string()))?
+            origin = stored_origin;
+            open_log_key(store, kek, kek_file)?
         }
         None => {
             // First start: a new log key, sealed at rest, stored with the origin it signs for.
@@ -228,12 +230,13 @@ pub(crate) fn open_log(
                 .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
             let mut b = Batch::new();
             b.put(Table::Meta, META_LOG_KEY, sealed);
-            b.put(Table::Meta, META_LOG_ORIGIN, origin);
+            b.put(Table::Meta, META_LOG_ORIGIN, origin.as_str());
             store.write(&b, true)?;
-            tracing::info!(origin, "created the audit log key");
+            tracing::info!(origin = %origin, "created the audit log key");
             key
         }
     };
+    let origin = origin.as_str();
     let verifier_key = VerifierKey::new(origin, key.public_key())
         .map_err(|e| RegistryError::invalid("log.origin", e.to_string()))?;
     let size = meta_u64(store, META_LOG_SIZE)?;
@@ -284,6 +287,24 @@ pub(crate) fn open_log(
         latest,
         verifier_key,
     })
+}
+
+/// The log's signing key, opened with the KEK.
+pub(crate) fn open_log_key(
+    store: &dyn Read,
+    kek: &Kek,
+    kek_file: &Path,
+) -> Result<Ed25519Key, RegistryError> {
+    let sealed = store
+        .get(Table::Meta, META_LOG_KEY)?
+        .ok_or_else(|| RegistryError::Corrupt("the log key is missing".into()))?;
+    let pkcs8 = kek.open(LOG_KEY_OWNER, &sealed).map_err(|e| {
+        RegistryError::Corrupt(format!(
+            "the log key cannot be opened with the key-encryption key {}: {e}",
+            kek_file.display()
+        ))
+    })?;
+    Ed25519Key::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Corrupt(e.to_string()))
 }
 
 /// A stored checkpoint must be a prefix of the stored tree: the same root at its size.

@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod audit_read;
+mod backup;
 mod cache;
 mod codec;
 mod departments;
@@ -33,12 +34,13 @@ use certseal_store::{
     Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
 };
 
-use crate::audit::{AuditWriter, Latest};
+use crate::audit::Latest;
 
 pub use access::{AccessOptions, MAX_CLIENT_CERT_DAYS};
 
 pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
+pub use backup::{Backup, RestorePlan, RestoreReport, RestoreState, restore};
 pub use error::RegistryError;
 pub use licences::{
     IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
@@ -143,7 +145,7 @@ pub struct OperationalStats {
 #[derive(Debug)]
 pub struct Registry {
     store: Arc<dyn KvStore>,
-    sequencer: Sequencer<AuditWriter>,
+    sequencer: backup::GatedSequencer,
     latest: Latest,
     verifier_key: VerifierKey,
     seal_ca: seal_ca::SealCa,
@@ -214,7 +216,14 @@ impl Registry {
         let client_ca = access::open_client_ca(store.as_ref(), &kek, &opts.log_origin)?;
         let serials = licences::SerialAllocator::new(log.writer.last_time());
         let checkpoint_signed_at = log.writer.signed_at.clone();
-        let sequencer = Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer);
+        let restore = backup::load_restore_state(store.as_ref())?;
+        if let Some(r) = restore.as_ref().and_then(backup::RestoreState::refusal) {
+            tracing::warn!("{r}");
+        }
+        let sequencer = backup::GatedSequencer::new(
+            Sequencer::with_state(store.clone(), opts.sequencer.clone(), log.writer),
+            restore,
+        );
         Ok(Self {
             store,
             sequencer,

@@ -1117,7 +1117,7 @@ fn check_seal_still_active(txn: &RegTxn<'_>, seal: &SealId) -> Result<(), Regist
 }
 
 /// Keeps the status list's index: every licence that is not active, with since when.
-fn put_status_index(txn: &mut RegTxn<'_>, l: &Licence) {
+pub(crate) fn put_status_index(txn: &mut RegTxn<'_>, l: &Licence) {
     let key = l.id.as_str().as_bytes().to_vec();
     match l.history.last() {
         Some(e) if e.status != LicenceStatus::Active => {

@@ -28,7 +28,7 @@ use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
-use crate::seal_ca::{META_SEALED_KEYS, open_ca_key, open_trust_list_key};
+use crate::seal_ca::{open_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions};
 
 /// Most seal keys kept open at once.
@@ -123,7 +123,7 @@ pub(crate) fn parse_seal_id(value: &str) -> Result<SealId, RegistryError> {
 }
 
 /// Associated data binding a sealed seal key to its seal.
-fn key_owner(id: &SealId) -> Vec<u8> {
+pub(crate) fn key_owner(id: &SealId) -> Vec<u8> {
     format!("certseal/seal-key/{id}").into_bytes()
 }
 
@@ -895,47 +895,15 @@ pub fn rewrap_keys(
     let new = Kek::load_or_create(new_kek_file).map_err(key_err)?;
     let mut batch = Batch::new();
     let mut count = 0;
-    let mut rewrap = |table: Table, key: Vec<u8>, owner: &[u8], sealed: &[u8]| {
-        let plain = old.open(owner, sealed).map_err(|e| {
+    for (table, key, owner, sealed) in crate::backup::sealed_keys(&store)? {
+        let plain = old.open(&owner, &sealed).map_err(|e| {
             RegistryError::FailedPrecondition(format!(
                 "cannot open a key with {}: {e}",
                 old_file.display()
             ))
         })?;
-        batch.put(table, key, new.seal(owner, &plain).map_err(internal)?);
+        batch.put(table, key, new.seal(&owner, &plain).map_err(internal)?);
         count += 1;
-        Ok::<(), RegistryError>(())
-    };
-    for (key, owner) in META_SEALED_KEYS {
-        if let Some(sealed) = store.get(Table::Meta, key)? {
-            rewrap(Table::Meta, key.to_vec(), owner, &sealed)?;
-        }
-    }
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan(
-            Table::SealKeys,
-            b"",
-            after.as_deref(),
-            1000,
-            Direction::Forward,
-        )?;
-        for (k, v) in &page.items {
-            let id: [u8; 16] = k
-                .as_slice()
-                .try_into()
-                .map_err(|_| RegistryError::Corrupt("seal key id".into()))?;
-            rewrap(
-                Table::SealKeys,
-                k.clone(),
-                &key_owner(&SealId::from_bytes(id)),
-                v,
-            )?;
-        }
-        match (page.more, page.items.last()) {
-            (true, Some((k, _))) => after = Some(k.clone()),
-            _ => break,
-        }
     }
     store.write(&batch, true)?;
     tracing::info!(count, new = %new_kek_file.display(), "re-sealed every key under the new key-encryption key");

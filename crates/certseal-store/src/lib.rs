@@ -14,7 +14,7 @@ pub mod testing;
 
 use std::fmt;
 
-pub use rocks::{RocksOptions, RocksStore};
+pub use rocks::{BACKUP_STAGING, RocksOptions, RocksStore};
 pub use sequencer::{Sequencer, SequencerOptions, SequencerStats, Txn, WriterState};
 
 /// A kind of record; each is its own column family.
@@ -140,6 +140,10 @@ pub enum StoreError {
     /// The sequencer has stopped; nothing was written.
     #[error("the store is shutting down")]
     Closed,
+    /// This backend does not do what was asked (backups of a database backend are taken on
+    /// the database).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// One change inside a [`Batch`].
@@ -246,4 +250,32 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
     fn properties(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Takes a consistent copy of the whole store at one instant while it keeps serving.
+    /// Backends whose backups are taken on the database itself answer
+    /// [`StoreError::Unsupported`].
+    fn backup(&self) -> Result<Box<dyn BackupCopy>, StoreError> {
+        Err(StoreError::Unsupported(
+            "this store takes no backups itself: back up the database it runs on".into(),
+        ))
+    }
+}
+
+/// One file of a [`BackupCopy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    /// The file's name inside the copy (no folders).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A consistent copy of a store taken at one instant: files to stream to an operator, and
+/// readable like the store itself, to learn what the copy holds. Dropping it deletes the copy.
+pub trait BackupCopy: Read + Send + Sync + fmt::Debug {
+    /// The copy's files, in a fixed order.
+    fn files(&self) -> &[BackupFile];
+
+    /// Opens one of [`BackupCopy::files`] for reading.
+    fn open_file(&self, name: &str) -> std::io::Result<std::fs::File>;
 }

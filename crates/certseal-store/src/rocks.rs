@@ -7,7 +7,11 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
 };
 
-use crate::{Batch, Direction, KvStore, Op, Page, Read, StoreError, Table};
+use crate::{BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, Table};
+
+/// Folder beside the store's own where online backups are staged (hard links, mostly) while
+/// they stream; whatever a crash left there is removed at the next open.
+pub const BACKUP_STAGING: &str = "backup-staging";
 
 /// Tuning of the RocksDB store; the defaults suit one machine with a few GiB to spare.
 #[derive(Debug, Clone)]
@@ -80,6 +84,27 @@ impl RocksStore {
             .iter()
             .map(|t| ColumnFamilyDescriptor::new(t.name(), cf_opts()));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(from_rocks)?;
+        if let Some(staging) = staging_dir(path)
+            && staging.exists()
+        {
+            // Copies a crash left behind: nobody streams them any more.
+            if let Err(e) = std::fs::remove_dir_all(&staging) {
+                tracing::warn!(path = %staging.display(), error = %e, "cannot remove stale backup copies");
+            }
+        }
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the store in `path` for reading only, writing nothing there: RocksDB's own
+    /// information log goes to `info_log_dir`. For checking a backup copy before it is used.
+    pub fn open_read_only(path: &Path, info_log_dir: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.set_db_log_dir(info_log_dir);
+        let db = DB::open_cf_for_read_only(&opts, path, Table::ALL.iter().map(|t| t.name()), false)
+            .map_err(from_rocks)?;
         Ok(Self {
             db,
             path: path.to_owned(),
@@ -195,7 +220,119 @@ impl Read for RocksSnapshot<'_> {
     }
 }
 
+fn staging_dir(db_path: &Path) -> Option<PathBuf> {
+    db_path.parent().map(|p| p.join(BACKUP_STAGING))
+}
+
+/// A RocksDB checkpoint of the live store: its files (hard links to the live tables where the
+/// filesystem allows, copies otherwise) and the copy opened read-only.
+struct RocksBackup {
+    dir: PathBuf,
+    files: Vec<BackupFile>,
+    copy: Option<RocksStore>,
+}
+
+impl std::fmt::Debug for RocksBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksBackup")
+            .field("dir", &self.dir)
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+impl RocksBackup {
+    fn copy(&self) -> &RocksStore {
+        self.copy.as_ref().expect("open until dropped")
+    }
+}
+
+impl Drop for RocksBackup {
+    fn drop(&mut self) {
+        self.copy.take();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(path = %self.dir.display(), error = %e, "cannot remove a backup copy");
+        }
+    }
+}
+
+impl Read for RocksBackup {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.copy().get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Page, StoreError> {
+        self.copy().scan(table, prefix, after, limit, direction)
+    }
+}
+
+impl BackupCopy for RocksBackup {
+    fn files(&self) -> &[BackupFile] {
+        &self.files
+    }
+
+    fn open_file(&self, name: &str) -> std::io::Result<std::fs::File> {
+        if !self.files.iter().any(|f| f.name == name) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{name} is not a file of this backup"),
+            ));
+        }
+        std::fs::File::open(self.dir.join("db").join(name))
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{what} {}: {e}", path.display()))
+}
+
 impl KvStore for RocksStore {
+    fn backup(&self) -> Result<Box<dyn BackupCopy>, StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let staging = staging_dir(&self.path)
+            .ok_or_else(|| StoreError::Backend("the store has no parent folder".into()))?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = staging.join(format!("{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
+        let mut backup = RocksBackup {
+            dir: dir.clone(),
+            files: Vec::new(),
+            copy: None,
+        };
+        // One instant for every column family: RocksDB flushes, links the live tables and
+        // copies the write-ahead log up to the same sequence number.
+        let db_dir = dir.join("db");
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&db_dir))
+            .map_err(from_rocks)?;
+        let mut files = Vec::new();
+        for item in std::fs::read_dir(&db_dir).map_err(|e| io_err("cannot list", &db_dir, e))? {
+            let item = item.map_err(|e| io_err("cannot list", &db_dir, e))?;
+            let meta = item
+                .metadata()
+                .map_err(|e| io_err("cannot read", &item.path(), e))?;
+            if meta.is_file() {
+                files.push(BackupFile {
+                    name: item.file_name().to_string_lossy().into_owned(),
+                    size: meta.len(),
+                });
+            }
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        backup.files = files;
+        // Opened after listing, so that RocksDB's information log (kept beside) is not a file
+        // of the copy.
+        backup.copy = Some(RocksStore::open_read_only(&db_dir, &dir)?);
+        Ok(Box::new(backup))
+    }
+
     fn snapshot(&self) -> Box<dyn Read + '_> {
         Box::new(RocksSnapshot {
             store: self,

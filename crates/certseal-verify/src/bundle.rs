@@ -21,7 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certseal_crypto::sha256;
 use certseal_log::merkle::{Frontier, Hash, leaf_hash, parse_hash};
-use certseal_log::{Checkpoint, Entry, VerifierKey};
+use certseal_log::restore::{RESTORED_KIND, split_origin};
+use certseal_log::{Checkpoint, Entry, Extra, Restoration, VerifierKey};
 use serde::{Deserialize, Serialize};
 
 use crate::VerifyError;
@@ -187,20 +188,29 @@ pub struct BundleReport {
     pub records: u64,
     /// Whether the bundle was linked to an earlier trusted checkpoint.
     pub linked_to_previous: bool,
+    /// Restores of the log from a backup inside the range, in log order.
+    pub restorations: Vec<RestorationReport>,
 }
 
-/// Verifies the bundle in `dir` with the log's key. The report's `start` says where the
-/// verified range begins: a bundle that starts after 0 proves nothing about entries before it
-/// unless it is linked to a trusted checkpoint with `previous`. With `previous` (a signed checkpoint the
-/// auditor already trusts, of size at most the bundle's end, and at least its start), also
-/// checks that the log the auditor saw then is a prefix of this one. `progress` is called with
-/// the number of entries checked so far.
-pub fn verify(
-    dir: &Path,
-    key: &VerifierKey,
-    previous: Option<&str>,
-    mut progress: impl FnMut(u64, u64),
-) -> Result<BundleReport, VerifyError> {
+/// A `log.restored` entry the bundle holds, checked: the backup checkpoint it names is signed
+/// by the log's key and has the root of the entries before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorationReport {
+    /// The entry's index: the size of the backup the log was restored from.
+    pub index: u64,
+    /// The origin before the restore.
+    pub old_origin: String,
+    /// The origin from this entry on.
+    pub new_origin: String,
+    /// The size of the newest old checkpoint the operator gave at the restore, if any: past
+    /// `index`, the old log's entries `index..last_size` are not in this log.
+    pub last_size: Option<u64>,
+    /// The old log's size through which its suspensions and revocations were re-applied.
+    pub replayed_to: Option<u64>,
+}
+
+/// Reads and checks `bundle.json`'s format.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
     let manifest: Manifest = serde_json::from_slice(
         &std::fs::read(dir.join(MANIFEST_FILE)).map_err(|e| file_err(MANIFEST_FILE, e))?,
     )
@@ -214,19 +224,69 @@ pub fn verify(
             ),
         ));
     }
-    if manifest.origin != key.name() {
-        return Err(file_err(
+    Ok(manifest)
+}
+
+/// The checkpoint of a signed note, parsed without checking its signature (checked later,
+/// with the key in force at its size).
+fn unverified(note: &str) -> Result<Checkpoint, VerifyError> {
+    let body = note.split("\n\n").next().unwrap_or_default();
+    Checkpoint::parse_text(body).map_err(|e| VerifyError::Checkpoint(e.to_string()))
+}
+
+/// A checkpoint to compare with the tree when it reaches its size.
+struct Anchor {
+    checkpoint: Checkpoint,
+    /// The note, checked with the key in force at its size; `None` if already checked.
+    note: Option<String>,
+}
+
+/// A `log.restored` entry seen, to be checked against its record.
+struct SeenRestoration {
+    index: u64,
+    digest: Hash,
+    root_before: Hash,
+    key_before: VerifierKey,
+    new_origin: String,
+}
+
+/// Verifies the bundle in `dir` with the log's key. The report's `start` says where the
+/// verified range begins: a bundle that starts after 0 proves nothing about entries before it
+/// unless it is linked to a trusted checkpoint with `previous`. With `previous` (a signed checkpoint the
+/// auditor already trusts, of size at most the bundle's end, and at least its start), also
+/// checks that the log the auditor saw then is a prefix of this one. `progress` is called with
+/// the number of entries checked so far.
+///
+/// `key` is the log's key as of the bundle's start. The log changes origin only at a
+/// `log.restored` entry (a restore from a backup): from there on its checkpoints are checked
+/// under the new origin with the same public key, once the entry's record shows the backup
+/// checkpoint signed by that key with the root of the entries before it.
+pub fn verify(
+    dir: &Path,
+    key: &VerifierKey,
+    previous: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<BundleReport, VerifyError> {
+    let manifest = read_manifest(dir)?;
+    let wrong_log = || {
+        file_err(
             MANIFEST_FILE,
             format!(
                 "the bundle is of log '{}', the key is of '{}'",
                 manifest.origin,
                 key.name()
             ),
-        ));
+        )
+    };
+    // Only a restore of the same log changes the origin.
+    if manifest.origin != key.name()
+        && split_origin(&manifest.origin).0 != split_origin(key.name()).0
+    {
+        return Err(wrong_log());
     }
     let note = std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
         .map_err(|e| file_err(CHECKPOINT_FILE, e))?;
-    let cp = Checkpoint::open(&note, key).map_err(|e| VerifyError::Checkpoint(e.to_string()))?;
+    let cp = unverified(&note)?;
     if cp.size != manifest.end {
         return Err(VerifyError::Checkpoint(format!(
             "the checkpoint is of size {}, the bundle's entries end at {}",
@@ -248,15 +308,26 @@ pub fn verify(
             p.size, manifest.start, manifest.end
         )));
     }
-    let mut anchors: Vec<Checkpoint> = manifest
+    let mut anchors: Vec<Anchor> = manifest
         .anchors
         .iter()
-        .map(|n| Checkpoint::open(n, key))
-        .collect::<Result<_, _>>()
-        .map_err(|e| VerifyError::Checkpoint(format!("anchor: {e}")))?;
-    anchors.extend(previous.clone());
-    anchors.push(cp.clone());
-    anchors.sort_by_key(|a| a.size);
+        .map(|n| {
+            Ok(Anchor {
+                checkpoint: unverified(n)
+                    .map_err(|e| VerifyError::Checkpoint(format!("anchor: {e}")))?,
+                note: Some(n.clone()),
+            })
+        })
+        .collect::<Result<_, VerifyError>>()?;
+    anchors.extend(previous.clone().map(|checkpoint| Anchor {
+        checkpoint,
+        note: None,
+    }));
+    anchors.push(Anchor {
+        checkpoint: cp.clone(),
+        note: Some(note.clone()),
+    });
+    anchors.sort_by_key(|a| a.checkpoint.size);
 
     let compact = manifest
         .compact_range
@@ -283,6 +354,8 @@ pub fn verify(
     let mut ef = BufReader::new(
         std::fs::File::open(dir.join(ENTRIES_FILE)).map_err(|e| file_err(ENTRIES_FILE, e))?,
     );
+    let mut current = key.clone();
+    let mut seen: Vec<SeenRestoration> = Vec::new();
     let mut anchor_at = 0usize;
     let mut range_start = manifest.start;
     let mut last_time = i64::MIN;
@@ -296,7 +369,14 @@ pub fn verify(
             p.size
         )));
     }
-    check_anchors(&frontier, &anchors, &mut anchor_at, &mut range_start)?;
+    check_anchors(
+        &frontier,
+        &anchors,
+        &current,
+        &seen,
+        &mut anchor_at,
+        &mut range_start,
+    )?;
     for index in manifest.start..manifest.end {
         let bytes = read_frame(&mut ef, ENTRIES_FILE)?.ok_or_else(|| VerifyError::Entry {
             index,
@@ -324,8 +404,44 @@ pub fn verify(
                 ));
             }
         }
+        if entry.kind == RESTORED_KIND {
+            let text = |k: &str| match entry.extra.get(k) {
+                Some(Extra::Text(t)) => Ok(t.clone()),
+                _ => Err(entry_err(format!("a {RESTORED_KIND} entry names its {k}"))),
+            };
+            let old_origin = text("old_origin")?;
+            let new_origin = text("new_origin")?;
+            if old_origin != current.name() {
+                return Err(entry_err(format!(
+                    "it restores log '{old_origin}', but the log here is '{}'{}",
+                    current.name(),
+                    if index == manifest.start {
+                        ""
+                    } else {
+                        " (verify with the key of the log as it was at the bundle's start)"
+                    }
+                )));
+            }
+            let next = current
+                .renamed(&new_origin)
+                .map_err(|e| entry_err(format!("new origin: {e}")))?;
+            seen.push(SeenRestoration {
+                index,
+                digest: entry.digest,
+                root_before: frontier.root(),
+                key_before: std::mem::replace(&mut current, next),
+                new_origin,
+            });
+        }
         frontier.append(leaf_hash(&bytes));
-        check_anchors(&frontier, &anchors, &mut anchor_at, &mut range_start)?;
+        check_anchors(
+            &frontier,
+            &anchors,
+            &current,
+            &seen,
+            &mut anchor_at,
+            &mut range_start,
+        )?;
         let done = index + 1 - manifest.start;
         if done.is_multiple_of(4096) || done == total {
             progress(done, total);
@@ -346,42 +462,164 @@ pub fn verify(
             ),
         ));
     }
+    if current.name() != manifest.origin {
+        return Err(wrong_log());
+    }
+    let restorations = check_restorations(dir, &seen)?;
     Ok(BundleReport {
         checkpoint: cp,
         start: manifest.start,
         entries: total,
         records: records.len() as u64,
         linked_to_previous: previous.is_some(),
+        restorations,
     })
 }
 
-/// Checks every anchor whose size the tree has reached.
+/// Checks each `log.restored` entry against the record it commits to.
+fn check_restorations(
+    dir: &Path,
+    seen: &[SeenRestoration],
+) -> Result<Vec<RestorationReport>, VerifyError> {
+    if seen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: HashSet<Hash> = seen.iter().map(|s| s.digest).collect();
+    let records = read_records(dir, &wanted)?;
+    seen.iter()
+        .map(|s| {
+            let err = |reason: String| VerifyError::Entry {
+                index: s.index,
+                reason,
+            };
+            let r = Restoration::decode(&records[&s.digest]).map_err(|e| err(e.to_string()))?;
+            if r.old_origin != s.key_before.name() || r.new_origin != s.new_origin {
+                return Err(err("its record names other origins than the entry".into()));
+            }
+            let backup = Checkpoint::open(&r.backup_checkpoint, &s.key_before)
+                .map_err(|e| err(format!("the backup checkpoint: {e}")))?;
+            if backup.size != s.index || backup.root != s.root_before {
+                return Err(err(format!(
+                    "the backup checkpoint (size {}) is not the log's head before this entry: this is not a restore of this log",
+                    backup.size
+                )));
+            }
+            let last_size = r
+                .last_checkpoint
+                .as_deref()
+                .map(|n| Checkpoint::open(n, &s.key_before).map(|c| c.size))
+                .transpose()
+                .map_err(|e| err(format!("the last old checkpoint: {e}")))?;
+            Ok(RestorationReport {
+                index: s.index,
+                old_origin: r.old_origin,
+                new_origin: r.new_origin,
+                last_size,
+                replayed_to: r.replayed_to,
+            })
+        })
+        .collect()
+}
+
+/// Calls `f` with each entry of the bundle in `dir`, in order, with its index. For reading a
+/// bundle that [`verify`] accepted.
+pub fn for_each_entry(
+    dir: &Path,
+    mut f: impl FnMut(u64, Entry) -> Result<(), VerifyError>,
+) -> Result<(), VerifyError> {
+    let manifest = read_manifest(dir)?;
+    let mut ef = BufReader::new(
+        std::fs::File::open(dir.join(ENTRIES_FILE)).map_err(|e| file_err(ENTRIES_FILE, e))?,
+    );
+    for index in manifest.start..manifest.end {
+        let bytes = read_frame(&mut ef, ENTRIES_FILE)?.ok_or_else(|| VerifyError::Entry {
+            index,
+            reason: format!("missing: {ENTRIES_FILE} ends before the checkpoint's size"),
+        })?;
+        let entry = Entry::decode(&bytes).map_err(|e| VerifyError::Entry {
+            index,
+            reason: e.to_string(),
+        })?;
+        f(index, entry)?;
+    }
+    Ok(())
+}
+
+/// The records of the bundle in `dir` whose digests are `wanted`; every one must be there.
+pub fn read_records(
+    dir: &Path,
+    wanted: &HashSet<Hash>,
+) -> Result<HashMap<Hash, Vec<u8>>, VerifyError> {
+    let mut out = HashMap::new();
+    let mut rf = BufReader::new(
+        std::fs::File::open(dir.join(RECORDS_FILE)).map_err(|e| file_err(RECORDS_FILE, e))?,
+    );
+    while let Some(r) = read_frame(&mut rf, RECORDS_FILE)? {
+        let d = sha256(&[&r]);
+        if wanted.contains(&d) {
+            out.insert(d, r);
+        }
+    }
+    if let Some(missing) = wanted.iter().find(|d| !out.contains_key(*d)) {
+        return Err(file_err(
+            RECORDS_FILE,
+            format!("no record with digest {}", STANDARD.encode(missing)),
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks every anchor whose size the tree has reached, each signature with the key in force
+/// at its size.
 fn check_anchors(
     frontier: &Frontier,
-    anchors: &[Checkpoint],
+    anchors: &[Anchor],
+    key: &VerifierKey,
+    seen: &[SeenRestoration],
     at: &mut usize,
     range_start: &mut u64,
 ) -> Result<(), VerifyError> {
     while let Some(a) = anchors.get(*at) {
-        if a.size > frontier.size() {
+        let size = a.checkpoint.size;
+        if size > frontier.size() {
             break;
         }
-        if a.size < frontier.size() {
+        if size < frontier.size() {
             // Before the bundle's first entry: nothing of this bundle to compare with it.
             *at += 1;
             continue;
         }
-        if a.size == frontier.size() && a.root != frontier.root() {
+        if let Some(note) = &a.note {
+            let opened = Checkpoint::open(note, key)
+                .map_err(|e| VerifyError::Checkpoint(format!("checkpoint of size {size}: {e}")))?;
+            if opened != a.checkpoint {
+                return Err(VerifyError::Checkpoint(format!(
+                    "checkpoint of size {size} does not read as signed"
+                )));
+            }
+        }
+        if a.checkpoint.root != frontier.root() {
+            let restored = seen
+                .iter()
+                .rev()
+                .find(|s| s.index < size)
+                .map(|s| {
+                    format!(
+                        " (the log was restored from a backup at entry {}: what '{}' held past it is not in this log)",
+                        s.index,
+                        s.key_before.name()
+                    )
+                })
+                .unwrap_or_default();
             return Err(VerifyError::Range {
                 start: *range_start,
-                end: a.size,
+                end: size,
                 reason: format!(
-                    "they do not produce the root of the signed checkpoint of size {}: an entry in this range was altered, dropped or reordered",
-                    a.size
+                    "they do not produce the root of the signed checkpoint of size {size}: an entry in this range was altered, dropped or reordered{restored}"
                 ),
             });
         }
-        *range_start = a.size;
+        *range_start = size;
         *at += 1;
     }
     Ok(())

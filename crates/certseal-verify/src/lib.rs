@@ -13,8 +13,8 @@ use certseal_log::merkle::{leaf_hash, verify_inclusion};
 use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
 
 pub use bundle::{
-    Bundle, BundleReport, CHECKPOINT_FILE, ENTRIES_FILE, MANIFEST_FILE, RECORDS_FILE,
-    verify as verify_bundle,
+    Bundle, BundleReport, CHECKPOINT_FILE, ENTRIES_FILE, MANIFEST_FILE, Manifest, RECORDS_FILE,
+    RestorationReport, for_each_entry, read_manifest, read_records, verify as verify_bundle,
 };
 pub use trust_list::{
     check_status_list_fits, verify_document_offline, verify_status_list, verify_trust_list,
