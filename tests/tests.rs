@@ -46,3 +46,5 @@ mod metrics;
 mod public_page;
 // examples/python against a real server.
 mod python_example;
+// Online backup and offline restore: a new origin, the replay of revocations, refusals.
+mod backup;

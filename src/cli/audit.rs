@@ -104,6 +104,13 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                     "origin": report.checkpoint.origin,
                     "checkpoint_size": report.checkpoint.size,
                     "linked_to_previous": report.linked_to_previous,
+                    "restorations": report.restorations.iter().map(|r| json!({
+                        "index": r.index,
+                        "old_origin": r.old_origin,
+                        "new_origin": r.new_origin,
+                        "last_size": r.last_size,
+                        "replayed_to": r.replayed_to,
+                    })).collect::<Vec<_>>(),
                 }));
             } else {
                 println!(
@@ -115,6 +122,28 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                     report.checkpoint.origin,
                     report.checkpoint.size,
                 );
+                for r in &report.restorations {
+                    println!(
+                        "RESTORED at entry {}: log {} was restored from its backup at size {} (its signed checkpoint has the root of entries 0..{}) and continues as {}",
+                        r.index, r.old_origin, r.index, r.index, r.new_origin
+                    );
+                    if let Some(last) = r.last_size.filter(|l| *l > r.index) {
+                        println!(
+                            "  the old log had reached size {last}: its entries {}..{last} are not in this log{}",
+                            r.index,
+                            match r.replayed_to {
+                                Some(end) => format!(
+                                    " (their suspensions and revocations were re-applied, up to size {end})"
+                                ),
+                                None => String::new(),
+                            }
+                        );
+                    } else if let Some(end) = r.replayed_to {
+                        println!(
+                            "  suspensions and revocations of the old log up to size {end} were re-applied"
+                        );
+                    }
+                }
             }
         }
     }

@@ -301,6 +301,15 @@ pub fn verify(
         .transpose()
         .map_err(|e| VerifyError::Checkpoint(format!("previous checkpoint: {e}")))?;
     if let Some(p) = &previous
+        && p.size > manifest.end
+        && split_origin(&manifest.origin).1 > split_origin(&p.origin).1
+    {
+        return Err(VerifyError::Checkpoint(format!(
+            "the previous checkpoint (size {}) is of log '{}' before it was restored from a backup; the bundle is of '{}', which ends at {}: what the old log held past the restore point is not in this log (see its log.restored entry)",
+            p.size, p.origin, manifest.origin, manifest.end
+        )));
+    }
+    if let Some(p) = &previous
         && (p.size < manifest.start || p.size > manifest.end)
     {
         return Err(VerifyError::Checkpoint(format!(
