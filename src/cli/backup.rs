@@ -329,15 +329,25 @@ pub fn check_backup_folder(dir: &Path) -> anyhow::Result<Manifest> {
             bail!("{}: file path '{}' is not in db/", path.display(), f.path);
         };
         listed.insert(name.to_owned());
-        let file = dir.join(&f.path);
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("backup file {} is missing or unreadable", f.path))?;
-        let digest = hex(&certseal_crypto::sha256(&[&bytes]));
-        if bytes.len() as u64 != f.size || digest != f.sha256 {
+        // Streamed: a write-ahead log or a table can be a gigabyte.
+        let unreadable = || format!("backup file {} is missing or unreadable", f.path);
+        let mut file = std::fs::File::open(dir.join(&f.path)).with_context(unreadable)?;
+        let mut hash = certseal_crypto::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).with_context(unreadable)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            len += n as u64;
+        }
+        let digest = hex(&hash.finish());
+        if len != f.size || digest != f.sha256 {
             bail!(
-                "backup file {} does not match the manifest (SHA-256 {digest}, {} bytes; the manifest says {}, {} bytes): the backup was changed or damaged",
+                "backup file {} does not match the manifest (SHA-256 {digest}, {len} bytes; the manifest says {}, {} bytes): the backup was changed or damaged",
                 f.path,
-                bytes.len(),
                 f.sha256,
                 f.size
             );

@@ -519,18 +519,15 @@ fn read_replay(
     })
     .map_err(bad)?;
     let digests: HashSet<Hash> = wanted.iter().map(|e| e.digest).collect();
-    let mut records = certseal_verify::read_records(dir, &digests).map_err(bad)?;
+    // read_records fails unless every wanted record is there.
+    let records = certseal_verify::read_records(dir, &digests).map_err(bad)?;
     let changes = wanted
         .into_iter()
         .map(|e| {
-            let r = records
-                .get(&e.digest)
-                .cloned()
-                .ok_or_else(|| refused("a replayed record is missing"))?;
-            Ok((e, r))
+            let r = records[&e.digest].clone();
+            (e, r)
         })
-        .collect::<Result<Vec<_>, RegistryError>>()?;
-    records.clear();
+        .collect();
     Ok(Replay {
         end,
         changes,
