@@ -201,7 +201,8 @@ async fn issue_read_list_and_idempotency() {
     assert_eq!(id.type_code().as_str(), i.type_code);
     assert_eq!(id.issuer().as_str(), i.dept);
     assert_eq!(id.version(), 1);
-    assert_eq!(id.serial().len(), 12);
+    // Time and counter (12), then 10 random characters: not guessable from the time.
+    assert_eq!(id.serial().len(), 22);
     assert_eq!(l.status(), pb::LicenceStatus::Active);
     assert_eq!(l.holder.as_ref().unwrap().name, "张三");
     let claims = check_document(&l, &i);
@@ -290,6 +291,33 @@ async fn issue_read_list_and_idempotency() {
         .unwrap()
         .into_inner();
     assert_eq!(first.licences.len(), 2);
+    // A token is opaque: it names no record (the last key read may be another department's),
+    // and serves only the list that returned it.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let token = &first.next_page_token;
+    assert!(
+        !token.contains(&hex(&i.dept)) && !token.contains(&hex(&ids[1])),
+        "{token}"
+    );
+    let mut tampered = token.clone().into_bytes();
+    tampered[40] = if tampered[40] == b'0' { b'1' } else { b'0' };
+    for (req, what) in [
+        (
+            list(false, "", &i.type_code, 2, token.clone()),
+            "another list",
+        ),
+        (
+            list(false, &i.dept, "", 2, String::from_utf8(tampered).unwrap()),
+            "tampered",
+        ),
+    ] {
+        let e = c.list_licences(admin(req)).await.unwrap_err();
+        assert_eq!(
+            expect_code(e, Code::InvalidArgument)[0].0,
+            "page_token",
+            "{what}"
+        );
+    }
     let rest = c
         .list_licences(admin(list(false, &i.dept, "", 2, first.next_page_token)))
         .await

@@ -93,8 +93,8 @@ async fn every_acknowledged_write_survives_kill_9() {
     register(&mut d, &dept_code(64), "新部门").await;
 }
 
-/// A data folder restored without its key-encryption key is refused with what to do, and no
-/// new, useless key is left beside it.
+/// A data folder restored without its key-encryption key, or with one others may read, is
+/// refused with what to do, and no new, useless key is left beside it.
 #[test]
 fn a_folder_without_its_kek_is_refused_with_the_remedy() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,18 +114,37 @@ fn a_folder_without_its_kek_is_refused_with_the_remedy() {
     }
     drop(server);
     let kek = data.join("keys").join("kek");
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args([
+                "serve",
+                "--dev-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    {
+        // The folders are private, and a KEK others may read is refused with the fix.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700, "the data folder");
+        assert_eq!(mode(&data.join("keys")), 0o700, "the keys folder");
+        assert_eq!(mode(&kek), 0o600, "the KEK");
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let out = serve();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("mode 0640") && err.contains(&format!("chmod 600 {}", kek.display())),
+            "{err}"
+        );
+    }
     std::fs::remove_file(&kek).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-        .args([
-            "serve",
-            "--dev-auth",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = serve();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

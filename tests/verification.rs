@@ -265,6 +265,33 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         (TotalPassed, S::Unspecified),
     ));
 
+    // Suspended, then revoked: at an instant during the suspension it was not in force.
+    let sr = issue(addr, &i, "suspended then revoked", None, None).await;
+    l.suspend_licence(as_actor(
+        &i.dept,
+        "issuer",
+        tr(&sr.licence_id, "inspection"),
+    ))
+    .await
+    .unwrap();
+    let sr_suspended = Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    l.revoke_licence(as_actor(
+        &i.dept,
+        "issuer",
+        pb::RevokeLicenceRequest {
+            licence_id: sr.licence_id.clone(),
+            reason: pb::LicenceRevocationReason::Withdrawn as i32,
+            note: "violations found".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        says(&c.by_id(&sr.licence_id, Some(sr_suspended.0)).await),
+        (Indeterminate, S::Suspended)
+    );
+
     // Expired; not yet valid.
     let ex = issue(
         addr,
@@ -411,23 +438,85 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         .into_inner()
         .signed;
     let sl =
-        c.v.get_status_list(admin(pb::GetStatusListRequest {}))
+        c.v.get_status_list(admin(pb::GetStatusListRequest::default()))
             .await
             .unwrap()
             .into_inner()
             .signed;
     let trust_list = certseal_verify::verify_trust_list(&tl, &ca).unwrap();
-    let status = certseal_verify::verify_status_list(&sl, &ca).unwrap();
-    assert!(
-        status
-            .entries
-            .iter()
-            .any(|e| e.id == rv.licence_id && e.status == certseal_core::LicenceStatus::Revoked)
+    // Without a version, version 1, as verifiers of version 1 expect.
+    let v1 = certseal_verify::verify_status_list(&sl, &ca).unwrap();
+    assert_eq!(v1.version(), 1);
+    let now = Timestamp::now();
+    assert_eq!(
+        v1.status_at(&rv.licence_id, now),
+        Some(certseal_core::LicenceStatus::Revoked)
     );
+    let certseal_core::AnyStatusList::V1(raw) = &v1 else {
+        panic!("version 1")
+    };
     assert!(
-        status.entries.iter().all(|e| e.id != su.licence_id),
-        "reinstated"
+        raw.entries.iter().all(|e| e.id != su.licence_id),
+        "reinstated: not in version 1"
     );
+    // Version 2 keeps each licence's history and the revocation reason.
+    let sl2 =
+        c.v.get_status_list(admin(pb::GetStatusListRequest { version: 2 }))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(sl2.version, 2);
+    let status = certseal_verify::verify_status_list(&sl2.signed, &ca).unwrap();
+    let certseal_core::AnyStatusList::V2(v2) = &status else {
+        panic!("version 2")
+    };
+    let history = |id: &str| &v2.entries.iter().find(|e| e.id == id).unwrap().history;
+    assert_eq!(
+        history(&rv.licence_id)[0].reason.as_deref(),
+        Some("withdrawn")
+    );
+    assert_eq!(history(&su.licence_id).len(), 2, "suspended, reinstated");
+    use certseal_core::LicenceStatus::{Revoked, Suspended};
+    assert_eq!(
+        status.status_at(&su.licence_id, Timestamp(during)),
+        Some(Suspended)
+    );
+    assert_eq!(status.status_at(&su.licence_id, now), None);
+    assert_eq!(
+        status.status_at(&sr.licence_id, sr_suspended),
+        Some(Suspended)
+    );
+    assert_eq!(status.status_at(&sr.licence_id, now), Some(Revoked));
+    // Version 1 knows only the revocation: offline, at an instant of the suspension, it would
+    // pass the licence; version 2 answers as the registry does.
+    assert_eq!(v1.status_at(&sr.licence_id, sr_suspended), None);
+    let o = certseal_verify::verify_document_offline(
+        &sr.document,
+        &trust_list,
+        Some(&status),
+        sr_suspended,
+    );
+    assert_eq!(
+        (o.indication, o.sub),
+        (
+            certseal_core::Indication::Indeterminate,
+            Some(certseal_core::SubIndication::Suspended)
+        ),
+        "{}",
+        o.reason
+    );
+    // Unchanged log, the same signed list: it is not rebuilt and re-signed on every call.
+    let again =
+        c.v.get_status_list(admin(pb::GetStatusListRequest { version: 2 }))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(again.signed, sl2.signed);
+    let e =
+        c.v.get_status_list(admin(pb::GetStatusListRequest { version: 3 }))
+            .await
+            .unwrap_err();
+    assert_eq!(expect_code(e, Code::InvalidArgument)[0].0, "version");
     for (what, doc, expected) in &docs {
         let service = says(&c.cose(doc).await);
         assert_eq!(&service, expected, "service, {what}");

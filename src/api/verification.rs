@@ -200,15 +200,18 @@ impl VerificationService for VerificationApi {
         request: Request<pb::GetStatusListRequest>,
     ) -> Result<Response<pb::StatusList>, Status> {
         let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let version = request.get_ref().version;
         let registry = self.0.registry.clone();
-        let l = tokio::task::spawn_blocking(move || registry.status_list(&actor))
+        let l = tokio::task::spawn_blocking(move || registry.status_list(&actor, version))
             .await
             .map_err(|_| Status::internal("status list task failed"))?
             .map_err(to_status)?;
         Ok(Response::new(pb::StatusList {
-            signed: l.signed,
-            issued_at: Some(timestamp(l.list.issued_at)),
-            entries: l.list.entries.len() as u32,
+            signed: l.signed.clone(),
+            issued_at: Some(timestamp(l.list.issued_at())),
+            entries: l.list.len() as u32,
+            log_size: l.list.log_size(),
+            version: l.list.version(),
         }))
     }
 

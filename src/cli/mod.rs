@@ -463,6 +463,10 @@ pub enum StatuslistCommand {
     Export {
         /// Output file.
         file: PathBuf,
+        /// Format version: 2 (each licence's status history) or 1 (current statuses, for
+        /// verifiers that read only version 1).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+        format_version: u32,
         #[command(flatten)]
         client: ClientArgs,
     },

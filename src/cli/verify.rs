@@ -69,7 +69,8 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
         "type_code": o.claims.as_ref().map(|c| c.type_code.to_string()),
         "seal_id": o.seal_id.map(|s| s.to_string()),
         "trust_list_issued_at_ms": trust_list.issued_at.0,
-        "status_list_issued_at_ms": status.as_ref().map(|s| s.issued_at.0),
+        "status_list_issued_at_ms": status.as_ref().map(|s| s.issued_at().0),
+        "status_list_version": status.as_ref().map(|s| s.version()),
     });
     print_one(&v, a.json);
     Ok(())
@@ -78,18 +79,26 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
 /// `certseal statuslist …`
 pub async fn statuslist(c: StatuslistCommand) -> anyhow::Result<()> {
     match c {
-        StatuslistCommand::Export { file, client } => {
+        StatuslistCommand::Export {
+            file,
+            format_version,
+            client,
+        } => {
             let cl = Client::connect(&client).await?;
             let r = cl
                 .verification()
-                .get_status_list(cl.request(pb::GetStatusListRequest {})?)
+                .get_status_list(cl.request(pb::GetStatusListRequest {
+                    version: format_version,
+                })?)
                 .await
                 .map_err(explain)?
                 .into_inner();
             write(&file, &r.signed)?;
             eprintln!(
-                "wrote the status list ({} entries, {} bytes) to {}",
+                "wrote the status list (version {}, {} entries, log size {}, {} bytes) to {}",
+                r.version,
                 r.entries,
+                r.log_size,
                 r.signed.len(),
                 file.display()
             );

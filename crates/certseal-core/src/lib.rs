@@ -38,4 +38,7 @@ pub use template::{
 };
 pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
 pub use uuid_id::SealId;
-pub use verification::{Indication, Purpose, Receipt, StatusList, SubIndication};
+pub use verification::{
+    AnyStatusList, Indication, Purpose, Receipt, StatusChange, StatusHistory, StatusList,
+    StatusListV2, SubIndication,
+};

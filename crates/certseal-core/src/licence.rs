@@ -329,6 +329,18 @@ pub enum LicenceRevocationReason {
     Other,
 }
 
+impl LicenceRevocationReason {
+    /// Its code, as serialised (and in a status list of version 2).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::IssuedInError => "issued_in_error",
+            Self::Withdrawn => "withdrawn",
+            Self::Cancelled => "cancelled",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// A change of a licence's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LicenceAction {

@@ -330,37 +330,248 @@ pub fn check_seal_image(bytes: &[u8]) -> Result<ImageFormat, FieldViolation> {
         return Ok(ImageFormat::Png);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not a PNG or SVG image"))?;
-    if !text.to_ascii_lowercase().contains("<svg") {
+    if !text.contains("svg") {
         return Err(bad("not a PNG or SVG image"));
     }
-    // The image is shown on public pages: nothing in it may run or fetch. Rather than parse
-    // every trick (entities, CSS, animation), refuse whatever could carry one.
-    let active = regex::Regex::new(
-        r#"(?i)<script|javascript:|<foreignobject|\son[a-z]+\s*=|<style|@import|<!doctype|<!entity|<animate|<set[\s/>]|<iframe|<embed|<object|style\s*="#,
-    )
-    .expect("a valid pattern");
-    if active.is_match(text) {
-        return Err(bad(
-            "an SVG seal image must not contain scripts, event handlers, styles, animations, entities or embedded documents",
-        ));
-    }
-    // References may only point inside the image (`#id`), in attributes and in CSS url().
-    let href = regex::Regex::new(r#"(?i)href\s*=\s*(["']?)([^"'\s>]*)"#).expect("a valid pattern");
-    let url = regex::Regex::new(r#"(?i)url\(\s*["']?([^"')\s]*)"#).expect("a valid pattern");
-    let external = href
-        .captures_iter(text)
-        .map(|c| c.get(2).map_or("", |m| m.as_str()).to_owned())
-        .chain(
-            url.captures_iter(text)
-                .map(|c| c.get(1).map_or("", |m| m.as_str()).to_owned()),
-        )
-        .any(|target| !target.starts_with('#') || target.contains('&'));
-    if external {
-        return Err(bad(
-            "an SVG seal image may only reference its own elements (href=\"#id\")",
-        ));
-    }
+    check_svg(text).map_err(|m| bad(&m))?;
     Ok(ImageFormat::Svg)
+}
+
+const SVG_NS: &str = "http://www.w3.org/2000/svg";
+const XLINK_NS: &str = "http://www.w3.org/1999/xlink";
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// SVG elements a seal image may hold: shapes, text, gradients, clips, masks and a few filters.
+/// Nothing that runs, fetches, animates or embeds another document.
+const SVG_ELEMENTS: &[&str] = &[
+    "svg",
+    "g",
+    "defs",
+    "title",
+    "desc",
+    "symbol",
+    "use",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "tspan",
+    "textPath",
+    "linearGradient",
+    "radialGradient",
+    "stop",
+    "clipPath",
+    "mask",
+    "pattern",
+    "filter",
+    "feGaussianBlur",
+    "feOffset",
+    "feBlend",
+    "feColorMatrix",
+    "feFlood",
+    "feComposite",
+    "feMerge",
+    "feMergeNode",
+    "feMorphology",
+    "feTurbulence",
+    "feDisplacementMap",
+];
+
+/// Attributes (without a namespace) allowed on them: geometry, paint, text and filter
+/// parameters. No event handlers, no `style`, no animation targets.
+const SVG_ATTRIBUTES: &[&str] = &[
+    "id",
+    "class",
+    "version",
+    "baseProfile",
+    "viewBox",
+    "preserveAspectRatio",
+    "x",
+    "y",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "cx",
+    "cy",
+    "r",
+    "rx",
+    "ry",
+    "fx",
+    "fy",
+    "width",
+    "height",
+    "d",
+    "points",
+    "transform",
+    "href",
+    "fill",
+    "fill-opacity",
+    "fill-rule",
+    "stroke",
+    "stroke-width",
+    "stroke-opacity",
+    "stroke-linecap",
+    "stroke-linejoin",
+    "stroke-miterlimit",
+    "stroke-dasharray",
+    "stroke-dashoffset",
+    "opacity",
+    "color",
+    "display",
+    "visibility",
+    "vector-effect",
+    "paint-order",
+    "shape-rendering",
+    "text-rendering",
+    "font-family",
+    "font-size",
+    "font-weight",
+    "font-style",
+    "text-anchor",
+    "dominant-baseline",
+    "alignment-baseline",
+    "letter-spacing",
+    "word-spacing",
+    "writing-mode",
+    "dx",
+    "dy",
+    "rotate",
+    "textLength",
+    "lengthAdjust",
+    "startOffset",
+    "offset",
+    "stop-color",
+    "stop-opacity",
+    "gradientUnits",
+    "gradientTransform",
+    "spreadMethod",
+    "clip-path",
+    "clip-rule",
+    "mask",
+    "clipPathUnits",
+    "maskUnits",
+    "maskContentUnits",
+    "patternUnits",
+    "patternContentUnits",
+    "patternTransform",
+    "filter",
+    "filterUnits",
+    "primitiveUnits",
+    "in",
+    "in2",
+    "result",
+    "stdDeviation",
+    "mode",
+    "operator",
+    "k1",
+    "k2",
+    "k3",
+    "k4",
+    "values",
+    "type",
+    "scale",
+    "xChannelSelector",
+    "yChannelSelector",
+    "baseFrequency",
+    "numOctaves",
+    "seed",
+    "stitchTiles",
+    "flood-color",
+    "flood-opacity",
+    "radius",
+];
+
+/// Parses an SVG as XML and allows only listed elements and attributes in the SVG namespace,
+/// and references only inside the image (`#id`). The image is shown on public pages: nothing
+/// in it may run or fetch, however it is spelled (prefixes, entities, case).
+fn check_svg(text: &str) -> Result<(), String> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: 100_000,
+    };
+    let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| {
+        format!("an SVG seal image must be well-formed XML without a DTD or entities ({e})")
+    })?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "svg" {
+        return Err("an SVG seal image has <svg> as its root element".into());
+    }
+    for node in doc.descendants() {
+        if node.is_pi() {
+            return Err("an SVG seal image must not hold processing instructions".into());
+        }
+        if !node.is_element() {
+            continue;
+        }
+        let tag = node.tag_name();
+        let svg = matches!(tag.namespace(), None | Some(SVG_NS));
+        if !svg || !SVG_ELEMENTS.contains(&tag.name()) {
+            return Err(format!(
+                "an SVG seal image may hold only shapes, text, gradients, clips, masks and filters: element <{}>{} is not allowed",
+                tag.name(),
+                tag.namespace()
+                    .map_or(String::new(), |ns| format!(" of namespace {ns}"))
+            ));
+        }
+        for a in node.attributes() {
+            let allowed = match a.namespace() {
+                None => SVG_ATTRIBUTES.contains(&a.name()),
+                Some(XLINK_NS) => a.name() == "href",
+                Some(XML_NS) => a.name() == "space" || a.name() == "lang",
+                Some(_) => false,
+            };
+            if !allowed {
+                return Err(format!(
+                    "attribute {}{} on <{}> is not allowed in an SVG seal image (no scripts, event handlers, styles or foreign attributes)",
+                    a.name(),
+                    a.namespace()
+                        .map_or(String::new(), |ns| format!(" of namespace {ns}")),
+                    tag.name()
+                ));
+            }
+            if !references_are_local(a.name(), a.value()) {
+                return Err(format!(
+                    "an SVG seal image may only reference its own elements (href=\"#id\", url(#id)): {}=\"{}\"",
+                    a.name(),
+                    a.value().chars().take(80).collect::<String>()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an attribute's references stay in the image: `href` is `#id`, and every `url(…)`
+/// is `url(#id)`.
+fn references_are_local(name: &str, value: &str) -> bool {
+    let local = |target: &str| {
+        let t = target.trim().trim_matches(['"', '\'']);
+        t.starts_with('#')
+            && t[1..]
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    };
+    if name == "href" && !local(value) {
+        return false;
+    }
+    let lower = value.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    while let Some(i) = rest.find("url(") {
+        rest = &rest[i + 4..];
+        let Some(end) = rest.find(')') else {
+            return false;
+        };
+        if !local(&rest[..end]) {
+            return false;
+        }
+        rest = &rest[end + 1..];
+    }
+    true
 }
 
 /// Checks a seal's name and optional national seal code (1 to 32 of `0-9A-Z`).
@@ -608,6 +819,39 @@ mod tests {
             .is_err()
         );
         assert!(check_seal_image(br#"<!DOCTYPE svg [<!ENTITY a "b">]><svg>&a;</svg>"#).is_err());
+        // Prefixed elements in the SVG namespace are the same elements (seen in a review).
+        for svg in [
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><x:script xmlns:x="http://www.w3.org/2000/svg">alert(1)</x:script></svg>"#,
+            r#"<x:svg xmlns:x="http://www.w3.org/2000/svg"><x:foreignObject><div/></x:foreignObject></x:svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><h:iframe xmlns:h="http://www.w3.org/1999/xhtml" src="https://evil/"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><circle r="5" ONLOAD="x()"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><circle r="5" style="fill:url(https://evil/)"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:l="http://www.w3.org/1999/xlink"><use l:href="https://evil/x.svg#a"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><use href=" #a"/><use href="data:image/svg+xml,x"/></svg>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><set attributeName="href" to="javascript:x()"/></svg>"#,
+            r#"<?xml-stylesheet href="https://evil/x.css"?><svg xmlns="http://www.w3.org/2000/svg"/>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><rect"#,
+            r#"<html><svg/></html>"#,
+        ] {
+            let e = check_seal_image(svg.as_bytes());
+            assert!(e.is_err(), "{svg}");
+        }
+        // An ordinary seal drawing, with a prefix and xlink, passes.
+        assert_eq!(
+            check_seal_image(
+                r##"<?xml version="1.0" encoding="UTF-8"?>
+<s:svg xmlns:s="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="0 0 200 200">
+  <!-- 公章 -->
+  <s:defs><s:path id="arc" d="M 30 100 A 70 70 0 1 1 170 100"/></s:defs>
+  <s:circle cx="100" cy="100" r="90" fill="none" stroke="#d00" stroke-width="6"/>
+  <s:text font-size="20" fill="#d00"><s:textPath xlink:href="#arc">厦门市市场监督管理局</s:textPath></s:text>
+  <s:polygon points="100,70 110,95 90,95" fill="url(#arc)"/>
+</s:svg>"##
+                    .as_bytes()
+            )
+            .unwrap(),
+            ImageFormat::Svg
+        );
         // Local references are fine.
         assert_eq!(
             check_seal_image(

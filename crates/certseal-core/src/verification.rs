@@ -13,6 +13,8 @@ use crate::licence::LicenceStatus;
 pub const RECEIPT_CONTENT_TYPE: &str = "application/certseal-receipt+cbor; v=1";
 /// Content type of a signed status list.
 pub const STATUS_LIST_CONTENT_TYPE: &str = "application/certseal-status-list+cbor; v=1";
+/// COSE content type of a signed status list, version 2 (each licence's status history).
+pub const STATUS_LIST_V2_CONTENT_TYPE: &str = "application/certseal-status-list+cbor; v=2";
 /// Common name of the receipt signer's certificate, followed by the registry's origin.
 pub const RECEIPT_SIGNER_PREFIX: &str = "certseal receipts ";
 
@@ -231,6 +233,151 @@ impl StatusList {
     }
 }
 
+/// One change of a licence's status, in a status list of version 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The status from then on (`active` after a reinstatement).
+    pub status: LicenceStatus,
+    /// Since when.
+    pub since: Timestamp,
+    /// Why, as a code (a revocation's reason today: `issued_in_error`, `withdrawn`,
+    /// `cancelled`, `other`). The vocabulary grows: a reader keeps codes it does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One licence whose status ever changed after issue, with every change, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusHistory {
+    /// Licence ID.
+    pub id: String,
+    /// The changes after the issue (which is `active` from `not_before`), oldest first.
+    pub history: Vec<StatusChange>,
+}
+
+/// The payload of a signed status list, version 2: every licence whose status ever changed,
+/// with the whole history, so "in force at T" is right offline for any T (a licence suspended
+/// and then revoked was not in force while suspended; one suspended and reinstated is listed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusListV2 {
+    /// Format version, 2.
+    pub v: u32,
+    /// The registry (audit log origin).
+    pub issuer: String,
+    /// When it was made.
+    pub issued_at: Timestamp,
+    /// Audit log size when it was made.
+    pub log_size: u64,
+    /// The entries, in licence-ID order.
+    pub entries: Vec<StatusHistory>,
+}
+
+impl StatusListV2 {
+    /// Deterministic CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::to_canonical(self).expect("a status list serialises")
+    }
+
+    /// Reads a payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let l: StatusListV2 = cbor::from_canonical(bytes)?;
+        if l.v != 2 {
+            return Err(format!("status list version {}", l.v));
+        }
+        Ok(l)
+    }
+
+    /// The status of `licence` at `t` by this list: `None` means active (not listed, before its
+    /// first change, or reinstated by `t`).
+    pub fn status_at(&self, licence: &str, t: Timestamp) -> Option<LicenceStatus> {
+        self.entries
+            .binary_search_by(|e| e.id.as_str().cmp(licence))
+            .ok()
+            .and_then(|i| {
+                self.entries[i]
+                    .history
+                    .iter()
+                    .take_while(|c| c.since <= t)
+                    .last()
+            })
+            .map(|c| c.status)
+            .filter(|s| *s != LicenceStatus::Active)
+    }
+}
+
+/// A verified status list of either version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyStatusList {
+    /// Version 1: current statuses.
+    V1(StatusList),
+    /// Version 2: status histories.
+    V2(StatusListV2),
+}
+
+impl AnyStatusList {
+    /// The format version.
+    pub fn version(&self) -> u32 {
+        match self {
+            Self::V1(l) => l.v,
+            Self::V2(l) => l.v,
+        }
+    }
+
+    /// The registry (audit log origin).
+    pub fn issuer(&self) -> &str {
+        match self {
+            Self::V1(l) => &l.issuer,
+            Self::V2(l) => &l.issuer,
+        }
+    }
+
+    /// When it was made.
+    pub fn issued_at(&self) -> Timestamp {
+        match self {
+            Self::V1(l) => l.issued_at,
+            Self::V2(l) => l.issued_at,
+        }
+    }
+
+    /// Audit log size when it was made.
+    pub fn log_size(&self) -> u64 {
+        match self {
+            Self::V1(l) => l.log_size,
+            Self::V2(l) => l.log_size,
+        }
+    }
+
+    /// Licences listed.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::V1(l) => l.entries.len(),
+            Self::V2(l) => l.entries.len(),
+        }
+    }
+
+    /// Whether no licence is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The status of `licence` at `t`; `None` means active. A version 1 list knows only each
+    /// licence's current status and since when.
+    pub fn status_at(&self, licence: &str, t: Timestamp) -> Option<LicenceStatus> {
+        match self {
+            Self::V1(l) => l.status_at(licence, t),
+            Self::V2(l) => l.status_at(licence, t),
+        }
+    }
+
+    /// Sorts the entries by licence ID, for lookups.
+    pub fn sort(&mut self) {
+        match self {
+            Self::V1(l) => l.entries.sort_by(|a, b| a.id.cmp(&b.id)),
+            Self::V2(l) => l.entries.sort_by(|a, b| a.id.cmp(&b.id)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +424,65 @@ mod tests {
         assert_eq!(l.status_at("a", Timestamp(5)), Some(LicenceStatus::Revoked));
         assert_eq!(l.status_at("a", Timestamp(4)), None);
         assert_eq!(l.status_at("c", Timestamp(9)), None);
+    }
+
+    #[test]
+    fn a_status_list_v2_knows_every_instant() {
+        let change = |status, since, reason: Option<&str>| StatusChange {
+            status,
+            since: Timestamp(since),
+            reason: reason.map(str::to_owned),
+        };
+        let l = StatusListV2 {
+            v: 2,
+            issuer: "x".into(),
+            issued_at: Timestamp(100),
+            log_size: 9,
+            entries: vec![
+                // Suspended at 10, then revoked at 20.
+                StatusHistory {
+                    id: "a".into(),
+                    history: vec![
+                        change(LicenceStatus::Suspended, 10, None),
+                        change(LicenceStatus::Revoked, 20, Some("withdrawn")),
+                    ],
+                },
+                // Suspended at 30, reinstated at 40.
+                StatusHistory {
+                    id: "b".into(),
+                    history: vec![
+                        change(LicenceStatus::Suspended, 30, None),
+                        change(LicenceStatus::Active, 40, None),
+                    ],
+                },
+            ],
+        };
+        let bytes = l.encode();
+        assert_eq!(StatusListV2::decode(&bytes).unwrap(), l);
+        assert!(
+            StatusList::decode(&bytes).is_err(),
+            "a v1 reader refuses v2"
+        );
+        assert_eq!(l.status_at("a", Timestamp(9)), None);
+        assert_eq!(
+            l.status_at("a", Timestamp(15)),
+            Some(LicenceStatus::Suspended)
+        );
+        assert_eq!(
+            l.status_at("a", Timestamp(20)),
+            Some(LicenceStatus::Revoked)
+        );
+        assert_eq!(
+            l.status_at("b", Timestamp(35)),
+            Some(LicenceStatus::Suspended)
+        );
+        assert_eq!(l.status_at("b", Timestamp(40)), None);
+        assert_eq!(l.status_at("c", Timestamp(40)), None);
+        // A reason code this build does not know is kept, not refused.
+        let mut newer = l.clone();
+        newer.entries[0].history[1].reason = Some("court_order".into());
+        assert_eq!(StatusListV2::decode(&newer.encode()).unwrap(), newer);
+        let any = AnyStatusList::V2(l);
+        assert_eq!((any.version(), any.len(), any.log_size()), (2, 2, 9));
     }
 }

@@ -17,6 +17,8 @@ const SEALED_V1: u8 = 1;
 /// The key-encryption key.
 pub struct Kek {
     key: LessSafeKey,
+    /// For keys derived from this one, each for one purpose.
+    prk: ring::hkdf::Prk,
 }
 
 impl fmt::Debug for Kek {
@@ -26,16 +28,25 @@ impl fmt::Debug for Kek {
 }
 
 impl Kek {
-    /// Reads the KEK file, creating it with a fresh random key (mode 0600) when absent.
+    /// Reads the KEK file, creating it with a fresh random key (mode 0600, in a folder of mode
+    /// 0700) when absent. An existing file that its group or others may read is refused: the
+    /// KEK opens every private key in the data folder.
     pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
         let file_err = |what: &str, e: std::io::Error| {
             CryptoError::KeyFile(format!("{what} {}: {e}", path.display()))
         };
         if !path.exists() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| file_err("cannot create the folder of", e))?;
-            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| file_err("cannot create the folder of", e))?;
             let mut bytes = zeroize::Zeroizing::new([0u8; KEK_LEN]);
             random(bytes.as_mut())?;
             let mut opts = std::fs::OpenOptions::new();
@@ -46,7 +57,11 @@ impl Kek {
             f.write_all(bytes.as_ref())
                 .map_err(|e| file_err("cannot write", e))?;
             f.sync_all().map_err(|e| file_err("cannot sync", e))?;
+            // The file's name is in its folder: without this, a power cut can keep keys sealed
+            // under the new KEK and lose the file itself.
+            sync_dir(dir).map_err(|e| file_err("cannot sync the folder of", e))?;
         }
+        check_private(path)?;
         let bytes = SecretBytes::new(std::fs::read(path).map_err(|e| file_err("cannot read", e))?);
         Self::from_bytes(&bytes)
     }
@@ -61,9 +76,23 @@ impl Kek {
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| CryptoError::InvalidKey("not an AES-256 key".into()))?;
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"certseal kek").extract(bytes);
         Ok(Self {
             key: LessSafeKey::new(key),
+            prk,
         })
+    }
+
+    /// A key for one purpose (`label`), derived from this one with HKDF-SHA256: what it seals
+    /// cannot be opened with the KEK, nor with a key for another purpose.
+    pub fn derive(&self, label: &str) -> Self {
+        let info = [label.as_bytes()];
+        let mut bytes = zeroize::Zeroizing::new([0u8; KEK_LEN]);
+        self.prk
+            .expand(&info, ring::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(bytes.as_mut()))
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self::from_bytes(bytes.as_ref()).expect("32 bytes")
     }
 
     /// Seals `secret` for `owner`.
@@ -107,6 +136,36 @@ impl Kek {
     }
 }
 
+/// Flushes a folder's entries (new or renamed files) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Refuses a key file that its group or others may read or write.
+fn check_private(path: &Path) -> Result<(), CryptoError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| CryptoError::KeyFile(format!("cannot read {}: {e}", path.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::KeyFile(format!(
+                "the key-encryption key {} has mode {:04o}: its group or others may read it, and it opens every private key; make it private with `chmod 600 {}` (and check who could have read it)",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +197,34 @@ mod tests {
         assert!(kek.open(b"log", &tampered).is_err());
         let other = Kek::from_bytes(&[7u8; 32]).unwrap();
         assert!(other.open(b"log", &sealed).is_err());
+        let tokens = kek.derive("tokens");
+        assert!(
+            tokens.open(b"log", &sealed).is_err(),
+            "a derived key is another key"
+        );
+        let t = tokens.seal(b"list", b"key").unwrap();
+        assert_eq!(
+            kek.derive("tokens").open(b"list", &t).unwrap().as_slice(),
+            b"key"
+        );
+        assert!(kek.derive("other").open(b"list", &t).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_kek_others_may_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("keys");
+        let path = folder.join("kek");
+        Kek::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the keys folder is private");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Kek::load_or_create(&path).unwrap_err().to_string();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Kek::load_or_create(&path).unwrap();
     }
 }

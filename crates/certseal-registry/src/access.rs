@@ -272,6 +272,7 @@ impl Registry {
         self.authorize(actor, Role::Admin, "listing the sharing policy")?;
         let snap = self.store.snapshot();
         scan_page(
+            &self.page_tokens,
             snap.as_ref(),
             Table::Policies,
             &[],

@@ -685,7 +685,7 @@ fn replay_change(
             return Ok(false);
         }
         txn.put(Table::Licences, key, record.clone());
-        crate::licences::put_status_index(txn, &l);
+        crate::status_list::put_status_index(txn, &l);
     } else if kind.starts_with("seal.") {
         let seal: Seal = decode("replayed seal", &record)?;
         if seal.id.to_string() != entry.subject {

@@ -108,7 +108,7 @@ impl Registry {
         page: &PageRequest,
     ) -> Result<Paged<Department>, RegistryError> {
         self.authorize_held(actor, "reading departments")?;
-        let after = page.after(b"")?;
+        let after = page.after(&self.page_tokens, Table::Departments, b"")?;
         let scanned = self.store.scan(
             Table::Departments,
             b"",
@@ -117,7 +117,7 @@ impl Registry {
             Direction::Forward,
         )?;
         let next_token = match (scanned.more, scanned.items.last()) {
-            (true, Some((k, _))) => token_for(k),
+            (true, Some((k, _))) => token_for(&self.page_tokens, Table::Departments, b"", k),
             _ => String::new(),
         };
         let items = scanned

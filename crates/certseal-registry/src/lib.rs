@@ -22,6 +22,7 @@ mod public;
 mod seal_ca;
 mod seals;
 mod signing;
+mod status_list;
 mod templates;
 mod verification;
 
@@ -53,8 +54,9 @@ pub use seals::{
     CertificateRequest, NewSeal, SealFilter, SealUsabilityAnswer, SealView, SignedTrustList,
     rewrap_keys,
 };
+pub use status_list::SignedStatusList;
 pub use templates::{TemplateFilter, TemplateSelector};
-pub use verification::{DEFAULT_PURPOSES, ReceiptView, SignedStatusList, Subject, Verification};
+pub use verification::{DEFAULT_PURPOSES, ReceiptView, Subject, Verification};
 
 /// Written into a new data folder; a folder with another value is refused.
 pub const DATA_FORMAT: &str = "certseal-data/1";
@@ -151,6 +153,10 @@ pub struct Registry {
     seal_ca: seal_ca::SealCa,
     trust_anchors: Vec<certseal_crypto::Certificate>,
     kek: Arc<certseal_crypto::Kek>,
+    /// The last signed status list of each version.
+    status_lists: status_list::StatusListCache,
+    /// Seals page tokens (derived from the KEK, so tokens outlive a restart).
+    page_tokens: certseal_crypto::Kek,
     origin: String,
     serials: licences::SerialAllocator,
     purposes: Vec<String>,
@@ -173,6 +179,7 @@ pub struct Registry {
 impl Registry {
     /// Opens the data folder `data_dir`, initialising it on first start.
     pub fn open(data_dir: &Path, opts: &RegistryOptions) -> Result<Self, RegistryError> {
+        create_private_dir(data_dir)?;
         let store: Arc<dyn KvStore> =
             Arc::new(RocksStore::open(&data_dir.join("db"), &opts.rocks)?);
         let kek_file = opts
@@ -197,6 +204,7 @@ impl Registry {
             )));
         }
         init_meta(store.as_ref())?;
+        status_list::migrate_index(store.as_ref())?;
         let kek = certseal_crypto::Kek::load_or_create(kek_file)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let records = cache::RecordCache::default();
@@ -231,6 +239,8 @@ impl Registry {
             verifier_key: log.verifier_key,
             seal_ca,
             trust_anchors: opts.trust_anchors.clone(),
+            status_lists: status_list::StatusListCache::default(),
+            page_tokens: kek.derive("certseal page tokens v1"),
             kek: Arc::new(kek),
             origin: opts.log_origin.clone(),
             serials,
@@ -280,6 +290,20 @@ impl Registry {
         self.store.get(Table::Meta, META_FORMAT_KEY)?;
         Ok(())
     }
+}
+
+/// Creates the data folder, when absent, readable by its owner only: it holds every licence.
+fn create_private_dir(dir: &Path) -> Result<(), RegistryError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        RegistryError::FailedPrecondition(format!("cannot create {}: {e}", dir.display()))
+    })
 }
 
 fn init_meta(store: &dyn KvStore) -> Result<(), RegistryError> {

@@ -28,6 +28,7 @@ use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::seals::{load_seal_txn, parse_seal_id};
+use crate::status_list::put_status_index;
 use crate::templates::TemplateSelector;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -119,12 +120,16 @@ pub enum LicenceFilter {
 }
 
 /// Hands out serials: 9 base-36 digits of milliseconds and 3 of a counter within the
-/// millisecond, so they sort by time and never repeat within a process; the start follows the
-/// audit log's last time, so a clock set back does not repeat them after a restart either.
+/// millisecond, so they sort by time and never repeat within a process (the start follows the
+/// audit log's last time, so a clock set back does not repeat them after a restart either),
+/// then [`SERIAL_RANDOM`] random ones, so that knowing when a licence was issued is not enough
+/// to name it (the public page answers anyone who names a licence).
 #[derive(Debug)]
 pub(crate) struct SerialAllocator(Mutex<(i64, u32)>);
 
 const SERIAL_SEQ_MAX: u32 = 36 * 36 * 36 - 1;
+/// Random base-36 characters at the end of a serial: 36^10 ≈ 2^51.
+pub(crate) const SERIAL_RANDOM: usize = 10;
 
 fn base36(mut n: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
@@ -150,12 +155,34 @@ impl SerialAllocator {
         } else {
             *last = (last.0 + 1, 0);
         }
+        let (ms, seq) = *last;
+        drop(last);
         format!(
-            "{}{}",
-            base36(last.0.max(0) as u64, 9),
-            base36(u64::from(last.1), 3)
+            "{}{}{}",
+            base36(ms.max(0) as u64, 9),
+            base36(u64::from(seq), 3),
+            random_base36(SERIAL_RANDOM)
         )
     }
+}
+
+/// `n` uniformly random characters of `0-9A-Z`.
+fn random_base36(n: usize) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let mut bytes = [0u8; 16];
+        certseal_crypto::random(&mut bytes).expect("the system's random source");
+        // 252 = 7 × 36: bytes at or above it are dropped, so every digit is equally likely.
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 252)
+                .map(|b| char::from(DIGITS[usize::from(*b % 36)]))
+                .take(n - out.len()),
+        );
+    }
+    out
 }
 
 pub(crate) fn parse_licence_id(value: &str) -> Result<LicenceId, RegistryError> {
@@ -795,6 +822,7 @@ impl Registry {
         let sees_all = !access.enforced() || actor.role == Role::Auditor;
         let snap = self.store.snapshot();
         scan_page(
+            &self.page_tokens,
             snap.as_ref(),
             table,
             &prefix,
@@ -1116,17 +1144,6 @@ fn check_seal_still_active(txn: &RegTxn<'_>, seal: &SealId) -> Result<(), Regist
     Ok(())
 }
 
-/// Keeps the status list's index: every licence that is not active, with since when.
-pub(crate) fn put_status_index(txn: &mut RegTxn<'_>, l: &Licence) {
-    let key = l.id.as_str().as_bytes().to_vec();
-    match l.history.last() {
-        Some(e) if e.status != LicenceStatus::Active => {
-            txn.put(Table::LicenceStatusIndex, key, encode(&(e.status, e.at)));
-        }
-        _ => txn.delete(Table::LicenceStatusIndex, key),
-    }
-}
-
 /// The state and the indexes of a new licence.
 fn write_new(txn: &mut RegTxn<'_>, l: &Licence) {
     txn.put(
@@ -1166,7 +1183,7 @@ mod tests {
         let mut last = String::new();
         for _ in 0..20_000 {
             let s = a.next();
-            assert_eq!(s.len(), 12);
+            assert_eq!(s.len(), 12 + SERIAL_RANDOM);
             assert!(s > last, "{s} after {last}");
             assert!(seen.insert(s.clone()));
             last = s;
@@ -1175,5 +1192,20 @@ mod tests {
         let future = Timestamp::now().0 + 3_600_000;
         let b = SerialAllocator::new(future);
         assert!(b.next() > base36(future as u64, 9));
+    }
+
+    #[test]
+    fn serials_cannot_be_named_from_the_time() {
+        // Two allocators started alike give the same time and counter but other serials, and
+        // the random tails spread over the whole alphabet.
+        let future = Timestamp::now().0 + 3_600_000;
+        let (a, b) = (SerialAllocator::new(future), SerialAllocator::new(future));
+        let (x, y) = (a.next(), b.next());
+        assert_eq!(x[..12], y[..12]);
+        assert_ne!(x[12..], y[12..]);
+        let tails: std::collections::BTreeSet<char> = (0..200)
+            .flat_map(|_| a.next()[12..].chars().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(tails.len(), 36, "{tails:?}");
     }
 }

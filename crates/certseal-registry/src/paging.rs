@@ -1,5 +1,6 @@
 //! Paged listing: page sizes and opaque page tokens.
 
+use certseal_crypto::Kek;
 use certseal_store::{Direction, Read, Table};
 
 use crate::RegistryError;
@@ -26,30 +27,58 @@ impl PageRequest {
         }
     }
 
-    /// The key to continue after. Tokens are the hex of the last key, checked to lie under
-    /// `prefix` so a token cannot steer a scan into another record kind.
-    pub(crate) fn after(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+    /// The key to continue after. A token is the last key read, sealed (AES-256-GCM under a
+    /// key derived from the KEK) and bound to the list: the key may be another department's
+    /// record, which the caller must not learn, and a token cannot steer a scan elsewhere.
+    pub(crate) fn after(
+        &self,
+        tokens: &Kek,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
         if self.token.is_empty() {
             return Ok(None);
         }
         let bad = || RegistryError::invalid("page_token", "not a token this list returned");
-        if self.token.len() > 512 || !self.token.len().is_multiple_of(2) {
+        if self.token.len() > MAX_TOKEN_CHARS || !self.token.len().is_multiple_of(2) {
             return Err(bad());
         }
-        let key = (0..self.token.len())
+        let sealed = (0..self.token.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&self.token[i..i + 2], 16))
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|_| bad())?;
-        if !key.starts_with(prefix) {
+        let key = tokens
+            .open(&token_owner(table, prefix), &sealed)
+            .map_err(|_| bad())?;
+        if !key.as_slice().starts_with(prefix) {
             return Err(bad());
         }
-        Ok(Some(key))
+        Ok(Some(key.as_slice().to_vec()))
     }
 }
 
-pub(crate) fn token_for(key: &[u8]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+/// Longest token accepted: keys are short (a holder index key is under 100 bytes).
+const MAX_TOKEN_CHARS: usize = 1024;
+
+fn token_owner(table: Table, prefix: &[u8]) -> Vec<u8> {
+    [
+        b"certseal page token\0",
+        format!("{table:?}").as_bytes(),
+        b"\0",
+        prefix,
+    ]
+    .concat()
+}
+
+/// The token to continue after `key` in the list of `table` under `prefix`.
+pub(crate) fn token_for(tokens: &Kek, table: Table, prefix: &[u8], key: &[u8]) -> String {
+    tokens
+        .seal(&token_owner(table, prefix), key)
+        .expect("sealing with a valid key")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One page of a list.
@@ -64,7 +93,9 @@ pub struct Paged<T> {
 /// Lists one page of `table` under `prefix`, in key order or its reverse, keeping the items `pick` returns.
 /// A page ends when it is full, or after `max_scanned` keys read (a short page with a token,
 /// so a filter that matches little cannot make one call read the whole table).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_page<T>(
+    tokens: &Kek,
     snap: &dyn Read,
     table: Table,
     prefix: &[u8],
@@ -74,7 +105,7 @@ pub(crate) fn scan_page<T>(
     mut pick: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RegistryError>,
 ) -> Result<Paged<T>, RegistryError> {
     let limit = page.limit();
-    let mut after = page.after(prefix)?;
+    let mut after = page.after(tokens, table, prefix)?;
     let mut items = Vec::new();
     let mut scanned = 0;
     loop {
@@ -99,7 +130,10 @@ pub(crate) fn scan_page<T>(
         }
         // A full page, or one cut short to bound the work, continues after the last key read.
         if items.len() == limit || scanned >= max_scanned {
-            let next_token = after.as_deref().map(token_for).unwrap_or_default();
+            let next_token = after
+                .as_deref()
+                .map(|k| token_for(tokens, table, prefix, k))
+                .unwrap_or_default();
             return Ok(Paged { items, next_token });
         }
     }

@@ -734,6 +734,7 @@ impl Registry {
         };
         let snap = self.store.snapshot();
         scan_page(
+            &self.page_tokens,
             snap.as_ref(),
             table,
             &prefix,

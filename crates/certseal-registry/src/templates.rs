@@ -452,6 +452,7 @@ impl Registry {
         };
         let snap = self.store.snapshot();
         scan_page(
+            &self.page_tokens,
             snap.as_ref(),
             Table::Templates,
             &prefix,

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 
 use certseal_core::trust_list::serde_bytes_vec::Der;
-use certseal_core::verification::{RECEIPT_CONTENT_TYPE, STATUS_LIST_CONTENT_TYPE, StatusEntry};
+use certseal_core::verification::RECEIPT_CONTENT_TYPE;
 use certseal_core::{
     Actor, FieldValue, Indication, Licence, LicenceClaims, LicenceId, LicenceStatus, Purpose,
-    Receipt, Role, SealId, StatusList, SubIndication, Timestamp, qr,
+    Receipt, Role, SealId, SubIndication, Timestamp, qr,
 };
-use certseal_crypto::{Certificate, cose, sha256, x509};
+use certseal_crypto::{cose, sha256, x509};
 use certseal_log::Extra;
 use certseal_store::{Direction, Read, Table};
 use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_document};
@@ -19,10 +19,9 @@ use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_docu
 use crate::access::{Access, Reading};
 use crate::audit::append;
 use crate::cache::Stamp;
-use crate::codec::decode;
 use crate::licences::{load_licence, parse_licence_id};
 use crate::paging::scan_page;
-use crate::seal_ca::{open_receipt_key, open_trust_list_key};
+use crate::seal_ca::open_receipt_key;
 use crate::seals::load_seal;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -91,15 +90,6 @@ pub struct ReceiptView {
     pub signed: Vec<u8>,
     /// Its audit-log entry.
     pub log_index: u64,
-}
-
-/// A signed status list.
-#[derive(Debug, Clone)]
-pub struct SignedStatusList {
-    /// The COSE_Sign1 bytes.
-    pub signed: Vec<u8>,
-    /// What it says.
-    pub list: StatusList,
 }
 
 /// The status a licence had at `t`: the last change at or before `t`.
@@ -554,6 +544,7 @@ impl Registry {
             || actor.role == Role::Auditor
             || load_licence(snap.as_ref(), &id)?.is_some_and(|l| l.issuer == actor.department);
         scan_page(
+            &self.page_tokens,
             snap.as_ref(),
             Table::ReceiptsByLicence,
             &prefix,
@@ -586,58 +577,6 @@ impl Registry {
                 }))
             },
         )
-    }
-
-    /// Every licence that is not active, with since when, signed by the trust-list key.
-    pub fn status_list(&self, actor: &Actor) -> Result<SignedStatusList, RegistryError> {
-        self.authorize_held(actor, "reading the status list")?;
-        let log_size = self.latest_checkpoint().checkpoint.size;
-        let snap = self.store.snapshot();
-        let mut entries = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = snap.scan(
-                Table::LicenceStatusIndex,
-                b"",
-                after.as_deref(),
-                4096,
-                Direction::Forward,
-            )?;
-            for (k, v) in &page.items {
-                let (status, since): (LicenceStatus, Timestamp) = decode("licence status", v)?;
-                entries.push(StatusEntry {
-                    id: String::from_utf8(k.clone())
-                        .map_err(|_| RegistryError::Corrupt("status index key".into()))?,
-                    status,
-                    since,
-                });
-            }
-            match (page.more, page.items.last()) {
-                (true, Some((k, _))) => after = Some(k.clone()),
-                _ => break,
-            }
-        }
-        let list = StatusList {
-            v: 1,
-            issuer: self.origin.clone(),
-            issued_at: Timestamp::now(),
-            log_size,
-            entries,
-        };
-        let pkcs8 = open_trust_list_key(self.store.as_ref(), &self.kek)?;
-        let signer = certseal_crypto::load_signer(x509::KeyAlgorithm::Ed25519, &pkcs8)
-            .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        drop(pkcs8);
-        let cert: &Certificate = &self.seal_ca.trust_list_cert;
-        let signed = cose::sign1(
-            signer.as_ref(),
-            &cert.kid(),
-            STATUS_LIST_CONTENT_TYPE,
-            Some(&cert.der),
-            list.encode(),
-        )
-        .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        Ok(SignedStatusList { signed, list })
     }
 }
 

@@ -2,7 +2,7 @@
 //! key's certificate issued by the seal CA the verifier trusts, and the payload's format.
 
 use certseal_core::trust_list::{TRUST_LIST_CONTENT_TYPE, TRUST_LIST_SIGNER_PREFIX};
-use certseal_core::{Timestamp, TrustList};
+use certseal_core::{AnyStatusList, Timestamp, TrustList};
 use certseal_crypto::{Certificate, cose, x509};
 
 use crate::VerifyError;
@@ -69,56 +69,61 @@ pub fn is_stale(list: &TrustList, now: Timestamp, max_age_ms: i64) -> bool {
     now.0 - list.issued_at.0 > max_age_ms
 }
 
-/// Verifies a signed status list against the seal CA (signed by the same trust-list key), and
-/// returns it with its entries sorted for lookups.
-pub fn verify_status_list(
-    signed: &[u8],
-    seal_ca_der: &[u8],
-) -> Result<certseal_core::StatusList, VerifyError> {
-    use certseal_core::verification::STATUS_LIST_CONTENT_TYPE;
+/// Verifies a signed status list of version 1 or 2 against the seal CA (signed by the same
+/// trust-list key), and returns it with its entries sorted for lookups.
+pub fn verify_status_list(signed: &[u8], seal_ca_der: &[u8]) -> Result<AnyStatusList, VerifyError> {
+    use certseal_core::verification::{STATUS_LIST_CONTENT_TYPE, STATUS_LIST_V2_CONTENT_TYPE};
     let doc = cose::parse_sign1(signed, MAX_TRUST_LIST_BYTES).map_err(|e| bad(e.to_string()))?;
-    if doc.content_type != STATUS_LIST_CONTENT_TYPE {
-        return Err(bad(format!(
-            "content type '{}', expected '{STATUS_LIST_CONTENT_TYPE}'",
-            doc.content_type
-        )));
-    }
+    let version = match doc.content_type.as_str() {
+        STATUS_LIST_CONTENT_TYPE => 1,
+        STATUS_LIST_V2_CONTENT_TYPE => 2,
+        other => {
+            return Err(bad(format!(
+                "content type '{other}', expected '{STATUS_LIST_CONTENT_TYPE}' or '{STATUS_LIST_V2_CONTENT_TYPE}'"
+            )));
+        }
+    };
     let signer = doc
         .x5chain
         .as_deref()
         .ok_or_else(|| bad("no signer certificate (x5chain) in the protected header"))?;
     doc.verify_with_certificate(signer)
         .map_err(|e| bad(format!("signature: {e}")))?;
-    let mut list = certseal_core::StatusList::decode(&doc.payload).map_err(bad)?;
-    x509::check_issued_by(signer, seal_ca_der, list.issued_at.0.div_euclid(1000))
+    // The payload's version must be the one the signed header declares.
+    let mut list = match version {
+        1 => AnyStatusList::V1(certseal_core::StatusList::decode(&doc.payload).map_err(bad)?),
+        _ => AnyStatusList::V2(certseal_core::StatusListV2::decode(&doc.payload).map_err(bad)?),
+    };
+    x509::check_issued_by(signer, seal_ca_der, list.issued_at().0.div_euclid(1000))
         .map_err(|e| bad(format!("signer certificate: {e}")))?;
     x509::check_service_certificate(
         signer,
-        &format!("{TRUST_LIST_SIGNER_PREFIX}{}", list.issuer),
+        &format!("{TRUST_LIST_SIGNER_PREFIX}{}", list.issuer()),
     )
     .map_err(|e| bad(format!("signer certificate: {e}")))?;
-    list.entries.sort_by(|a, b| a.id.cmp(&b.id));
+    list.sort();
     Ok(list)
 }
 
 /// Checks that a status list belongs with a trust list (same registry) and is fresh enough:
 /// issued no more than `max_age_ms` before `now`.
 pub fn check_status_list_fits(
-    status: &certseal_core::StatusList,
+    status: &AnyStatusList,
     trust_list: &TrustList,
     now: Timestamp,
     max_age_ms: i64,
 ) -> Result<(), VerifyError> {
-    if status.issuer != trust_list.issuer {
+    if status.issuer() != trust_list.issuer {
         return Err(bad(format!(
             "the status list is from {}, the trust list from {}",
-            status.issuer, trust_list.issuer
+            status.issuer(),
+            trust_list.issuer
         )));
     }
-    if now.0 - status.issued_at.0 > max_age_ms {
+    if now.0 - status.issued_at().0 > max_age_ms {
         return Err(bad(format!(
             "the status list was issued {} s ago, more than the {} s allowed: fetch a new one",
-            (now.0 - status.issued_at.0) / 1000,
+            (now.0 - status.issued_at().0) / 1000,
             max_age_ms / 1000
         )));
     }
@@ -131,7 +136,7 @@ pub fn check_status_list_fits(
 pub fn verify_document_offline(
     document: &[u8],
     trust_list: &TrustList,
-    status: Option<&certseal_core::StatusList>,
+    status: Option<&AnyStatusList>,
     at: Timestamp,
 ) -> crate::document::Outcome {
     crate::document::check_document(

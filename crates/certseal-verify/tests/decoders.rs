@@ -112,6 +112,7 @@ proptest! {
         let _ = LicenceClaims::decode(&bytes);
         let _ = TrustList::decode(&bytes);
         let _ = StatusList::decode(&bytes);
+        let _ = certseal_core::StatusListV2::decode(&bytes);
         let _ = certseal_core::Receipt::decode(&bytes);
         let _ = Entry::decode(&bytes);
     }
