@@ -5,8 +5,12 @@ use std::io::Read;
 
 /// Prefix of a certseal QR string, version 1.
 pub const QR_PREFIX: &str = "CS1:";
-/// Longest QR string accepted (a version 40 QR code holds 4,296 alphanumeric characters).
+/// Longest QR string accepted when read. Licences issued before
+/// [`MAX_PRINTABLE_QR_CHARS`] was enforced may have longer strings than new ones.
 pub const MAX_QR_CHARS: usize = 8 * 1024;
+/// Longest QR string of a licence issued: what a version 40 QR code holds at error
+/// correction level M in alphanumeric mode (the Base45 alphabet and `CS1:` are alphanumeric).
+pub const MAX_PRINTABLE_QR_CHARS: usize = 3391;
 /// Largest document a QR string may inflate to.
 pub const MAX_QR_DOCUMENT: usize = 64 * 1024;
 
@@ -37,6 +41,13 @@ pub fn encode(document: &[u8]) -> String {
     s.push_str(QR_PREFIX);
     s.push_str(&base45::encode(&compressed));
     s
+}
+
+/// The longest QR string a document of `len` bytes can have, whatever its bytes: zlib's
+/// bound for input it cannot compress (`compressBound`), then 3 Base45 characters per 2 bytes.
+pub fn max_chars(len: usize) -> usize {
+    let compressed = len + (len >> 12) + (len >> 14) + (len >> 25) + 13;
+    QR_PREFIX.len() + compressed / 2 * 3 + compressed % 2 * 2
 }
 
 /// The signed document in a QR string; every failure says which step.
@@ -76,6 +87,24 @@ mod tests {
             .collect();
         for doc in [&big[..], b"", b"abc", &big[..600]] {
             assert_eq!(decode_unbounded(&encode(doc)), doc);
+        }
+    }
+
+    #[test]
+    fn no_document_exceeds_its_bound() {
+        // Random bytes do not compress: the case the bound is for.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random: Vec<u8> = (0..70_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for len in (0..4000).chain([16_383, 16_384, 65_535, 65_536, 70_000]) {
+            let doc = &random[..len];
+            assert!(encode(doc).len() <= max_chars(len), "{len} bytes");
         }
     }
 
