@@ -590,10 +590,14 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
     let mut a = AuditServiceClient::new(ch);
     // Any caller gets a consistency proof: hashes only, but some of them are leaf hashes.
     let proof = a
-        .get_consistency_proof(as_actor(&verifier, "verifier", pb::GetConsistencyProofRequest {
-            from_size: 5,
-            to_size: 0,
-        }))
+        .get_consistency_proof(as_actor(
+            &verifier,
+            "verifier",
+            pb::GetConsistencyProofRequest {
+                from_size: 5,
+                to_size: 0,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -603,19 +607,30 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
     };
     let mut leaves = Vec::new();
     for h in &proof.hashes {
-        match a.get_inclusion_proof(as_actor(&auditor, "auditor", by_hash(h))).await {
+        match a
+            .get_inclusion_proof(as_actor(&auditor, "auditor", by_hash(h)))
+            .await
+        {
             Ok(r) => leaves.push((r.into_inner().index, h.clone())),
             Err(e) => assert_eq!(e.code(), Code::NotFound, "an interior hash: {e:?}"),
         }
     }
     let indexes: Vec<u64> = leaves.iter().map(|(i, _)| *i).collect();
-    assert_eq!(indexes, [4, 5, 6], "the proof from 5 to 7 starts with leaves 4, 5 and 6");
+    assert_eq!(
+        indexes,
+        [4, 5, 6],
+        "the proof from 5 to 7 starts with leaves 4, 5 and 6"
+    );
 
     // The verifier with no grants: refused every entry, whichever way it asks; a hash it cannot
     // read and one that is no leaf get the same answer.
     for (index, hash) in &leaves {
         let e = a
-            .get_entry(as_actor(&verifier, "verifier", pb::GetEntryRequest { index: *index }))
+            .get_entry(as_actor(
+                &verifier,
+                "verifier",
+                pb::GetEntryRequest { index: *index },
+            ))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
@@ -624,11 +639,18 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "entry {index}: {e:?}");
-        assert!(e.message().contains("only auditors read every entry"), "{e:?}");
+        assert!(
+            e.message().contains("only auditors read every entry"),
+            "{e:?}"
+        );
         let e = a
-            .get_inclusion_proof(as_actor(&verifier, "verifier", pb::GetInclusionProofRequest {
-                target: Some(Target::Index(*index)),
-            }))
+            .get_inclusion_proof(as_actor(
+                &verifier,
+                "verifier",
+                pb::GetInclusionProofRequest {
+                    target: Some(Target::Index(*index)),
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
@@ -654,9 +676,13 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
             .await
             .unwrap();
         for e in [
-            a.get_entry(as_actor(dept, "admin", pb::GetEntryRequest { index: others }))
-                .await
-                .unwrap_err(),
+            a.get_entry(as_actor(
+                dept,
+                "admin",
+                pb::GetEntryRequest { index: others },
+            ))
+            .await
+            .unwrap_err(),
             a.get_inclusion_proof(as_actor(dept, "admin", by_hash(hash(others))))
                 .await
                 .unwrap_err(),
@@ -668,7 +694,11 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
     let key = vkey(&mut a).await;
     for (index, hash) in &leaves {
         let entry = a
-            .get_entry(as_actor(&auditor, "auditor", pb::GetEntryRequest { index: *index }))
+            .get_entry(as_actor(
+                &auditor,
+                "auditor",
+                pb::GetEntryRequest { index: *index },
+            ))
             .await
             .unwrap()
             .into_inner()

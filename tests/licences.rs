@@ -1225,7 +1225,9 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
     // Six text fields of 4,096 characters: a licence of up to 98 KB, which no check would read.
     let type_code = format!("{}002", i.dept);
     let mut six = content("大证照");
-    six.fields = (1..=6).map(|n| text_field(&format!("t{n}"), 4096)).collect();
+    six.fields = (1..=6)
+        .map(|n| text_field(&format!("t{n}"), 4096))
+        .collect();
     t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
         type_code: type_code.clone(),
         base_version: 0,
@@ -1355,7 +1357,13 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
         &server,
         &i.dept,
         "issuer",
-        &["licence", "qr", &l.licence_id, "--png", png.to_str().unwrap()],
+        &[
+            "licence",
+            "qr",
+            &l.licence_id,
+            "--png",
+            png.to_str().unwrap(),
+        ],
     ));
     let image = image::open(&png).unwrap();
     assert!(image.width() <= (177 + 8) * 4, "{}", image.width());

@@ -940,12 +940,18 @@ async fn a_failed_check_shows_no_more_than_a_passed_one() {
         .into_inner();
     assert_eq!(
         (mine.indication(), mine.sub_indication()),
-        (pb::Indication::TotalFailed, pb::SubIndication::FormatFailure),
+        (
+            pb::Indication::TotalFailed,
+            pb::SubIndication::FormatFailure
+        ),
         "{}",
         mine.reason
     );
     assert!(mine.reason.contains("65536"), "{}", mine.reason);
-    assert_eq!(mine.licence.unwrap().holder.unwrap().id, crate::licences::PERSON);
+    assert_eq!(
+        mine.licence.unwrap().holder.unwrap().id,
+        crate::licences::PERSON
+    );
     // B is refused as it was when the check passed: no holder, no fields, no receipt.
     let log_before = latest_size(server.addr).await;
     let e = check(b.clone(), "verifier", server.addr).await.unwrap_err();

@@ -109,7 +109,9 @@ impl Registry {
         access: &Access,
         entry: &[u8],
     ) -> Result<bool, RegistryError> {
-        Ok(!access.enforced() || actor.role == Role::Auditor || self.entry_concerns(actor, entry)?)
+        Ok(!access.enforced()
+            || actor.role == Role::Auditor
+            || self.entry_concerns(actor, entry)?)
     }
 
     /// The entry with leaf hash `hash` and its index, under the reading rule. To a caller who

@@ -315,7 +315,10 @@ async fn a_template_published_before_the_bound_issues_only_what_prints() {
         .await
         .unwrap_err();
     let m = invalid(e);
-    assert!(m.contains("would have 98759 bytes") && m.contains("at most 65536"), "{m}");
+    assert!(
+        m.contains("would have 98759 bytes") && m.contains("at most 65536"),
+        "{m}"
+    );
     // Small enough to read, too long for a QR code.
     let e = r
         .issue_licence(&me, with("long", &|n| wide_text(300, n)))
