@@ -541,3 +541,175 @@ async fn after_kill_9_tree_entries_and_checkpoint_agree() {
     let report = certseal_verify::verify_bundle(&out, &key, None, |_, _| {}).unwrap();
     assert!(report.checkpoint.size >= now.size);
 }
+
+/// Every way to read an entry applies GetEntry's rule: a department reads its own acts, an
+/// auditor everything; proofs give others only hashes, and a leaf hash taken from a proof opens
+/// nothing the caller may not read.
+#[tokio::test]
+async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
+    use certseal::pb::policy_service_client::PolicyServiceClient;
+    use pb::get_inclusion_proof_request::Target;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(
+        dir.path(),
+        &format!("[policy]\nenforce = true\nadmin_department = \"{ADMIN_DEPT}\"\n"),
+    )
+    .await;
+    let ch = connect(server.addr).await;
+    let mut d = certseal::pb::department_service_client::DepartmentServiceClient::new(ch.clone());
+    let mut p = PolicyServiceClient::new(ch.clone());
+    let (other_admin, verifier, auditor) = (dept_code(1), dept_code(2), dept_code(3));
+    for (dept, role) in [
+        (&other_admin, pb::Role::Admin),
+        (&verifier, pb::Role::Verifier),
+        (&auditor, pb::Role::Auditor),
+    ] {
+        register(&mut d, dept, "某局").await;
+        p.set_department_policy(admin(pb::SetDepartmentPolicyRequest {
+            department: dept.clone(),
+            roles: vec![role as i32],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    }
+    // Entries 0..6 are the registry administrator's acts, entry 6 the other administrator's.
+    d.register_department(as_actor(
+        &other_admin,
+        "admin",
+        pb::RegisterDepartmentRequest {
+            credit_code: dept_code(4),
+            name: "另一局".into(),
+            region_code: "350200".into(),
+        },
+    ))
+    .await
+    .unwrap();
+
+    let mut a = AuditServiceClient::new(ch);
+    // Any caller gets a consistency proof: hashes only, but some of them are leaf hashes.
+    let proof = a
+        .get_consistency_proof(as_actor(
+            &verifier,
+            "verifier",
+            pb::GetConsistencyProofRequest {
+                from_size: 5,
+                to_size: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proof.checkpoint.unwrap().size, 7);
+    let by_hash = |h: &[u8]| pb::GetInclusionProofRequest {
+        target: Some(Target::LeafHash(h.to_vec())),
+    };
+    let mut leaves = Vec::new();
+    for h in &proof.hashes {
+        match a
+            .get_inclusion_proof(as_actor(&auditor, "auditor", by_hash(h)))
+            .await
+        {
+            Ok(r) => leaves.push((r.into_inner().index, h.clone())),
+            Err(e) => assert_eq!(e.code(), Code::NotFound, "an interior hash: {e:?}"),
+        }
+    }
+    let indexes: Vec<u64> = leaves.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        indexes,
+        [4, 5, 6],
+        "the proof from 5 to 7 starts with leaves 4, 5 and 6"
+    );
+
+    // The verifier with no grants: refused every entry, whichever way it asks; a hash it cannot
+    // read and one that is no leaf get the same answer.
+    for (index, hash) in &leaves {
+        let e = a
+            .get_entry(as_actor(
+                &verifier,
+                "verifier",
+                pb::GetEntryRequest { index: *index },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        let e = a
+            .get_inclusion_proof(as_actor(&verifier, "verifier", by_hash(hash)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "entry {index}: {e:?}");
+        assert!(
+            e.message().contains("only auditors read every entry"),
+            "{e:?}"
+        );
+        let e = a
+            .get_inclusion_proof(as_actor(
+                &verifier,
+                "verifier",
+                pb::GetInclusionProofRequest {
+                    target: Some(Target::Index(*index)),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    let interior = proof.hashes.last().unwrap();
+    let e = a
+        .get_inclusion_proof(as_actor(&verifier, "verifier", by_hash(interior)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // Each administrator reads its own acts, by index and by leaf hash, and not the other's.
+    for (dept, own, others) in [(ADMIN_DEPT, 4u64, 6u64), (other_admin.as_str(), 6, 4)] {
+        let hash = |i: u64| &leaves.iter().find(|(x, _)| *x == i).unwrap().1;
+        let mine = a
+            .get_inclusion_proof(as_actor(dept, "admin", by_hash(hash(own))))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(mine.index, own);
+        assert_eq!(Entry::decode(&mine.entry).unwrap().actor_department, dept);
+        a.get_entry(as_actor(dept, "admin", pb::GetEntryRequest { index: own }))
+            .await
+            .unwrap();
+        for e in [
+            a.get_entry(as_actor(
+                dept,
+                "admin",
+                pb::GetEntryRequest { index: others },
+            ))
+            .await
+            .unwrap_err(),
+            a.get_inclusion_proof(as_actor(dept, "admin", by_hash(hash(others))))
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        }
+    }
+    // The auditor reads everything, and the proofs it gets check.
+    let key = vkey(&mut a).await;
+    for (index, hash) in &leaves {
+        let entry = a
+            .get_entry(as_actor(
+                &auditor,
+                "auditor",
+                pb::GetEntryRequest { index: *index },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .entry;
+        let p = a
+            .get_inclusion_proof(as_actor(&auditor, "auditor", by_hash(hash)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(p.entry, entry);
+        certseal_verify::verify_tlog_proof(&p.tlog_proof, &entry, &key).unwrap();
+    }
+    server.stop().await.unwrap();
+}

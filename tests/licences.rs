@@ -1217,3 +1217,182 @@ async fn the_latest_published_version_follows_publication_and_deprecation() {
     expect_code(issue("v-e").await.unwrap_err(), Code::FailedPrecondition);
     server.stop().await;
 }
+
+/// `n` CJK characters of 4 bytes each in UTF-8 (Extension B), varied so they compress little.
+fn wide_text(n: usize, seed: u32) -> String {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from_u32(0x20000 + x % 0xA6D0).unwrap()
+        })
+        .collect()
+}
+
+/// Every licence a published template issues verifies and prints: a template whose largest
+/// licence could not is refused at publish, naming the sizes and the limit; one at the limit
+/// publishes, and its largest licence verifies by ID and by its QR string, and the QR renders.
+#[tokio::test]
+async fn a_published_template_issues_only_licences_that_verify_and_print() {
+    use certseal::pb::verification_service_client::VerificationServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(&dir.path().join("data"));
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::EcdsaP256).await;
+    let mut t = TemplateServiceClient::new(connect(server.addr).await);
+    let text_field = |name: &str, max_length: u32| pb::FieldSpec {
+        name: name.into(),
+        label: name.into(),
+        r#type: pb::FieldType::String as i32,
+        max_length,
+        visibility: pb::Visibility::Public as i32,
+        ..Default::default()
+    };
+    // Six text fields of 4,096 characters: a licence of up to 98 KB, which no check would read.
+    let type_code = format!("{}002", i.dept);
+    let mut six = content("大证照");
+    six.fields = (1..=6)
+        .map(|n| text_field(&format!("t{n}"), 4096))
+        .collect();
+    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+        type_code: type_code.clone(),
+        base_version: 0,
+        content: Some(six),
+    }))
+    .await
+    .unwrap();
+    let publisher = t.clone();
+    let publish = |type_code: &str| {
+        let mut t = publisher.clone();
+        let type_code = type_code.to_owned();
+        async move {
+            t.publish_template(admin(pb::PublishTemplateRequest {
+                type_code,
+                version: 1,
+            }))
+            .await
+        }
+    };
+    let e = publish(&type_code).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    for words in [
+        "cannot be published",
+        "99623 bytes",
+        "QR string",
+        "3391",
+        "24576 characters",
+    ] {
+        assert!(e.message().contains(words), "{words}: {}", e.message());
+    }
+
+    // The food template's fields and a scope as long as publishing allows, found by halving
+    // (one new type per try: a published version is frozen).
+    let with_scope = |scope: u32| {
+        let mut c = food_template("经营许可证");
+        c.fields.push(text_field("scope", scope));
+        c
+    };
+    let (mut fits, mut too_long, mut largest_type) = (0u32, 4097u32, String::new());
+    for n in 10.. {
+        if too_long - fits <= 1 {
+            break;
+        }
+        let mid = (fits + too_long) / 2;
+        let code = format!("{}{n:03}", i.dept);
+        t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+            type_code: code.clone(),
+            base_version: 0,
+            content: Some(with_scope(mid)),
+        }))
+        .await
+        .unwrap();
+        match publish(&code).await {
+            Ok(_) => (fits, largest_type) = (mid, code),
+            Err(e) if e.code() == Code::FailedPrecondition => too_long = mid,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(fits > 50, "a useful scope still fits: {fits} characters");
+
+    // Its largest licence: every text at its longest in 4-byte characters.
+    let mut r = request(&i, "largest");
+    r.type_code = largest_type;
+    r.holder = Some(pb::Holder {
+        kind: pb::HolderKind::Person as i32,
+        id: PERSON.into(),
+        name: wide_text(200, 1),
+    });
+    r.fields
+        .insert("operator_name".into(), text(&wide_text(100, 2)));
+    r.fields
+        .insert("scope".into(), text(&wide_text(fits as usize, 3)));
+    r.fields
+        .insert("capital".into(), text(&format!("-{}.99", "9".repeat(30))));
+    r.fields.insert(
+        "staff".into(),
+        pb::FieldValue {
+            value: Some(pb::field_value::Value::Integer(i64::MIN)),
+        },
+    );
+    let l = licences(connect(server.addr).await)
+        .issue_licence(as_issuer(&i, r))
+        .await
+        .unwrap()
+        .into_inner();
+    // Close to the limit: the bound is not loose.
+    let qr_chars = l.qr.len();
+    assert!(
+        (3000..=certseal_core::qr::MAX_PRINTABLE_QR_CHARS).contains(&qr_chars),
+        "{qr_chars}"
+    );
+    let mut v = VerificationServiceClient::new(connect(server.addr).await);
+    let purpose = Some(pb::Purpose {
+        code: "ADMIN_APPROVAL".into(),
+        text: "核验".into(),
+    });
+    let by_id = v
+        .verify_licence(as_issuer(
+            &i,
+            pb::VerifyLicenceRequest {
+                licence_id: l.licence_id.clone(),
+                purpose: purpose.clone(),
+                at: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let by_qr = v
+        .verify_document(as_issuer(
+            &i,
+            pb::VerifyDocumentRequest {
+                document: Some(pb::verify_document_request::Document::Qr(l.qr.clone())),
+                purpose,
+                at: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for r in [by_id, by_qr] {
+        assert_eq!(r.indication(), pb::Indication::TotalPassed, "{}", r.reason);
+    }
+    // The QR code renders: version 40 at most, 177 modules and the quiet zone, 4 px each.
+    let png = dir.path().join("largest.png");
+    ok(cli(
+        &server,
+        &i.dept,
+        "issuer",
+        &[
+            "licence",
+            "qr",
+            &l.licence_id,
+            "--png",
+            png.to_str().unwrap(),
+        ],
+    ));
+    let image = image::open(&png).unwrap();
+    assert!(image.width() <= (177 + 8) * 4, "{}", image.width());
+}

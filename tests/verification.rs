@@ -934,3 +934,128 @@ async fn forged_and_superseded_documents_get_their_sub_indications() {
         );
     }
 }
+
+/// A check that fails applies the reading rule of one that passes: a stored licence whose
+/// document can no longer be read (a 70 KB document from before issuing bounded it) is refused
+/// to a department whose read grant is for another type, not answered with its holder.
+#[tokio::test]
+async fn a_failed_check_shows_no_more_than_a_passed_one() {
+    use certseal::pb::policy_service_client::PolicyServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!("[policy]\nenforce = true\nadmin_department = \"{ADMIN_DEPT}\"\n");
+    let server = start_with_config(dir.path(), &toml).await;
+    let a = issuer(server.addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let other = issuer(server.addr, 2, pb::SealAlgorithm::Ed25519).await;
+    let b = verifier();
+    register(
+        &mut certseal::pb::department_service_client::DepartmentServiceClient::new(
+            connect(server.addr).await,
+        ),
+        &b,
+        "某局",
+    )
+    .await;
+    let mut p = PolicyServiceClient::new(connect(server.addr).await);
+    p.set_department_policy(admin(pb::SetDepartmentPolicyRequest {
+        department: a.dept.clone(),
+        roles: vec![pb::Role::Issuer as i32],
+        issue: vec![pb::IssueGrant {
+            type_code: a.type_code.clone(),
+            seal_ids: Vec::new(),
+        }],
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    p.set_department_policy(admin(pb::SetDepartmentPolicyRequest {
+        department: b.clone(),
+        roles: vec![pb::Role::Verifier as i32],
+        read: vec![pb::ReadGrant {
+            type_code: other.type_code.clone(),
+            all_fields: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let issued = LicenceServiceClient::new(connect(server.addr).await)
+        .issue_licence(as_actor(&a.dept, "issuer", request(&a, "big")))
+        .await
+        .unwrap()
+        .into_inner();
+    let check = |dept: String, role: &'static str, addr: SocketAddr| {
+        let id = issued.licence_id.clone();
+        async move {
+            VerificationServiceClient::new(connect(addr).await)
+                .verify_licence(as_actor(
+                    &dept,
+                    role,
+                    pb::VerifyLicenceRequest {
+                        licence_id: id,
+                        purpose: purpose(),
+                        at: None,
+                    },
+                ))
+                .await
+        }
+    };
+    // B's grant is for another type: a check that passes is refused.
+    let e = check(b.clone(), "verifier", server.addr).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    server.stop().await.unwrap();
+
+    // The stored document becomes one no check reads: 70 KB, beyond the 64 KiB read.
+    {
+        use certseal_store::KvStore;
+        let store =
+            certseal_store::RocksStore::open(&dir.path().join("db"), &Default::default()).unwrap();
+        let mut batch = certseal_store::Batch::new();
+        let mut big = issued.document.clone();
+        big.resize(70_000, 0);
+        batch.put(
+            certseal_store::Table::Records,
+            certseal_crypto::sha256(&[&issued.document]).to_vec(),
+            big,
+        );
+        store.write(&batch, true).unwrap();
+    }
+    let server = start_with_config(dir.path(), &toml).await;
+    // The issuer sees its own licence fail, with its record.
+    let mine = check(a.dept.clone(), "issuer", server.addr)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (mine.indication(), mine.sub_indication()),
+        (
+            pb::Indication::TotalFailed,
+            pb::SubIndication::FormatFailure
+        ),
+        "{}",
+        mine.reason
+    );
+    assert!(mine.reason.contains("65536"), "{}", mine.reason);
+    assert_eq!(
+        mine.licence.unwrap().holder.unwrap().id,
+        crate::licences::PERSON
+    );
+    // B is refused as it was when the check passed: no holder, no fields, no receipt.
+    let log_before = latest_size(server.addr).await;
+    let e = check(b.clone(), "verifier", server.addr).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("may not verify or read"), "{e:?}");
+    assert!(!e.message().contains(crate::licences::PERSON));
+    assert_eq!(latest_size(server.addr).await, log_before, "no receipt");
+    server.stop().await.unwrap();
+}
+
+async fn latest_size(addr: SocketAddr) -> u64 {
+    AuditServiceClient::new(connect(addr).await)
+        .get_latest_checkpoint(admin(pb::GetLatestCheckpointRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .size
+}

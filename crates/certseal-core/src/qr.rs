@@ -5,8 +5,12 @@ use std::io::Read;
 
 /// Prefix of a certseal QR string, version 1.
 pub const QR_PREFIX: &str = "CS1:";
-/// Longest QR string accepted (a version 40 QR code holds 4,296 alphanumeric characters).
+/// Longest QR string accepted when read. Licences issued before
+/// [`MAX_PRINTABLE_QR_CHARS`] was enforced may have longer strings than new ones.
 pub const MAX_QR_CHARS: usize = 8 * 1024;
+/// Longest QR string of a licence issued: what a version 40 QR code holds at error
+/// correction level M in alphanumeric mode (the Base45 alphabet and `CS1:` are alphanumeric).
+pub const MAX_PRINTABLE_QR_CHARS: usize = 3391;
 /// Largest document a QR string may inflate to.
 pub const MAX_QR_DOCUMENT: usize = 64 * 1024;
 
@@ -33,10 +37,57 @@ pub fn encode(document: &[u8]) -> String {
             out.reserve(out.capacity().max(64));
         }
     });
+    // Deflate can grow what it cannot compress (by about 6% here); stored blocks keep every
+    // document within `max_chars`.
+    let compressed = if compressed.len() > stored_len(document.len()) {
+        stored(document)
+    } else {
+        compressed
+    };
     let mut s = String::with_capacity(QR_PREFIX.len() + compressed.len() * 3 / 2 + 2);
     s.push_str(QR_PREFIX);
     s.push_str(&base45::encode(&compressed));
     s
+}
+
+/// Largest stored deflate block.
+const STORED_BLOCK: usize = 65_535;
+
+/// Length of the zlib stream of `len` bytes in stored blocks: the 2-byte header, 5 bytes
+/// before each block, the Adler-32.
+fn stored_len(len: usize) -> usize {
+    2 + len + 5 * len.div_ceil(STORED_BLOCK).max(1) + 4
+}
+
+/// `data` as a zlib stream of stored (uncompressed) deflate blocks.
+fn stored(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stored_len(data.len()));
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(STORED_BLOCK).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xFF, 0xFF]);
+    }
+    while let Some(block) = blocks.next() {
+        let n = block.len() as u16;
+        out.push(u8::from(blocks.peek().is_none()));
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+/// The longest QR string of a document of `len` bytes, whatever its bytes: [`encode`] falls
+/// back to stored blocks when compressing would make the document larger.
+pub fn max_chars(len: usize) -> usize {
+    let z = stored_len(len);
+    QR_PREFIX.len() + z / 2 * 3 + z % 2 * 2
 }
 
 /// The signed document in a QR string; every failure says which step.
@@ -76,6 +127,26 @@ mod tests {
             .collect();
         for doc in [&big[..], b"", b"abc", &big[..600]] {
             assert_eq!(decode_unbounded(&encode(doc)), doc);
+        }
+    }
+
+    #[test]
+    fn no_document_exceeds_its_bound() {
+        // Random bytes do not compress: the case the bound is for.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let random: Vec<u8> = (0..70_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for len in (0..4000).chain([16_383, 16_384, 65_535, 65_536, 70_000]) {
+            let doc = &random[..len];
+            let qr = encode(doc);
+            assert!(qr.len() <= max_chars(len), "{len} bytes: {}", qr.len());
+            assert_eq!(decode_unbounded(&qr), doc);
         }
     }
 

@@ -6,8 +6,11 @@ use certseal_log::merkle::{self, Frontier, Hash};
 use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
 use certseal_store::{Direction, Table};
 
+use crate::access::Access;
 use crate::audit::{SignedCheckpoint, StoredNodes, log_err};
 use crate::{Registry, RegistryError};
+
+const READING_LOG: &str = "reading the audit log";
 
 /// Which entry to prove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,24 +85,75 @@ impl Registry {
 
     /// One entry's bytes. With the policy enforced, auditors read every entry and other
     /// departments the entries of their own acts and the checks of licences they issued: who
-    /// checked what is not for everyone.
+    /// checked what is not for everyone. Every read of an entry (by index, by leaf hash)
+    /// applies this one rule.
     pub fn get_entry(&self, actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
-        const ACTION: &str = "reading the audit log";
-        let access = self.authorize_held(actor, ACTION)?;
+        let access = self.authorize_held(actor, READING_LOG)?;
         let entry = self.read_entry(index)?;
-        if access.enforced()
-            && actor.role != Role::Auditor
-            && !self.entry_concerns(actor, &entry)?
-        {
+        if !self.may_read_entry(actor, &access, &entry)? {
             return Err(self.deny(
                 actor,
-                ACTION,
+                READING_LOG,
                 format!(
                     "entry {index} records another department's act; only auditors read every entry"
                 ),
             ));
         }
         Ok(entry)
+    }
+
+    /// The reading rule of the log.
+    fn may_read_entry(
+        &self,
+        actor: &Actor,
+        access: &Access,
+        entry: &[u8],
+    ) -> Result<bool, RegistryError> {
+        Ok(!access.enforced()
+            || actor.role == Role::Auditor
+            || self.entry_concerns(actor, entry)?)
+    }
+
+    /// The entry with leaf hash `hash` and its index, under the reading rule. To a caller who
+    /// does not read every entry, an unknown hash and another department's entry get the same
+    /// refusal: the hashes in proofs must not tell it which of them are leaves of the log.
+    fn entry_by_leaf_hash(
+        &self,
+        actor: &Actor,
+        hash: &Hash,
+    ) -> Result<(u64, Vec<u8>), RegistryError> {
+        let access = self.authorize_held(actor, READING_LOG)?;
+        let reads_all = !access.enforced() || actor.role == Role::Auditor;
+        let refused = || {
+            self.deny(
+                actor,
+                READING_LOG,
+                "no entry this department may read has this leaf hash; only auditors read every entry"
+                    .into(),
+            )
+        };
+        let Some(v) = self.store.get(Table::LogLeafIndex, hash)? else {
+            return Err(if reads_all {
+                RegistryError::NotFound("no entry with this leaf hash".into())
+            } else {
+                refused()
+            });
+        };
+        let index = u64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| RegistryError::Corrupt("leaf index".into()))?,
+        );
+        let entry = self.read_entry(index)?;
+        if merkle::leaf_hash(&entry) != *hash {
+            return Err(RegistryError::Corrupt(format!(
+                "the leaf index points at entry {index}, which has another leaf hash"
+            )));
+        }
+        if !self.may_read_entry(actor, &access, &entry)? {
+            return Err(refused());
+        }
+        Ok((index, entry))
     }
 
     fn read_entry(&self, index: u64) -> Result<Vec<u8>, RegistryError> {
@@ -133,34 +187,10 @@ impl Registry {
         actor: &Actor,
         target: ProofTarget,
     ) -> Result<InclusionProof, RegistryError> {
-        let index = match target {
-            ProofTarget::Index(i) => i,
-            ProofTarget::LeafHash(h) => {
-                let v = self.store.get(Table::LogLeafIndex, &h)?.ok_or_else(|| {
-                    RegistryError::NotFound("no entry with this leaf hash".into())
-                })?;
-                u64::from_be_bytes(
-                    v.as_slice()
-                        .try_into()
-                        .map_err(|_| RegistryError::Corrupt("leaf index".into()))?,
-                )
-            }
+        let (index, entry) = match target {
+            ProofTarget::Index(i) => (i, self.get_entry(actor, i)?),
+            ProofTarget::LeafHash(h) => self.entry_by_leaf_hash(actor, &h)?,
         };
-        // By leaf hash the caller holds the entry already; by index it reads it.
-        let entry = match target {
-            ProofTarget::Index(_) => self.get_entry(actor, index)?,
-            ProofTarget::LeafHash(_) => {
-                self.authorize_held(actor, "reading the audit log")?;
-                self.read_entry(index)?
-            }
-        };
-        if let ProofTarget::LeafHash(h) = target
-            && merkle::leaf_hash(&entry) != h
-        {
-            return Err(RegistryError::Corrupt(format!(
-                "the leaf index points at entry {index}, which has another leaf hash"
-            )));
-        }
         let checkpoint = self.latest_checkpoint();
         if index >= checkpoint.checkpoint.size {
             return Err(RegistryError::FailedPrecondition(format!(
@@ -189,7 +219,9 @@ impl Registry {
         from: u64,
         to: u64,
     ) -> Result<(Vec<Hash>, SignedCheckpoint), RegistryError> {
-        self.authorize_held(actor, "reading the audit log")?;
+        // Only hashes: interior ones, and leaf hashes, which open no entry the caller may not
+        // read (the leaf-hash look-up applies the reading rule).
+        self.authorize_held(actor, READING_LOG)?;
         let checkpoint = match to {
             0 => self.latest_checkpoint(),
             n => self.checkpoint_at(n)?,

@@ -20,6 +20,7 @@ use certseal_core::{
 use certseal_crypto::{Certificate, cose, sha256};
 use certseal_log::Extra;
 use certseal_store::{Direction, Read, Table};
+use certseal_verify::document::MAX_DOCUMENT_BYTES;
 use serde::Serialize;
 
 use crate::audit::{RegTxn, append};
@@ -297,6 +298,123 @@ fn merge(results: Vec<Result<(), RegistryError>>) -> Result<(), RegistryError> {
     }
 }
 
+/// Which limit a signed licence breaks, if any: the size the verifiers read, or the QR string
+/// a printable QR code holds.
+fn check_issuable(document: &[u8], qr: &str) -> Result<(), RegistryError> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(RegistryError::invalid(
+            "fields",
+            format!(
+                "the signed licence would have {} bytes; verification reads at most {MAX_DOCUMENT_BYTES}: shorten the field values or the holder name",
+                document.len()
+            ),
+        ));
+    }
+    if qr.len() > qr::MAX_PRINTABLE_QR_CHARS {
+        return Err(RegistryError::invalid(
+            "fields",
+            format!(
+                "the licence's QR string would have {} characters (a signed document of {} bytes); a printable QR code (version 40, level M) holds at most {}: shorten the field values or the holder name",
+                qr.len(),
+                document.len(),
+                qr::MAX_PRINTABLE_QR_CHARS
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Signs nothing: 64 zero bytes, the length of every signature a seal makes (Ed25519, and
+/// ES256 as raw r‖s), so that a document's size can be known without a key.
+#[derive(Debug)]
+struct SizingSigner;
+
+impl certseal_crypto::Signer for SizingSigner {
+    fn algorithm(&self) -> certseal_crypto::x509::KeyAlgorithm {
+        certseal_crypto::x509::KeyAlgorithm::Ed25519
+    }
+
+    fn public_key(&self) -> &[u8] {
+        &[]
+    }
+
+    fn sign(&self, _message: &[u8]) -> Result<Vec<u8>, certseal_crypto::CryptoError> {
+        Ok(vec![0; 64])
+    }
+}
+
+/// A character of 4 bytes in UTF-8, the most any character takes.
+const WIDEST_CHAR: char = '\u{20000}';
+
+/// The largest licence `template` can issue, encoded as the registry signs it: every field
+/// present at its longest (text at 4 bytes a character), the longest holder name, the longest
+/// times, an expiry and a previous licence. Returns the signed document's length and the
+/// longest QR string a document of that length can have.
+pub(crate) fn largest_licence(template: &Template) -> Result<(usize, usize), RegistryError> {
+    use certseal_core::template::FieldType;
+    let issuer = template.defining_department();
+    let id = LicenceId::new(&template.type_code, &issuer, &"Z".repeat(12), 999)
+        .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
+    let fields = template
+        .content
+        .fields
+        .iter()
+        .map(|f| {
+            let value = match f.field_type {
+                FieldType::String => {
+                    FieldValue::Text(WIDEST_CHAR.to_string().repeat(f.max_length as usize))
+                }
+                FieldType::Integer => FieldValue::Integer(i64::MIN),
+                // At most 30 integer digits (canonical_decimal), a sign and the fraction.
+                FieldType::Decimal => FieldValue::Text(format!(
+                    "-{}.{}",
+                    "9".repeat(30),
+                    "9".repeat(f.scale as usize)
+                )),
+                FieldType::Date => FieldValue::Text("9999-12-31".into()),
+                FieldType::Boolean => FieldValue::Boolean(false),
+                FieldType::Enum => FieldValue::Text(
+                    f.enum_values
+                        .iter()
+                        .max_by_key(|v| v.len())
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                FieldType::ResidentId | FieldType::CreditCode => FieldValue::Text("0".repeat(18)),
+            };
+            (f.name.clone(), value)
+        })
+        .collect();
+    let claims = LicenceClaims {
+        exp: Some(i64::MAX),
+        nbf: i64::MAX,
+        iat: i64::MAX,
+        type_code: template.type_code.clone(),
+        template_version: template.version,
+        seal: SealId::from_bytes([0xFF; 16]),
+        holder: Holder {
+            kind: HolderKind::Organisation,
+            id: issuer.to_string(),
+            name: WIDEST_CHAR
+                .to_string()
+                .repeat(certseal_core::licence::MAX_HOLDER_NAME),
+        },
+        fields,
+        prev: Some(id.clone()),
+        issuer,
+        id,
+    };
+    let document = cose::sign1(
+        &SizingSigner,
+        &[0; 8],
+        LICENCE_CONTENT_TYPE,
+        None,
+        claims.encode(),
+    )
+    .map_err(|e| RegistryError::Corrupt(format!("sizing a licence: {e}")))?;
+    Ok((document.len(), qr::max_chars(document.len())))
+}
+
 impl Registry {
     fn published_template(
         &self,
@@ -500,8 +618,9 @@ impl Registry {
                     claims.encode(),
                 )
                 .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
-                licence.document_digest = sha256(&[&document]).to_vec();
                 let qr = qr::encode(&document);
+                check_issuable(&document, &qr)?;
+                licence.document_digest = sha256(&[&document]).to_vec();
                 Ok(Prepared {
                     licence,
                     document,

@@ -5,9 +5,10 @@
 //! `TemplateHeads` holds the latest version number of each type, read by the sequenced
 //! operations that create versions.
 
+use certseal_core::template::FieldType;
 use certseal_core::{
     Actor, DepartmentStatus, Role, Template, TemplateCategory, TemplateContent, TemplateStatus,
-    Timestamp, TypeCode,
+    Timestamp, TypeCode, qr,
 };
 use certseal_log::Extra;
 use certseal_store::{Direction, Table};
@@ -52,6 +53,31 @@ pub(crate) struct PublishedTemplates {
         (TypeCode, u32),
         std::sync::Arc<std::collections::BTreeSet<String>>,
     >,
+}
+
+/// Refuses to publish a version whose largest licence could not be printed as a QR code:
+/// every licence issued from a published version then verifies and prints.
+fn check_printable(t: &Template) -> Result<(), RegistryError> {
+    let (document, qr_chars) = crate::licences::largest_licence(t)?;
+    if qr_chars <= qr::MAX_PRINTABLE_QR_CHARS {
+        return Ok(());
+    }
+    let text: u32 = t
+        .content
+        .fields
+        .iter()
+        .filter(|f| f.field_type == FieldType::String)
+        .map(|f| f.max_length)
+        .sum();
+    Err(RegistryError::FailedPrecondition(format!(
+        "template {} version {} cannot be published: its largest licence (every field at its \
+         longest, text at 4 bytes a character) would be a signed document of {document} bytes, \
+         whose QR string can reach {qr_chars} characters; a printable QR code (version 40, \
+         level M) holds {}. Lower the max_length of its text fields ({text} characters in all)",
+        t.type_code,
+        t.version,
+        qr::MAX_PRINTABLE_QR_CHARS
+    )))
 }
 
 fn template_key(type_code: &TypeCode, version: u32) -> Vec<u8> {
@@ -269,6 +295,9 @@ impl Registry {
                     from.as_str(),
                     to.as_str()
                 )));
+            }
+            if to == TemplateStatus::Published {
+                check_printable(t)?;
             }
             t.status = to;
             if to == TemplateStatus::Published {

@@ -283,26 +283,38 @@ impl Registry {
             licence = None;
             outcome.claims = None;
         }
-        let visible_fields = match &outcome.claims {
-            Some(c) if outcome.sub != Some(SubIndication::UnknownLicence) => {
+        // One rule whatever the outcome: what the caller sees follows from the licence's type
+        // and issuer, in the registry's record or else in the document. A check that fails
+        // (an unreadable document, say) still names the licence, so it must be no side door.
+        let about = licence
+            .as_ref()
+            .map(|l| (l.type_code.clone(), l.issuer.clone()))
+            .or_else(|| {
+                outcome
+                    .claims
+                    .as_ref()
+                    .map(|c| (c.type_code.clone(), c.issuer.clone()))
+            });
+        let visible_fields = match about {
+            Some((type_code, issuer)) => {
                 let reading = match &checker {
                     Checker::Public => Some(Reading::Public),
-                    Checker::Department(_) if c.issuer == actor.department => None,
+                    Checker::Department(_) if issuer == actor.department => None,
                     Checker::Department(access) => {
                         // Refused before any receipt is written: a denial leaves no trace but the log line.
                         let action = "checking a licence";
                         let r = access
-                            .reading(&c.type_code)
+                            .reading(&type_code)
                             .map_err(|reason| self.deny(actor, action, reason))?;
                         if !r.allows_purpose(&purpose.code) {
                             return Err(self.deny(
-                            actor,
-                            action,
-                            format!(
-                                "department {} may check licences of type {} only for the purposes it was granted, not {}",
-                                actor.department, c.type_code, purpose.code
-                            ),
-                        ));
+                                actor,
+                                action,
+                                format!(
+                                    "department {} may check licences of type {type_code} only for the purposes it was granted, not {}",
+                                    actor.department, purpose.code
+                                ),
+                            ));
                         }
                         Some(r)
                     }
@@ -315,9 +327,12 @@ impl Registry {
                         e.note.clear();
                     }
                 }
-                self.visible_fields(reading, c)
+                match &outcome.claims {
+                    Some(c) => self.visible_fields(reading, c),
+                    None => BTreeMap::new(),
+                }
             }
-            _ => BTreeMap::new(),
+            None => BTreeMap::new(),
         };
         let mut random = [0u8; 10];
         certseal_crypto::random(&mut random).map_err(|e| RegistryError::Corrupt(e.to_string()))?;

@@ -34,7 +34,7 @@ async fn issuer(r: &Registry, n: u32) -> (String, String, String) {
             label: "经营范围".into(),
             field_type: FieldType::String,
             required: true,
-            max_length: 0,
+            max_length: 100,
             pattern: String::new(),
             enum_values: Vec::new(),
             scale: 0,
@@ -225,5 +225,116 @@ async fn no_licence_is_signed_with_a_seal_the_log_shows_suspended() {
     assert_eq!(
         issued, ok,
         "every acknowledged issue, and only those, is logged"
+    );
+}
+
+/// `n` varied CJK characters of 4 bytes each in UTF-8, so they compress little.
+fn wide_text(n: usize, seed: u32) -> String {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from_u32(0x20000 + x % 0xA6D0).unwrap()
+        })
+        .collect()
+}
+
+/// A version published before publishing checked the largest licence keeps issuing the
+/// licences that verify and print, and refuses the others, naming the size and the limit.
+#[tokio::test]
+async fn a_template_published_before_the_bound_issues_only_what_prints() {
+    use certseal_store::{Batch, KvStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let admin = actor(ADMIN, Role::Admin);
+    let (dept, _, seal) = issuer(&r, 3).await;
+    let type_code = format!("{dept}002");
+    let six = TemplateContent {
+        name: "大证照".into(),
+        category: TemplateCategory::Licence,
+        default_validity_days: 365,
+        fields: (1..=6)
+            .map(|n| FieldSpec {
+                name: format!("t{n}"),
+                label: format!("第{n}栏"),
+                field_type: FieldType::String,
+                required: false,
+                max_length: 4096,
+                pattern: String::new(),
+                enum_values: Vec::new(),
+                scale: 0,
+                visibility: Visibility::Public,
+            })
+            .collect(),
+    };
+    r.create_template_draft(&admin, &type_code, 0, six)
+        .await
+        .unwrap();
+    let m = precondition(r.publish_template(&admin, &type_code, 1).await.unwrap_err());
+    assert!(m.contains("cannot be published"), "{m}");
+    drop(r);
+
+    // Published as an older release did, without the check.
+    {
+        let store = RocksStore::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
+        let key = [type_code.as_bytes(), &1u32.to_be_bytes()].concat();
+        let stored = store.get(Table::Templates, &key).unwrap().unwrap();
+        let mut t: certseal_core::Template = ciborium::from_reader(stored.as_slice()).unwrap();
+        t.status = certseal_core::TemplateStatus::Published;
+        t.published_at = Some(certseal_core::Timestamp::now());
+        let mut record = Vec::new();
+        ciborium::into_writer(&t, &mut record).unwrap();
+        let mut b = Batch::new();
+        b.put(Table::Templates, key, record);
+        store.write(&b, true).unwrap();
+    }
+    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let me = actor(&dept, Role::Issuer);
+    let with = |key: &str, text: &dyn Fn(u32) -> String| {
+        let mut req = request(&type_code, &seal, key);
+        req.fields = (1..=6)
+            .map(|n| (format!("t{n}"), certseal_core::FieldValue::Text(text(n))))
+            .collect();
+        req
+    };
+    let invalid = |e: RegistryError| match e {
+        RegistryError::InvalidArgument(v) => {
+            assert_eq!(v.len(), 1, "{v:?}");
+            assert_eq!(v[0].field, "fields");
+            v[0].description.clone()
+        }
+        other => panic!("expected an invalid argument, got {other}"),
+    };
+    let logged = r.latest_checkpoint().checkpoint.size;
+    // 74 KB and more: no check would read it.
+    let e = r
+        .issue_licence(&me, with("huge", &|_| "𠀀".repeat(4096)))
+        .await
+        .unwrap_err();
+    let m = invalid(e);
+    assert!(
+        m.contains("would have 98759 bytes") && m.contains("at most 65536"),
+        "{m}"
+    );
+    // Small enough to read, too long for a QR code.
+    let e = r
+        .issue_licence(&me, with("long", &|n| wide_text(300, n)))
+        .await
+        .unwrap_err();
+    let m = invalid(e);
+    assert!(m.contains("QR string") && m.contains("at most 3391"), "{m}");
+    // What prints is issued as before.
+    let l = r
+        .issue_licence(&me, with("short", &|n| wide_text(20, n)))
+        .await
+        .unwrap();
+    assert!(l.qr.len() <= certseal_core::qr::MAX_PRINTABLE_QR_CHARS);
+    assert_eq!(
+        r.latest_checkpoint().checkpoint.size,
+        logged + 1,
+        "the refusals logged nothing"
     );
 }
