@@ -29,7 +29,9 @@ pub fn to_status(e: RegistryError) -> Status {
             Status::unavailable("the server is shutting down")
         }
         // What happened and what to do; the store's own error (it names files) is logged.
-        RegistryError::Store(StoreError::WritesStopped(stop)) => Status::unavailable(stop.to_string()),
+        RegistryError::Store(StoreError::WritesStopped(stop)) => {
+            Status::unavailable(stop.to_string())
+        }
         RegistryError::Store(StoreError::DiskFull(e)) => {
             tracing::error!(error = %e, "the data folder's disk is full");
             Status::unavailable(

@@ -102,7 +102,10 @@ impl WriterState for AuditWriter {
         reload(self).map_err(|e| {
             StoreError::Backend(format!("reloading the audit log's right edge: {e}"))
         })?;
-        tracing::info!(size = self.frontier.size(), "reloaded the audit log's right edge");
+        tracing::info!(
+            size = self.frontier.size(),
+            "reloaded the audit log's right edge"
+        );
         // Cached records are read again, and the new size signed.
         self.committed(store);
         Ok(())

@@ -236,46 +236,46 @@ impl RocksStore {
 
 /// Scans `table` in `db` (at `snapshot` if given).
 fn scan_with(
-        db: &DB,
-        snapshot: Option<&SnapshotWithThreadMode<'_, DB>>,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        direction: Direction,
-    ) -> Result<Page, StoreError> {
-        let mut ro = ReadOptions::default();
-        if let Some(s) = snapshot {
-            ro.set_snapshot(s);
+    db: &DB,
+    snapshot: Option<&SnapshotWithThreadMode<'_, DB>>,
+    table: Table,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+    direction: Direction,
+) -> Result<Page, StoreError> {
+    let mut ro = ReadOptions::default();
+    if let Some(s) = snapshot {
+        ro.set_snapshot(s);
+    }
+    // Bound the iterator to the prefix so RocksDB skips the rest of the column family.
+    ro.set_iterate_lower_bound(prefix.to_vec());
+    if let Some(upper) = prefix_successor(prefix) {
+        ro.set_iterate_upper_bound(upper);
+    }
+    let mode = match (direction, after) {
+        (Direction::Forward, Some(k)) => IteratorMode::From(k, RDir::Forward),
+        (Direction::Forward, None) => IteratorMode::Start,
+        (Direction::Reverse, Some(k)) => IteratorMode::From(k, RDir::Reverse),
+        (Direction::Reverse, None) => IteratorMode::End,
+    };
+    let iter = db.iterator_cf_opt(cf(db, table), ro, mode);
+    let mut page = Page::default();
+    for item in iter {
+        let (k, v) = item.map_err(from_rocks)?;
+        if !k.starts_with(prefix) {
+            break;
         }
-        // Bound the iterator to the prefix so RocksDB skips the rest of the column family.
-        ro.set_iterate_lower_bound(prefix.to_vec());
-        if let Some(upper) = prefix_successor(prefix) {
-            ro.set_iterate_upper_bound(upper);
+        if after.is_some_and(|a| *k == *a) {
+            continue;
         }
-        let mode = match (direction, after) {
-            (Direction::Forward, Some(k)) => IteratorMode::From(k, RDir::Forward),
-            (Direction::Forward, None) => IteratorMode::Start,
-            (Direction::Reverse, Some(k)) => IteratorMode::From(k, RDir::Reverse),
-            (Direction::Reverse, None) => IteratorMode::End,
-        };
-        let iter = db.iterator_cf_opt(cf(db, table), ro, mode);
-        let mut page = Page::default();
-        for item in iter {
-            let (k, v) = item.map_err(from_rocks)?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if after.is_some_and(|a| *k == *a) {
-                continue;
-            }
-            if page.items.len() == limit {
-                page.more = true;
-                break;
-            }
-            page.items.push((k.into_vec(), v.into_vec()));
+        if page.items.len() == limit {
+            page.more = true;
+            break;
         }
-        Ok(page)
+        page.items.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(page)
 }
 
 /// The smallest key greater than every key that starts with `prefix`, if there is one.
@@ -326,9 +326,8 @@ impl Read for RocksSnapshot {
         limit: usize,
         direction: Direction,
     ) -> Result<Page, StoreError> {
-        self.0.with_dependent(|db, s| {
-            scan_with(db, Some(s), table, prefix, after, limit, direction)
-        })
+        self.0
+            .with_dependent(|db, s| scan_with(db, Some(s), table, prefix, after, limit, direction))
     }
 }
 
@@ -570,8 +569,7 @@ impl KvStore for RocksStore {
             ("block_cache_bytes", "rocksdb.block-cache-usage"),
             ("running_compactions", "rocksdb.num-running-compactions"),
         ] {
-            if let Ok(Some(v)) = db.property_int_value_cf(cf(&db, Table::Meta), property)
-            {
+            if let Ok(Some(v)) = db.property_int_value_cf(cf(&db, Table::Meta), property) {
                 out.push((name, v));
             }
         }

@@ -118,8 +118,7 @@ impl std::fmt::Display for WriterStop {
 /// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// An operation, run on the writer with its view, or refused with the reason.
-type Job<W> =
-    Box<dyn FnOnce(Result<&mut Txn<'_, W>, StoreError>) -> Option<Completion> + Send>;
+type Job<W> = Box<dyn FnOnce(Result<&mut Txn<'_, W>, StoreError>) -> Option<Completion> + Send>;
 
 /// State the writer thread owns and hands to every operation (the audit log's right edge, for
 /// one). An operation that fails, and a group whose write fails, leave it as it was before them.
@@ -447,9 +446,8 @@ fn write_groups<W: WriterState>(
             return Some(stop);
         }
         // The hook must not take the writer down with it.
-        let hook = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            state.committed(store)
-        }));
+        let hook =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.committed(store)));
         if hook.is_err() {
             tracing::error!("the post-commit hook panicked");
         }
