@@ -4,8 +4,9 @@
 //! resume it: [`KvStore::recover`] reopens the database in the process instead, once the disk
 //! has room for what reopening writes.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use rocksdb::{
@@ -49,9 +50,18 @@ pub struct RocksStore {
     /// The open database; reads and snapshots hold it while they run, and a reopen waits for
     /// them. Empty only when a reopen could open it neither for writing nor for reading.
     db: RwLock<Option<Arc<DB>>>,
+    /// The database a reopen is waiting to close, for the reads of threads that hold a
+    /// snapshot of it (see [`HELD`]).
+    draining: Mutex<Weak<DB>>,
     path: PathBuf,
     /// How to reopen it; `None` when opened read-only.
     reopen: Option<(RocksOptions, Cache)>,
+}
+
+thread_local! {
+    /// Snapshots alive on this thread. A reopen waits for every snapshot to be dropped, so a
+    /// thread that holds one and reads again must not wait for the reopen: both would stall.
+    static HELD: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A database and a snapshot of it, which borrows it.
@@ -72,7 +82,8 @@ mod owned {
 }
 use owned::OwnedSnapshot;
 
-/// Room kept free beyond what reopening writes (its manifest, options and information log).
+/// Room kept free beyond what reopening and the memtables write (the manifest, options and
+/// information log).
 const REOPEN_MARGIN: u64 = 4 << 20;
 /// A synced write of this size shows the disk takes writes at all.
 const PROBE_BYTES: usize = 64 << 10;
@@ -157,6 +168,7 @@ impl RocksStore {
         }
         Ok(Self {
             db: RwLock::new(Some(Arc::new(db))),
+            draining: Mutex::new(Weak::new()),
             path: path.to_owned(),
             reopen: Some((opts.clone(), cache)),
         })
@@ -168,6 +180,7 @@ impl RocksStore {
         let db = open_db_read_only(path, Some(info_log_dir))?;
         Ok(Self {
             db: RwLock::new(Some(Arc::new(db))),
+            draining: Mutex::new(Weak::new()),
             path: path.to_owned(),
             reopen: None,
         })
@@ -180,21 +193,46 @@ impl RocksStore {
 
     /// The open database, held for one read or one snapshot.
     fn db(&self) -> Result<Arc<DB>, StoreError> {
-        self.db
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                StoreError::Backend(format!(
-                    "the store {} is closed: it could not be reopened after a failed write",
-                    self.path.display()
-                ))
-            })
+        let closed = || {
+            StoreError::Backend(format!(
+                "the store {} is closed: it could not be reopened after a failed write",
+                self.path.display()
+            ))
+        };
+        if HELD.get() == 0 {
+            return self
+                .db
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .ok_or_else(closed);
+        }
+        // This thread holds a snapshot: it reads the database being drained rather than wait.
+        loop {
+            if let Some(db) = self
+                .draining
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .upgrade()
+            {
+                return Ok(db);
+            }
+            match self.db.try_read() {
+                Ok(slot) => return slot.clone().ok_or_else(closed),
+                Err(std::sync::TryLockError::Poisoned(slot)) => {
+                    return slot.into_inner().clone().ok_or_else(closed);
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
     }
 
     /// Whether the disk has room for a reopen, which writes to SST files what the write-ahead
-    /// log holds, and takes a synced write at all.
-    fn check_room(&self) -> Result<(), StoreError> {
+    /// log holds, and then for a full set of memtables, so that writes do not stop again at
+    /// once; and whether it takes a synced write at all.
+    fn check_room(&self, opts: &RocksOptions) -> Result<(), StoreError> {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::StorageFull {
                 StoreError::DiskFull(format!("{what} {}: {e}", p.display()))
@@ -209,7 +247,7 @@ impl RocksStore {
                 wal += item.metadata().map_or(0, |m| m.len());
             }
         }
-        let needed = wal + REOPEN_MARGIN;
+        let needed = wal + opts.memtable_bytes as u64 + REOPEN_MARGIN;
         #[cfg(unix)]
         {
             let fs = rustix::fs::statvfs(&self.path)
@@ -311,6 +349,20 @@ impl Read for RocksStore {
 
 /// A snapshot holds its database open: a reopen waits until it is dropped.
 struct RocksSnapshot(OwnedSnapshot);
+
+impl RocksSnapshot {
+    fn new(db: Arc<DB>) -> Self {
+        HELD.set(HELD.get() + 1);
+        Self(OwnedSnapshot::new(db, |db| db.snapshot()))
+    }
+}
+
+impl Drop for RocksSnapshot {
+    // Snapshots are not `Send`: dropped on the thread that took them.
+    fn drop(&mut self) {
+        HELD.set(HELD.get().saturating_sub(1));
+    }
+}
 
 impl Read for RocksSnapshot {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -467,7 +519,7 @@ impl KvStore for RocksStore {
 
     fn snapshot(&self) -> Box<dyn Read + '_> {
         match self.db() {
-            Ok(db) => Box::new(RocksSnapshot(OwnedSnapshot::new(db, |db| db.snapshot()))),
+            Ok(db) => Box::new(RocksSnapshot::new(db)),
             Err(e) => Box::new(Closed(e)),
         }
     }
@@ -492,10 +544,12 @@ impl KvStore for RocksStore {
                 "a store opened read-only takes no writes".into(),
             ));
         };
-        self.check_room()?;
+        self.check_room(opts)?;
         // New reads wait here; those in progress end and let go of the database.
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         if let Some(mut db) = slot.take() {
+            let draining = || self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            *draining() = Arc::downgrade(&db);
             let deadline = Instant::now() + READS_DRAIN;
             loop {
                 match Arc::try_unwrap(db) {
@@ -504,6 +558,7 @@ impl KvStore for RocksStore {
                         break;
                     }
                     Err(held) if Instant::now() >= deadline => {
+                        *draining() = Weak::new();
                         *slot = Some(held);
                         return Err(StoreError::Backend(
                             "reads in progress still hold the store; reopening it later".into(),
@@ -515,6 +570,7 @@ impl KvStore for RocksStore {
                     }
                 }
             }
+            *draining() = Weak::new();
         }
         match open_db(&self.path, opts, cache) {
             Ok(db) => {
