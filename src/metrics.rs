@@ -35,6 +35,11 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabel {
+    cause: String,
+}
+
 type LatencyFamily = Family<MethodLabel, Histogram, fn() -> Histogram>;
 
 /// The service's metrics.
@@ -185,6 +190,29 @@ impl Collector for StateCollector {
             };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
+        // 1 with its cause while writes are stopped (a full disk), 0 without a label otherwise.
+        let stopped = ConstGauge::new(0i64);
+        let mut family = e.encode_descriptor(
+            "writer_stopped",
+            "Whether writes are stopped after a write the store could not make, by cause",
+            None,
+            stopped.metric_type(),
+        )?;
+        match &s.writer_stopped {
+            Some(stop) => {
+                let labels = CauseLabel {
+                    cause: stop.cause.as_str().to_owned(),
+                };
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+            None => stopped.encode(family)?,
+        }
+        counter(
+            e,
+            "writer_stops",
+            "Times the writer stopped after a failed write",
+            s.groups.stops,
+        )?;
         for (name, value) in s.store {
             gauge(
                 e,

@@ -163,44 +163,58 @@ pub fn serve_on(
 
     Ok(async move {
         // The health service says SERVING while the store answers a read, for the server as a
-        // whole ("") and for each service; it is looked at every 5 seconds.
+        // whole ("") and for each service. While the writer is stopped (a full disk), the
+        // services that take writes say NOT_SERVING; "" and the read-only ones stay SERVING,
+        // since reads are served and a restart would not help. Looked at every second.
         use tonic::server::NamedService;
-        const SERVICES: [&str; 9] = [
+        const READ_SERVICES: [&str; 3] = [
             "",
             <AdminServiceServer<AdminApi> as NamedService>::NAME,
+            <AuditServiceServer<AuditApi> as NamedService>::NAME,
+        ];
+        const WRITE_SERVICES: [&str; 6] = [
             <DepartmentServiceServer<DepartmentApi> as NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as NamedService>::NAME,
-            <AuditServiceServer<AuditApi> as NamedService>::NAME,
             <SealServiceServer<SealApi> as NamedService>::NAME,
             <LicenceServiceServer<LicenceApi> as NamedService>::NAME,
             <PolicyServiceServer<PolicyApi> as NamedService>::NAME,
+            // Every check writes its receipt.
             <VerificationServiceServer<VerificationApi> as NamedService>::NAME,
         ];
-        for s in SERVICES {
+        for s in READ_SERVICES.iter().chain(&WRITE_SERVICES) {
             health
-                .set_service_status(s, tonic_health::ServingStatus::Serving)
+                .set_service_status(*s, tonic_health::ServingStatus::Serving)
                 .await;
         }
         let watched = Arc::downgrade(&registry);
         let health_task = tokio::spawn(async move {
-            let mut last = Some(true);
+            use tonic_health::ServingStatus::{NotServing, Serving};
+            let mut last = (true, true);
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let Some(r) = watched.upgrade() else { break };
-                let ok = r.check_health().is_ok();
+                let reads = r.check_health().is_ok();
+                let stopped = r.writer_stopped();
                 drop(r);
-                if last != Some(ok) {
-                    let status = if ok {
-                        tonic_health::ServingStatus::Serving
-                    } else {
-                        tracing::error!("the store does not answer: health is NOT_SERVING");
-                        tonic_health::ServingStatus::NotServing
-                    };
-                    for s in SERVICES {
-                        health.set_service_status(s, status).await;
-                    }
-                    last = Some(ok);
+                let now = (reads, reads && stopped.is_none());
+                if now == last {
+                    continue;
                 }
+                if !reads {
+                    tracing::error!("the store does not answer: health is NOT_SERVING");
+                } else if let Some(stop) = &stopped {
+                    tracing::error!(cause = stop.cause.as_str(), error = %stop.error, "writes are stopped: the services that take writes are NOT_SERVING");
+                } else {
+                    tracing::info!("health is SERVING");
+                }
+                let status = |ok| if ok { Serving } else { NotServing };
+                for s in READ_SERVICES {
+                    health.set_service_status(s, status(now.0)).await;
+                }
+                for s in WRITE_SERVICES {
+                    health.set_service_status(s, status(now.1)).await;
+                }
+                last = now;
             }
         });
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");

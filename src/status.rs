@@ -28,6 +28,16 @@ pub fn to_status(e: RegistryError) -> Status {
         RegistryError::Store(StoreError::Closed) => {
             Status::unavailable("the server is shutting down")
         }
+        // What happened and what to do; the store's own error (it names files) is logged.
+        RegistryError::Store(StoreError::WritesStopped(stop)) => {
+            Status::unavailable(stop.to_string())
+        }
+        RegistryError::Store(StoreError::DiskFull(e)) => {
+            tracing::error!(error = %e, "the data folder's disk is full");
+            Status::unavailable(
+                "the data folder's disk is full (No space left on device); free space on it and retry",
+            )
+        }
         RegistryError::Store(e) => {
             tracing::error!(error = %e, "storage failure");
             Status::unavailable("storage is unavailable; the operation was not acknowledged")

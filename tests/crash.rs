@@ -57,7 +57,7 @@ fn sample_checkpoints(
 /// What must hold after every restart: each acknowledged licence is there byte for byte with
 /// its audit entry; every stored licence is whole (document and entry); the log is consistent
 /// with every checkpoint signed before the crash, and an export of all of it verifies offline.
-async fn check_after_restart(
+pub(crate) async fn check_after_restart(
     server: &ChildServer,
     dir: &Path,
     round: usize,

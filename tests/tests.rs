@@ -48,3 +48,6 @@ mod public_page;
 mod python_example;
 // Online backup and offline restore: a new origin, the replay of revocations, refusals.
 mod backup;
+// A full disk: writes stop and say so (health, status, metrics, errors), and resume once
+// space is freed, with nothing acknowledged lost and nothing issued twice.
+mod disk_full;

@@ -1,4 +1,4 @@
-//! `certseal.v1.AdminService`: online backup and the state of a restore.
+//! `certseal.v1.AdminService`: online backup, the state of a restore, and of the writer.
 
 use std::io::Read;
 
@@ -145,5 +145,33 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(restore_state(Some(state))))
+    }
+
+    async fn get_writer_state(
+        &self,
+        request: Request<pb::GetWriterStateRequest>,
+    ) -> Result<Response<pb::WriterState>, Status> {
+        let caller = self.0.admit_checked(&request)?;
+        let registry = &self.0.registry;
+        let stops = registry.writer_stops();
+        let state = match registry.writer_stopped() {
+            None => pb::WriterState {
+                stops,
+                ..Default::default()
+            },
+            Some(stop) => pb::WriterState {
+                stopped: true,
+                cause: stop.cause.as_str().to_owned(),
+                message: stop.to_string(),
+                since_ms: stop.since_ms,
+                stops,
+                error: if caller.actor.role == certseal_core::Role::Admin {
+                    stop.error
+                } else {
+                    String::new()
+                },
+            },
+        };
+        Ok(Response::new(state))
     }
 }

@@ -429,6 +429,13 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
         .ok()
         .map(|r| r.into_inner())
         .filter(|r| r.restored);
+    // A server without the call (older) says nothing about its writer.
+    let writer = crate::pb::admin_service_client::AdminServiceClient::new(cl.channel())
+        .get_writer_state(cl.request(pb::GetWriterStateRequest {})?)
+        .await
+        .ok()
+        .map(|r| r.into_inner());
+    let stopped = writer.as_ref().is_some_and(|w| w.stopped);
     if args.json {
         let mut v = serde_json::json!({
             "serving": serving,
@@ -453,6 +460,16 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
                 "replayed": r.replayed,
                 "writes_refused": r.writes_refused,
                 "refusal": r.refusal,
+            });
+        }
+        if let Some(w) = &writer {
+            v["writer"] = serde_json::json!({
+                "stopped": w.stopped,
+                "cause": w.cause,
+                "message": w.message,
+                "since_ms": w.since_ms,
+                "stops": w.stops,
+                "error": w.error,
             });
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -487,9 +504,26 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
                 println!("WRITES REFUSED: {}", r.refusal);
             }
         }
+        if let Some(w) = writer.as_ref().filter(|w| w.stopped) {
+            println!(
+                "WRITES STOPPED since {} ({}): {}",
+                prost_types::Timestamp {
+                    seconds: w.since_ms.div_euclid(1000),
+                    nanos: (w.since_ms.rem_euclid(1000) * 1_000_000) as i32,
+                },
+                w.cause,
+                w.message
+            );
+            if !w.error.is_empty() {
+                println!("store error: {}", w.error);
+            }
+        }
     }
     if !serving {
         bail!("the server is not serving");
+    }
+    if stopped {
+        bail!("the server serves reads, but its writes are stopped");
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use certseal_core::{Actor, Timestamp};
 use certseal_crypto::{Ed25519Key, Kek, Signer, sha256};
 use certseal_log::merkle::{self, Frontier, NodeReader, leaf_hash};
 use certseal_log::{Checkpoint, Entry, Extra, LogError, VerifierKey};
-use certseal_store::{Batch, Direction, KvStore, Read, Table, Txn, WriterState};
+use certseal_store::{Batch, Direction, KvStore, Read, StoreError, Table, Txn, WriterState};
 
 use crate::RegistryError;
 
@@ -86,6 +86,46 @@ impl WriterState for AuditWriter {
             Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
         }
     }
+
+    fn reloaded(&mut self, store: &dyn KvStore) -> Result<(), StoreError> {
+        // The group whose write failed may be on disk after all: the right edge is what the
+        // store holds, never less than what was acknowledged.
+        let reload = |w: &mut Self| -> Result<(), RegistryError> {
+            let size = meta_u64(store, META_LOG_SIZE)?;
+            w.frontier = Frontier::load(&StoredNodes(store), size).map_err(log_err)?;
+            w.last_time = w.last_time.max(last_entry_time(store, size)?);
+            if let Some(o) = store.get(Table::Meta, META_LOG_ORIGIN)? {
+                w.origin = String::from_utf8_lossy(&o).as_ref().into();
+            }
+            Ok(())
+        };
+        reload(self).map_err(|e| {
+            StoreError::Backend(format!("reloading the audit log's right edge: {e}"))
+        })?;
+        tracing::info!(
+            size = self.frontier.size(),
+            "reloaded the audit log's right edge"
+        );
+        // Cached records are read again, and the new size signed.
+        self.committed(store);
+        Ok(())
+    }
+}
+
+/// The time of the last of `size` entries (0 for none), checked against the tree's last leaf.
+fn last_entry_time(store: &dyn Read, size: u64) -> Result<i64, RegistryError> {
+    let Some(last) = size.checked_sub(1) else {
+        return Ok(0);
+    };
+    let bytes = store
+        .get(Table::LogEntries, &last.to_be_bytes())?
+        .ok_or_else(|| RegistryError::Corrupt(format!("log entry {last} missing")))?;
+    if StoredNodes(store).node(0, last).map_err(log_err)? != leaf_hash(&bytes) {
+        return Err(RegistryError::Corrupt(format!(
+            "log entry {last} does not match the tree's last leaf"
+        )));
+    }
+    Ok(Entry::decode(&bytes).map_err(log_err)?.time)
 }
 
 fn sign_and_store(
@@ -241,22 +281,7 @@ pub(crate) fn open_log(
         .map_err(|e| RegistryError::invalid("log.origin", e.to_string()))?;
     let size = meta_u64(store, META_LOG_SIZE)?;
     let frontier = Frontier::load(&StoredNodes(store), size).map_err(log_err)?;
-    let last_time = match size {
-        0 => 0,
-        n => {
-            let bytes = store
-                .get(Table::LogEntries, &(n - 1).to_be_bytes())?
-                .ok_or_else(|| RegistryError::Corrupt(format!("log entry {} missing", n - 1)))?;
-            // The last entry must be the tree's last leaf.
-            if StoredNodes(store).node(0, n - 1).map_err(log_err)? != leaf_hash(&bytes) {
-                return Err(RegistryError::Corrupt(format!(
-                    "log entry {} does not match the tree's last leaf",
-                    n - 1
-                )));
-            }
-            Entry::decode(&bytes).map_err(log_err)?.time
-        }
-    };
+    let last_time = last_entry_time(store, size)?;
     let stored = store.scan(Table::LogCheckpoints, b"", None, 1, Direction::Reverse)?;
     let latest = match stored.items.first() {
         Some((_, note)) => {

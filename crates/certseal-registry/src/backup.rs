@@ -121,6 +121,10 @@ impl GatedSequencer {
         self.inner.stats()
     }
 
+    pub(crate) fn stopped(&self) -> Option<certseal_store::WriterStop> {
+        self.inner.stopped()
+    }
+
     fn state(&self) -> Option<RestoreState> {
         self.restore.read().expect("lock").clone()
     }

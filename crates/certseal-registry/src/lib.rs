@@ -141,6 +141,8 @@ pub struct OperationalStats {
     pub licences_issued: u64,
     /// Checks since the registry opened, by indication.
     pub checks: [(&'static str, u64); 3],
+    /// Why writes are stopped, while they are.
+    pub writer_stopped: Option<certseal_store::WriterStop>,
 }
 
 /// The registry over one store.
@@ -282,7 +284,19 @@ impl Registry {
                     self.checks[i as usize].load(std::sync::atomic::Ordering::Relaxed),
                 )
             }),
+            writer_stopped: self.writer_stopped(),
         }
+    }
+
+    /// Why writes are stopped, while they are: after a write the store could not make (a full
+    /// disk), until the store can write again and the writer resumes by itself.
+    pub fn writer_stopped(&self) -> Option<certseal_store::WriterStop> {
+        self.sequencer.stopped()
+    }
+
+    /// Times the writer stopped since the registry opened.
+    pub fn writer_stops(&self) -> u64 {
+        self.sequencer.stats().stops
     }
 
     /// Checks that the store answers; used by the health service.

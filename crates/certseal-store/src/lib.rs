@@ -15,7 +15,9 @@ pub mod testing;
 use std::fmt;
 
 pub use rocks::{BACKUP_STAGING, RocksOptions, RocksStore};
-pub use sequencer::{Sequencer, SequencerOptions, SequencerStats, Txn, WriterState};
+pub use sequencer::{
+    Sequencer, SequencerOptions, SequencerStats, StopCause, Txn, WriterState, WriterStop,
+};
 
 /// A kind of record; each is its own column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,6 +142,13 @@ pub enum StoreError {
     /// The sequencer has stopped; nothing was written.
     #[error("the store is shutting down")]
     Closed,
+    /// The disk under the store is full; the write did not happen, or is not known to have.
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
+    /// The writer stopped after a write the store could not make; it resumes by itself once
+    /// the store can write again. Nothing was written.
+    #[error("{0}")]
+    WritesStopped(WriterStop),
     /// This backend does not do what was asked (backups of a database backend are taken on
     /// the database).
     #[error("{0}")]
@@ -249,6 +258,13 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
     /// Figures for monitoring (name, value); none by default.
     fn properties(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+
+    /// After a failed write: checks that the store can write again and makes it take writes
+    /// (the RocksDB store reopens its database, since RocksDB refuses every write after a
+    /// failed one until then). An error says why not yet; the caller tries again later.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Takes a consistent copy of the whole store at one instant while it keeps serving.

@@ -1,6 +1,13 @@
 //! The RocksDB store: one column family per [`Table`], WAL-synced batches, snapshot reads.
+//!
+//! After a failed write RocksDB refuses every later write, and the crate exposes no way to
+//! resume it: [`KvStore::recover`] reopens the database in the process instead, once the disk
+//! has room for what reopening writes.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction as RDir,
@@ -40,9 +47,50 @@ impl Default for RocksOptions {
 
 /// The embedded default store.
 pub struct RocksStore {
-    db: DB,
+    /// The open database; reads and snapshots hold it while they run, and a reopen waits for
+    /// them. Empty only when a reopen could open it neither for writing nor for reading.
+    db: RwLock<Option<Arc<DB>>>,
+    /// The database a reopen is waiting to close, for the reads of threads that hold a
+    /// snapshot of it (see [`HELD`]).
+    draining: Mutex<Weak<DB>>,
     path: PathBuf,
+    /// How to reopen it; `None` when opened read-only.
+    reopen: Option<(RocksOptions, Cache)>,
 }
+
+thread_local! {
+    /// Snapshots alive on this thread. A reopen waits for every snapshot to be dropped, so a
+    /// thread that holds one and reads again must not wait for the reopen: both would stall.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A database and a snapshot of it, which borrows it.
+mod owned {
+    use std::sync::Arc;
+
+    use rocksdb::{DB, SnapshotWithThreadMode};
+
+    pub(super) type Snapshot<'a> = SnapshotWithThreadMode<'a, DB>;
+
+    self_cell::self_cell!(
+        pub(super) struct OwnedSnapshot {
+            owner: Arc<DB>,
+            #[covariant]
+            dependent: Snapshot,
+        }
+    );
+}
+use owned::OwnedSnapshot;
+
+/// Room kept free beyond what reopening and the memtables write (the manifest, options and
+/// information log).
+const REOPEN_MARGIN: u64 = 4 << 20;
+/// A synced write of this size shows the disk takes writes at all.
+const PROBE_BYTES: usize = 64 << 10;
+/// Name of that write, in the store's folder (RocksDB leaves names it does not know alone).
+const PROBE_FILE: &str = "certseal-write-probe";
+/// How long a reopen waits for reads in progress to let go of the database.
+const READS_DRAIN: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,7 +102,51 @@ impl std::fmt::Debug for RocksStore {
 
 /// The one place RocksDB's errors become ours.
 fn from_rocks(e: rocksdb::Error) -> StoreError {
-    StoreError::Backend(e.into_string())
+    let message = e.into_string();
+    // RocksDB reports ENOSPC as an I/O error with this text (its own subcode's and strerror's).
+    if message.contains("No space left on device") {
+        StoreError::DiskFull(message)
+    } else {
+        StoreError::Backend(message)
+    }
+}
+
+fn open_db(path: &Path, opts: &RocksOptions, cache: &Cache) -> Result<DB, StoreError> {
+    let cf_opts = || {
+        let mut block = BlockBasedOptions::default();
+        block.set_block_cache(cache);
+        block.set_bloom_filter(10.0, false);
+        block.set_cache_index_and_filter_blocks(true);
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&block);
+        o.set_compression_type(DBCompressionType::Lz4);
+        o
+    };
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(opts.background_jobs);
+    db_opts.set_keep_log_file_num(10);
+    db_opts.set_db_write_buffer_size(opts.memtable_bytes);
+    db_opts.set_max_total_wal_size(opts.max_wal_bytes);
+    let cfs = Table::ALL
+        .iter()
+        .map(|t| ColumnFamilyDescriptor::new(t.name(), cf_opts()));
+    DB::open_cf_descriptors(&db_opts, path, cfs).map_err(from_rocks)
+}
+
+fn open_db_read_only(path: &Path, info_log_dir: Option<&Path>) -> Result<DB, StoreError> {
+    let mut opts = Options::default();
+    if let Some(dir) = info_log_dir {
+        opts.set_db_log_dir(dir);
+    }
+    DB::open_cf_for_read_only(&opts, path, Table::ALL.iter().map(|t| t.name()), false)
+        .map_err(from_rocks)
+}
+
+fn cf(db: &DB, table: Table) -> &rocksdb::ColumnFamily {
+    db.cf_handle(table.name())
+        .expect("every table's column family is created at open")
 }
 
 impl RocksStore {
@@ -63,27 +155,9 @@ impl RocksStore {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let cache = Cache::new_lru_cache(opts.block_cache_bytes);
-        let cf_opts = || {
-            let mut block = BlockBasedOptions::default();
-            block.set_block_cache(&cache);
-            block.set_bloom_filter(10.0, false);
-            block.set_cache_index_and_filter_blocks(true);
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&block);
-            o.set_compression_type(DBCompressionType::Lz4);
-            o
-        };
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(opts.background_jobs);
-        db_opts.set_keep_log_file_num(10);
-        db_opts.set_db_write_buffer_size(opts.memtable_bytes);
-        db_opts.set_max_total_wal_size(opts.max_wal_bytes);
-        let cfs = Table::ALL
-            .iter()
-            .map(|t| ColumnFamilyDescriptor::new(t.name(), cf_opts()));
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(from_rocks)?;
+        let db = open_db(path, opts, &cache)?;
+        // A probe a crash interrupted.
+        let _ = std::fs::remove_file(path.join(PROBE_FILE));
         if let Some(staging) = staging_dir(path)
             && staging.exists()
         {
@@ -93,21 +167,22 @@ impl RocksStore {
             }
         }
         Ok(Self {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            draining: Mutex::new(Weak::new()),
             path: path.to_owned(),
+            reopen: Some((opts.clone(), cache)),
         })
     }
 
     /// Opens the store in `path` for reading only, writing nothing there: RocksDB's own
     /// information log goes to `info_log_dir`. For checking a backup copy before it is used.
     pub fn open_read_only(path: &Path, info_log_dir: &Path) -> Result<Self, StoreError> {
-        let mut opts = Options::default();
-        opts.set_db_log_dir(info_log_dir);
-        let db = DB::open_cf_for_read_only(&opts, path, Table::ALL.iter().map(|t| t.name()), false)
-            .map_err(from_rocks)?;
+        let db = open_db_read_only(path, Some(info_log_dir))?;
         Ok(Self {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            draining: Mutex::new(Weak::new()),
             path: path.to_owned(),
+            reopen: None,
         })
     }
 
@@ -116,54 +191,129 @@ impl RocksStore {
         &self.path
     }
 
-    fn cf(&self, table: Table) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(table.name())
-            .expect("every table's column family is created at open")
+    /// The open database, held for one read or one snapshot.
+    fn db(&self) -> Result<Arc<DB>, StoreError> {
+        let closed = || {
+            StoreError::Backend(format!(
+                "the store {} is closed: it could not be reopened after a failed write",
+                self.path.display()
+            ))
+        };
+        if HELD.get() == 0 {
+            return self
+                .db
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .ok_or_else(closed);
+        }
+        // This thread holds a snapshot: it reads the database being drained rather than wait.
+        loop {
+            if let Some(db) = self
+                .draining
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .upgrade()
+            {
+                return Ok(db);
+            }
+            match self.db.try_read() {
+                Ok(slot) => return slot.clone().ok_or_else(closed),
+                Err(std::sync::TryLockError::Poisoned(slot)) => {
+                    return slot.into_inner().clone().ok_or_else(closed);
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
     }
 
-    fn scan_with(
-        &self,
-        snapshot: Option<&SnapshotWithThreadMode<'_, DB>>,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        direction: Direction,
-    ) -> Result<Page, StoreError> {
-        let mut ro = ReadOptions::default();
-        if let Some(s) = snapshot {
-            ro.set_snapshot(s);
-        }
-        // Bound the iterator to the prefix so RocksDB skips the rest of the column family.
-        ro.set_iterate_lower_bound(prefix.to_vec());
-        if let Some(upper) = prefix_successor(prefix) {
-            ro.set_iterate_upper_bound(upper);
-        }
-        let mode = match (direction, after) {
-            (Direction::Forward, Some(k)) => IteratorMode::From(k, RDir::Forward),
-            (Direction::Forward, None) => IteratorMode::Start,
-            (Direction::Reverse, Some(k)) => IteratorMode::From(k, RDir::Reverse),
-            (Direction::Reverse, None) => IteratorMode::End,
+    /// Whether the disk has room for a reopen, which writes to SST files what the write-ahead
+    /// log holds, and then for a full set of memtables, so that writes do not stop again at
+    /// once; and whether it takes a synced write at all.
+    fn check_room(&self, opts: &RocksOptions) -> Result<(), StoreError> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                StoreError::DiskFull(format!("{what} {}: {e}", p.display()))
+            } else {
+                io_err(what, p, e)
+            }
         };
-        let iter = self.db.iterator_cf_opt(self.cf(table), ro, mode);
-        let mut page = Page::default();
-        for item in iter {
-            let (k, v) = item.map_err(from_rocks)?;
-            if !k.starts_with(prefix) {
-                break;
+        let mut wal = 0;
+        for item in std::fs::read_dir(&self.path).map_err(|e| io("cannot list", &self.path, e))? {
+            let item = item.map_err(|e| io("cannot list", &self.path, e))?;
+            if item.file_name().to_string_lossy().ends_with(".log") {
+                wal += item.metadata().map_or(0, |m| m.len());
             }
-            if after.is_some_and(|a| *k == *a) {
-                continue;
-            }
-            if page.items.len() == limit {
-                page.more = true;
-                break;
-            }
-            page.items.push((k.into_vec(), v.into_vec()));
         }
-        Ok(page)
+        let needed = wal + opts.memtable_bytes as u64 + REOPEN_MARGIN;
+        #[cfg(unix)]
+        {
+            let fs = rustix::fs::statvfs(&self.path)
+                .map_err(|e| io("cannot read the free space of", &self.path, e.into()))?;
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            if free < needed {
+                return Err(StoreError::DiskFull(format!(
+                    "{free} bytes are free on the disk of {}; reopening the store needs {needed}",
+                    self.path.display()
+                )));
+            }
+        }
+        let probe = self.path.join(PROBE_FILE);
+        let written = (|| {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&probe)?;
+            f.write_all(&[0u8; PROBE_BYTES])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&probe);
+        written.map_err(|e| io("cannot write", &probe, e))
     }
+}
+
+/// Scans `table` in `db` (at `snapshot` if given).
+fn scan_with(
+    db: &DB,
+    snapshot: Option<&SnapshotWithThreadMode<'_, DB>>,
+    table: Table,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+    direction: Direction,
+) -> Result<Page, StoreError> {
+    let mut ro = ReadOptions::default();
+    if let Some(s) = snapshot {
+        ro.set_snapshot(s);
+    }
+    // Bound the iterator to the prefix so RocksDB skips the rest of the column family.
+    ro.set_iterate_lower_bound(prefix.to_vec());
+    if let Some(upper) = prefix_successor(prefix) {
+        ro.set_iterate_upper_bound(upper);
+    }
+    let mode = match (direction, after) {
+        (Direction::Forward, Some(k)) => IteratorMode::From(k, RDir::Forward),
+        (Direction::Forward, None) => IteratorMode::Start,
+        (Direction::Reverse, Some(k)) => IteratorMode::From(k, RDir::Reverse),
+        (Direction::Reverse, None) => IteratorMode::End,
+    };
+    let iter = db.iterator_cf_opt(cf(db, table), ro, mode);
+    let mut page = Page::default();
+    for item in iter {
+        let (k, v) = item.map_err(from_rocks)?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| *k == *a) {
+            continue;
+        }
+        if page.items.len() == limit {
+            page.more = true;
+            break;
+        }
+        page.items.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(page)
 }
 
 /// The smallest key greater than every key that starts with `prefix`, if there is one.
@@ -180,7 +330,8 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl Read for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(table), key).map_err(from_rocks)
+        let db = self.db()?;
+        db.get_cf(cf(&db, table), key).map_err(from_rocks)
     }
 
     fn scan(
@@ -191,20 +342,32 @@ impl Read for RocksStore {
         limit: usize,
         direction: Direction,
     ) -> Result<Page, StoreError> {
-        self.scan_with(None, table, prefix, after, limit, direction)
+        let db = self.db()?;
+        scan_with(&db, None, table, prefix, after, limit, direction)
     }
 }
 
-struct RocksSnapshot<'a> {
-    store: &'a RocksStore,
-    snapshot: SnapshotWithThreadMode<'a, DB>,
+/// A snapshot holds its database open: a reopen waits until it is dropped.
+struct RocksSnapshot(OwnedSnapshot);
+
+impl RocksSnapshot {
+    fn new(db: Arc<DB>) -> Self {
+        HELD.set(HELD.get() + 1);
+        Self(OwnedSnapshot::new(db, |db| db.snapshot()))
+    }
 }
 
-impl Read for RocksSnapshot<'_> {
+impl Drop for RocksSnapshot {
+    // Snapshots are not `Send`: dropped on the thread that took them.
+    fn drop(&mut self) {
+        HELD.set(HELD.get().saturating_sub(1));
+    }
+}
+
+impl Read for RocksSnapshot {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.snapshot
-            .get_cf(self.store.cf(table), key)
-            .map_err(from_rocks)
+        self.0
+            .with_dependent(|db, s| s.get_cf(cf(db, table), key).map_err(from_rocks))
     }
 
     fn scan(
@@ -215,8 +378,28 @@ impl Read for RocksSnapshot<'_> {
         limit: usize,
         direction: Direction,
     ) -> Result<Page, StoreError> {
-        self.store
-            .scan_with(Some(&self.snapshot), table, prefix, after, limit, direction)
+        self.0
+            .with_dependent(|db, s| scan_with(db, Some(s), table, prefix, after, limit, direction))
+    }
+}
+
+/// What a snapshot reads when the store could not be reopened at all.
+struct Closed(StoreError);
+
+impl Read for Closed {
+    fn get(&self, _: Table, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Backend(self.0.to_string()))
+    }
+
+    fn scan(
+        &self,
+        _: Table,
+        _: &[u8],
+        _: Option<&[u8]>,
+        _: usize,
+        _: Direction,
+    ) -> Result<Page, StoreError> {
+        Err(StoreError::Backend(self.0.to_string()))
     }
 }
 
@@ -309,7 +492,8 @@ impl KvStore for RocksStore {
         // One instant for every column family: RocksDB flushes, links the live tables and
         // copies the write-ahead log up to the same sequence number.
         let db_dir = dir.join("db");
-        rocksdb::checkpoint::Checkpoint::new(&self.db)
+        let db = self.db()?;
+        rocksdb::checkpoint::Checkpoint::new(&*db)
             .and_then(|c| c.create_checkpoint(&db_dir))
             .map_err(from_rocks)?;
         let mut files = Vec::new();
@@ -334,26 +518,84 @@ impl KvStore for RocksStore {
     }
 
     fn snapshot(&self) -> Box<dyn Read + '_> {
-        Box::new(RocksSnapshot {
-            store: self,
-            snapshot: self.db.snapshot(),
-        })
+        match self.db() {
+            Ok(db) => Box::new(RocksSnapshot::new(db)),
+            Err(e) => Box::new(Closed(e)),
+        }
     }
 
     fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
+        let db = self.db()?;
         let mut wb = WriteBatch::default();
         for op in batch.ops() {
             match op {
-                Op::Put(t, k, v) => wb.put_cf(self.cf(*t), k, v),
-                Op::Delete(t, k) => wb.delete_cf(self.cf(*t), k),
+                Op::Put(t, k, v) => wb.put_cf(cf(&db, *t), k, v),
+                Op::Delete(t, k) => wb.delete_cf(cf(&db, *t), k),
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(durable);
-        self.db.write_opt(wb, &wo).map_err(from_rocks)
+        db.write_opt(wb, &wo).map_err(from_rocks)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let Some((opts, cache)) = &self.reopen else {
+            return Err(StoreError::Unsupported(
+                "a store opened read-only takes no writes".into(),
+            ));
+        };
+        self.check_room(opts)?;
+        // New reads wait here; those in progress end and let go of the database.
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut db) = slot.take() {
+            let draining = || self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            *draining() = Arc::downgrade(&db);
+            let deadline = Instant::now() + READS_DRAIN;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(held) if Instant::now() >= deadline => {
+                        *draining() = Weak::new();
+                        *slot = Some(held);
+                        return Err(StoreError::Backend(
+                            "reads in progress still hold the store; reopening it later".into(),
+                        ));
+                    }
+                    Err(held) => {
+                        db = held;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            *draining() = Weak::new();
+        }
+        match open_db(&self.path, opts, cache) {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                tracing::info!(path = %self.path.display(), "reopened the store");
+                Ok(())
+            }
+            Err(e) => {
+                // Reads go on from the database opened read-only until a reopen succeeds.
+                match open_db_read_only(&self.path, None) {
+                    Ok(db) => *slot = Some(Arc::new(db)),
+                    Err(ro) => tracing::error!(
+                        error = %ro,
+                        "the store cannot be opened even for reading: reads fail until it reopens"
+                    ),
+                }
+                Err(e)
+            }
+        }
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
+        let Ok(db) = self.db() else {
+            return Vec::new();
+        };
         const SUMMED: [(&str, &str); 4] = [
             ("estimated_keys", "rocksdb.estimate-num-keys"),
             ("sst_bytes", "rocksdb.total-sst-files-size"),
@@ -369,8 +611,7 @@ impl KvStore for RocksStore {
                 let total = Table::ALL
                     .iter()
                     .filter_map(|t| {
-                        self.db
-                            .property_int_value_cf(self.cf(*t), *property)
+                        db.property_int_value_cf(cf(&db, *t), *property)
                             .ok()
                             .flatten()
                     })
@@ -384,10 +625,7 @@ impl KvStore for RocksStore {
             ("block_cache_bytes", "rocksdb.block-cache-usage"),
             ("running_compactions", "rocksdb.num-running-compactions"),
         ] {
-            if let Ok(Some(v)) = self
-                .db
-                .property_int_value_cf(self.cf(Table::Meta), property)
-            {
+            if let Ok(Some(v)) = db.property_int_value_cf(cf(&db, Table::Meta), property) {
                 out.push((name, v));
             }
         }

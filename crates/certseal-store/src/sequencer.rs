@@ -4,11 +4,17 @@
 //!
 //! Running check-and-write on one thread is what makes "register unless it exists" race-free
 //! without locks, and it is where the audit log will take its sequence numbers.
+//!
+//! A group whose write fails stops the writer: what is on disk is no longer known, so nothing
+//! is built on it. While stopped, every write is refused with [`StoreError::WritesStopped`]
+//! and the writer asks the store to [`KvStore::recover`] now and then; once it can write
+//! again, the writer's state is reloaded from it and writes resume.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +27,11 @@ pub struct SequencerOptions {
     pub max_group: usize,
     /// Operations that may wait for the writer before submitters are slowed down.
     pub queue_depth: usize,
+    /// After a failed write, how soon the store is first asked whether it can write again;
+    /// the wait doubles after each refusal up to `max_recover_interval`.
+    pub recover_interval: Duration,
+    /// The longest wait between two such questions.
+    pub max_recover_interval: Duration,
 }
 
 impl Default for SequencerOptions {
@@ -28,6 +39,77 @@ impl Default for SequencerOptions {
         Self {
             max_group: 1024,
             queue_depth: 8192,
+            recover_interval: Duration::from_secs(1),
+            max_recover_interval: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Why the writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopCause {
+    /// The disk under the store is full.
+    DiskFull,
+    /// The store failed a write for another reason (an I/O error, a read-only disk).
+    WriteFailed,
+}
+
+impl StopCause {
+    /// A stable name for metrics and scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopCause::DiskFull => "disk_full",
+            StopCause::WriteFailed => "write_failed",
+        }
+    }
+}
+
+/// A stopped writer: why, since when, and the store's own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterStop {
+    /// Why, in a word.
+    pub cause: StopCause,
+    /// The store's error, for operators: it names files, so it is logged and shown to
+    /// administrators, not sent to every caller.
+    pub error: String,
+    /// When the writer stopped, in milliseconds since the Unix epoch.
+    pub since_ms: i64,
+}
+
+impl WriterStop {
+    fn new(error: &StoreError) -> Self {
+        let cause = match error {
+            StoreError::DiskFull(_) => StopCause::DiskFull,
+            _ => StopCause::WriteFailed,
+        };
+        Self {
+            cause,
+            error: error.to_string(),
+            since_ms: now_ms(),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl std::fmt::Display for WriterStop {
+    // What a caller is told: what happened and what to do, without the store's file names.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.cause {
+            StopCause::DiskFull => f.write_str(
+                "writes are stopped: the data folder's disk is full (No space left on device); \
+                 writes resume by themselves once space is freed on it; retry then, with the \
+                 same idempotency key",
+            ),
+            StopCause::WriteFailed => f.write_str(
+                "writes are stopped: the data folder's disk failed a write; writes resume by \
+                 themselves once it takes writes again; retry then, with the same idempotency key",
+            ),
         }
     }
 }
@@ -35,13 +117,20 @@ impl Default for SequencerOptions {
 /// What an operation hands back to the writer: a callback to run once its group's write has
 /// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job<W> = Box<dyn FnOnce(&mut Txn<'_, W>) -> Option<Completion> + Send>;
+/// An operation, run on the writer with its view, or refused with the reason.
+type Job<W> = Box<dyn FnOnce(Result<&mut Txn<'_, W>, StoreError>) -> Option<Completion> + Send>;
 
 /// State the writer thread owns and hands to every operation (the audit log's right edge, for
 /// one). An operation that fails, and a group whose write fails, leave it as it was before them.
 pub trait WriterState: Clone + Send + 'static {
     /// Runs on the writer after a group's batch is durable.
     fn committed(&mut self, _store: &dyn KvStore) {}
+
+    /// Runs on the writer after the store recovered from a failed write: the state is reloaded
+    /// from what the store holds, which may include the group whose write failed.
+    fn reloaded(&mut self, _store: &dyn KvStore) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl WriterState for () {}
@@ -122,20 +211,42 @@ pub struct SequencerStats {
     pub operations: u64,
     /// Operations in the latest group.
     pub last_group: u64,
+    /// Times the writer stopped after a failed write.
+    pub stops: u64,
 }
 
+/// What the writer shares with the handle.
 #[derive(Debug, Default)]
-struct Counters {
+struct Shared {
     groups: AtomicU64,
     operations: AtomicU64,
     last_group: AtomicU64,
+    stops: AtomicU64,
+    /// Set while the writer is stopped; `stop` says why.
+    stopped: AtomicBool,
+    stop: Mutex<Option<WriterStop>>,
+}
+
+impl Shared {
+    fn stop(&self) -> Option<WriterStop> {
+        if !self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_stop(&self, stop: Option<WriterStop>) {
+        let stopped = stop.is_some();
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = stop;
+        self.stopped.store(stopped, Ordering::SeqCst);
+    }
 }
 
 /// Handle to the writer thread. Dropping it drains the queue and stops the thread.
 pub struct Sequencer<W: WriterState = ()> {
     queue: Option<mpsc::Sender<Job<W>>>,
     writer: Option<JoinHandle<()>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 impl<W: WriterState> std::fmt::Debug for Sequencer<W> {
@@ -157,27 +268,39 @@ impl<W: WriterState> Sequencer<W> {
     /// Starts the writer thread over `store`; `state` is handed to every operation.
     pub fn with_state(store: Arc<dyn KvStore>, opts: SequencerOptions, state: W) -> Self {
         let (queue, rx) = mpsc::channel(opts.queue_depth.max(1));
-        let max_group = opts.max_group.max(1);
-        let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("certseal-sequencer".into())
-            .spawn(move || run(store, rx, max_group, state, &c))
+            .spawn(move || run(store, rx, &opts, state, &s))
             .expect("spawning the sequencer thread");
         Self {
             queue: Some(queue),
             writer: Some(writer),
-            counters,
+            shared,
         }
     }
 
     /// Group commits so far.
     pub fn stats(&self) -> SequencerStats {
+        let s = &self.shared;
         SequencerStats {
-            groups: self.counters.groups.load(Ordering::Relaxed),
-            operations: self.counters.operations.load(Ordering::Relaxed),
-            last_group: self.counters.last_group.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            operations: s.operations.load(Ordering::Relaxed),
+            last_group: s.last_group.load(Ordering::Relaxed),
+            stops: s.stops.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the writer is stopped, while it is.
+    pub fn stopped(&self) -> Option<WriterStop> {
+        self.shared.stop()
+    }
+
+    /// What a caller whose operation never ran is told.
+    fn refused(&self) -> StoreError {
+        self.stopped()
+            .map_or(StoreError::Closed, StoreError::WritesStopped)
     }
 
     /// Runs `op` on the writer and resolves once its writes are durable (or it failed).
@@ -190,19 +313,31 @@ impl<W: WriterState> Sequencer<W> {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        if let Some(stop) = self.stopped() {
+            return Err(StoreError::WritesStopped(stop).into());
+        }
         let (done, result) = oneshot::channel::<Result<T, E>>();
-        let job: Job<W> = Box::new(move |txn: &mut Txn<'_, W>| match op(txn) {
-            Ok(value) => Some(Box::new(move |written: Result<(), StoreError>| {
-                let _ = done.send(written.map(|()| value).map_err(E::from));
-            }) as Completion),
-            Err(e) => {
-                let _ = done.send(Err(e));
-                None
+        let job: Job<W> = Box::new(move |txn| {
+            let txn = match txn {
+                Ok(txn) => txn,
+                Err(refused) => {
+                    let _ = done.send(Err(refused.into()));
+                    return None;
+                }
+            };
+            match op(txn) {
+                Ok(value) => Some(Box::new(move |written: Result<(), StoreError>| {
+                    let _ = done.send(written.map(|()| value).map_err(E::from));
+                }) as Completion),
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    None
+                }
             }
         });
         let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
-        queue.send(job).await.map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+        queue.send(job).await.map_err(|_| self.refused())?;
+        result.await.map_err(|_| self.refused())?
     }
 }
 
@@ -219,10 +354,26 @@ impl<W: WriterState> Drop for Sequencer<W> {
 fn run<W: WriterState>(
     store: Arc<dyn KvStore>,
     mut rx: mpsc::Receiver<Job<W>>,
-    max_group: usize,
+    opts: &SequencerOptions,
     mut state: W,
-    counters: &Counters,
+    shared: &Shared,
 ) {
+    while let Some(stop) = write_groups(store.as_ref(), &mut rx, opts, &mut state, shared) {
+        if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
+            return;
+        }
+    }
+}
+
+/// Writes groups until the queue closes (`None`) or a write fails (why).
+fn write_groups<W: WriterState>(
+    store: &dyn KvStore,
+    rx: &mut mpsc::Receiver<Job<W>>,
+    opts: &SequencerOptions,
+    state: &mut W,
+    shared: &Shared,
+) -> Option<WriterStop> {
+    let max_group = opts.max_group.max(1);
     let mut pending: Vec<Completion> = Vec::new();
     let mut group = GroupView::default();
     while let Some(first) = rx.blocking_recv() {
@@ -235,27 +386,28 @@ fn run<W: WriterState>(
         while let Some(job) = next.take() {
             let before = state.clone();
             let mut txn = Txn {
-                store: store.as_ref(),
+                store,
                 group: &group,
                 batch: Batch::new(),
-                state: &mut state,
+                state: &mut *state,
             };
             // A panicking operation fails alone (its caller sees the store as closed for it);
             // the writer and the rest of the group go on.
-            let completion =
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut txn))) {
-                    Ok(c) => c,
-                    Err(_) => {
-                        tracing::error!(
-                            "an operation panicked in the sequencer; nothing of it is written"
-                        );
-                        txn.batch = Batch::new();
-                        None
-                    }
-                };
+            let completion = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job(Ok(&mut txn))
+            })) {
+                Ok(c) => c,
+                Err(_) => {
+                    tracing::error!(
+                        "an operation panicked in the sequencer; nothing of it is written"
+                    );
+                    txn.batch = Batch::new();
+                    None
+                }
+            };
             let batch = txn.batch;
             if completion.is_none() {
-                state = before;
+                *state = before;
             }
             if let Some(c) = completion {
                 group.extend(batch);
@@ -274,48 +426,103 @@ fn run<W: WriterState>(
         } else {
             store.write(&group.batch, true)
         };
-        let failed = written.is_err();
-        if let Err(e) = &written {
-            tracing::error!(error = %e, operations = pending.len(), "group commit failed");
-            state = group_start;
-        } else {
-            // The hook must not take the writer down with it.
-            let hook = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                state.committed(store.as_ref())
-            }));
-            if hook.is_err() {
-                tracing::error!("the post-commit hook panicked");
-            }
-            counters.groups.fetch_add(1, Ordering::Relaxed);
-            counters
-                .operations
-                .fetch_add(pending.len() as u64, Ordering::Relaxed);
-            counters
-                .last_group
-                .store(pending.len() as u64, Ordering::Relaxed);
-            tracing::trace!(
-                operations = pending.len(),
-                changes = group.batch.ops().len(),
-                "group committed"
-            );
-        }
-        let msg = written.map_err(|e| e.to_string());
-        for c in pending.drain(..) {
-            c(msg.clone().map_err(StoreError::Backend));
-        }
-        if failed {
+        if let Err(e) = written {
             // A failed synced write may still have reached the WAL, so what is on disk is no
-            // longer known: stop taking writes rather than build on a guess. A restart
-            // recovers from the WAL and the stored log.
+            // longer known: stop taking writes rather than build on a guess, until the store
+            // is recovered and the state reloaded from it.
+            let stop = WriterStop::new(&e);
             tracing::error!(
-                "the writer stopped after a failed write; restart the server to resume writes"
+                error = %e,
+                operations = pending.len(),
+                "group commit failed: writes are stopped until the store can write again"
             );
-            rx.close();
-            while let Ok(job) = rx.try_recv() {
-                drop(job); // their callers see the store as closed
+            *state = group_start;
+            shared.stops.fetch_add(1, Ordering::Relaxed);
+            // Set before the callers hear, so that what they do next is refused at once.
+            shared.set_stop(Some(stop.clone()));
+            for c in pending.drain(..) {
+                c(Err(StoreError::WritesStopped(stop.clone())));
             }
-            return;
+            return Some(stop);
+        }
+        // The hook must not take the writer down with it.
+        let hook =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.committed(store)));
+        if hook.is_err() {
+            tracing::error!("the post-commit hook panicked");
+        }
+        shared.groups.fetch_add(1, Ordering::Relaxed);
+        shared
+            .operations
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        shared
+            .last_group
+            .store(pending.len() as u64, Ordering::Relaxed);
+        tracing::trace!(
+            operations = pending.len(),
+            changes = group.batch.ops().len(),
+            "group committed"
+        );
+        for c in pending.drain(..) {
+            c(Ok(()));
         }
         group = GroupView::default();
+    }
+    None
+}
+
+/// While stopped: refuses every operation, and asks the store to recover, waiting longer after
+/// each refusal. Returns whether writes resume (false: the sequencer was dropped).
+fn recover<W: WriterState>(
+    store: &dyn KvStore,
+    rx: &mut mpsc::Receiver<Job<W>>,
+    opts: &SequencerOptions,
+    state: &mut W,
+    shared: &Shared,
+    stop: WriterStop,
+) -> bool {
+    // Short enough that a refusal and a shutdown are prompt.
+    const TICK: Duration = Duration::from_millis(50);
+    let mut wait = opts.recover_interval;
+    let mut next = Instant::now() + wait;
+    let mut attempts = 0u64;
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(job) => {
+                    let _ = job(Err(StoreError::WritesStopped(stop.clone())));
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep(TICK.min(next - now));
+            continue;
+        }
+        attempts += 1;
+        let recovered = store.recover().and_then(|()| state.reloaded(store));
+        match recovered {
+            Ok(()) => {
+                shared.set_stop(None);
+                tracing::info!(
+                    attempts,
+                    stopped_for_s = (now_ms() - stop.since_ms) / 1000,
+                    "the store takes writes again: writes resume"
+                );
+                return true;
+            }
+            Err(e) => {
+                wait = (wait * 2).min(opts.max_recover_interval.max(opts.recover_interval));
+                next = Instant::now() + wait;
+                tracing::warn!(
+                    attempts,
+                    error = %e,
+                    retry_in_s = wait.as_secs_f64(),
+                    "writes are still stopped: the store cannot write yet"
+                );
+            }
+        }
     }
 }

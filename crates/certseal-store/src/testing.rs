@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::{
-    Batch, Direction, KvStore, Sequencer, SequencerOptions, StoreError, Table, WriterState,
+    Batch, Direction, KvStore, Page, Read, Sequencer, SequencerOptions, StopCause, StoreError,
+    Table, WriterState,
 };
 
 /// Opens (or reopens) a store in a folder.
@@ -42,6 +44,14 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "sequencer_state_follows_success_only",
         sequencer_state_follows_success_only,
+    ),
+    (
+        "recover_keeps_data_and_waits_for_snapshots",
+        recover_keeps_data_and_waits_for_snapshots,
+    ),
+    (
+        "sequencer_stops_on_a_failed_write_and_resumes",
+        sequencer_stops_on_a_failed_write_and_resumes,
     ),
 ];
 
@@ -388,4 +398,156 @@ fn sequencer_state_follows_success_only(open: Opener<'_>, dir: &Path) {
         66,
         "the hook saw each durable group"
     );
+}
+
+fn recover_keeps_data_and_waits_for_snapshots(open: Opener<'_>, dir: &Path) {
+    let s = open(dir);
+    fill(s.as_ref(), b"r", 10);
+    s.recover().expect("a store that can write recovers");
+    assert_eq!(
+        collect_pages(s.as_ref(), b"r", 3, Direction::Forward),
+        (0..10).collect::<Vec<_>>()
+    );
+    // A snapshot held elsewhere while the store recovers, whose thread also reads the store
+    // itself (as a check reads seals beside its snapshot): neither waits for the other, and
+    // the store is whole afterwards.
+    let (taken, take) = std::sync::mpsc::channel();
+    let s = s.as_ref();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let snap = s.snapshot();
+            taken.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let direct = s.get(Table::Templates, &key(b"r", 4)).unwrap();
+            (snap.get(Table::Templates, &key(b"r", 3)).unwrap(), direct)
+        });
+        take.recv().unwrap();
+        // A reopen that waited for the reader would give up, and say so.
+        s.recover().expect("recovers once the snapshot is dropped");
+        let (seen, direct) = reader.join().unwrap();
+        assert!(seen.is_some() && direct.is_some());
+    });
+    fill(s, b"s", 5);
+    assert_eq!(collect_pages(s, b"s", 10, Direction::Forward).len(), 5);
+}
+
+/// A store whose writes fail with a full disk while `full` is set.
+#[derive(Debug)]
+struct FillingStore {
+    inner: Arc<dyn KvStore>,
+    full: AtomicBool,
+    recoveries: AtomicU64,
+}
+
+impl FillingStore {
+    fn full(&self) -> Result<(), StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(StoreError::DiskFull("No space left on device".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Read for FillingStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Page, StoreError> {
+        self.inner.scan(table, prefix, after, limit, direction)
+    }
+}
+
+impl KvStore for FillingStore {
+    fn snapshot(&self) -> Box<dyn Read + '_> {
+        self.inner.snapshot()
+    }
+
+    fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
+        self.full()?;
+        self.inner.write(batch, durable)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        self.full()?;
+        self.recoveries.fetch_add(1, Ordering::SeqCst);
+        self.inner.recover()
+    }
+}
+
+/// A state the writer reloads from the store: the number of stored items.
+#[derive(Clone, Default)]
+struct Stored {
+    n: u64,
+    reloads: Arc<AtomicU64>,
+}
+
+impl WriterState for Stored {
+    fn reloaded(&mut self, store: &dyn KvStore) -> Result<(), StoreError> {
+        self.n = store
+            .scan(Table::Departments, b"d", None, 1000, Direction::Forward)?
+            .items
+            .len() as u64;
+        self.reloads.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn sequencer_stops_on_a_failed_write_and_resumes(open: Opener<'_>, dir: &Path) {
+    let store = Arc::new(FillingStore {
+        inner: open(dir),
+        full: AtomicBool::new(false),
+        recoveries: AtomicU64::new(0),
+    });
+    let state = Stored::default();
+    let reloads = state.reloads.clone();
+    let opts = SequencerOptions {
+        recover_interval: Duration::from_millis(20),
+        max_recover_interval: Duration::from_millis(40),
+        ..SequencerOptions::default()
+    };
+    let seq = Sequencer::with_state(store.clone(), opts, state);
+    async fn add(seq: &Sequencer<Stored>) -> Result<u64, StoreError> {
+        seq.submit(|txn| {
+            let n = txn.state.n;
+            txn.put(Table::Departments, key(b"d", n), b"x".to_vec());
+            txn.state.n += 1;
+            Ok::<_, StoreError>(n)
+        })
+        .await
+    }
+    runtime().block_on(async {
+        for i in 0..3 {
+            assert_eq!(add(&seq).await.unwrap(), i);
+        }
+        store.full.store(true, Ordering::SeqCst);
+        let refused = add(&seq).await.unwrap_err();
+        let StoreError::WritesStopped(stop) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(stop.cause, StopCause::DiskFull);
+        assert!(refused.to_string().contains("disk is full"), "{refused}");
+        assert_eq!(seq.stopped().as_ref(), Some(stop));
+        assert_eq!(seq.stats().stops, 1);
+        // Refused at once while the store cannot write, and asked again and again.
+        assert!(matches!(add(&seq).await, Err(StoreError::WritesStopped(_))));
+        store.full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seq.stopped().is_some() {
+            assert!(Instant::now() < deadline, "writes did not resume");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.recoveries.load(Ordering::SeqCst), 1);
+        assert_eq!(reloads.load(Ordering::SeqCst), 1);
+        // The state was reloaded from the store: the failed write is not counted.
+        assert_eq!(add(&seq).await.unwrap(), 3);
+    });
+    assert_eq!(collect_departments(store.as_ref()), 4);
 }
