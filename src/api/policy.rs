@@ -5,6 +5,7 @@ use certseal_registry::RegistryError;
 use tonic::{Request, Response, Status};
 
 use super::{Caller, Context, convert};
+use crate::auth::Authenticator;
 use crate::pb;
 use crate::pb::policy_service_server::PolicyService;
 use crate::status::to_status;
@@ -129,6 +130,13 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<pb::IssueDepartmentCertificateRequest>,
     ) -> Result<Response<pb::DepartmentCertificate>, Status> {
+        // Anyone may claim to be the administrator in development mode; a certificate from the
+        // persistent client CA would outlive it and work under mutual TLS.
+        if self.0.auth == Authenticator::DevMetadata {
+            return Err(to_status(RegistryError::FailedPrecondition(
+                "department certificates are not issued in development mode (--dev-auth), where callers are not proven: set up mutual TLS offline with `certseal dept-cert bootstrap`, then issue them over TLS".into(),
+            )));
+        }
         let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let roles = role_names(&r.roles, "roles")?;
