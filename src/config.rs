@@ -942,7 +942,12 @@ mod tests {
                 ..Overrides::default()
             })
         };
-        for ok in ["127.0.0.1:50051", "127.0.0.2:1", "[::1]:50051", "[::ffff:127.0.0.1]:1"] {
+        for ok in [
+            "127.0.0.1:50051",
+            "127.0.0.2:1",
+            "[::1]:50051",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             assert!(dev("", ok).unwrap().dev_auth, "{ok}");
         }
         for bad in ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051"] {
@@ -965,7 +970,10 @@ mod tests {
             .validate(Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("server.dev_auth") && e.contains("0.0.0.0:1"), "{e}");
+        assert!(
+            e.contains("server.dev_auth") && e.contains("0.0.0.0:1"),
+            "{e}"
+        );
         assert!(
             RawConfig::parse("[server]\nlisten = \"0.0.0.0:1\"\n")
                 .unwrap()

@@ -97,7 +97,12 @@ async fn development_mode_is_for_one_machine_only() {
     let port = free_addr().rsplit(':').next().unwrap().to_owned();
     let open = dir.path().join("open");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-        .args(["serve", "--dev-auth", "--listen", &format!("0.0.0.0:{port}")])
+        .args([
+            "serve",
+            "--dev-auth",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+        ])
         .arg("--data-dir")
         .arg(&open)
         .stdout(std::process::Stdio::null())
@@ -148,7 +153,14 @@ async fn development_mode_is_for_one_machine_only() {
     );
     let pki = dir.path().join("pki");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-        .args(["dept-cert", "issue", "--department", ADMIN_DEPT, "--role", "admin"])
+        .args([
+            "dept-cert",
+            "issue",
+            "--department",
+            ADMIN_DEPT,
+            "--role",
+            "admin",
+        ])
         .arg("--out")
         .arg(&pki)
         .args(["--server", &server.url(), "--as-department", ADMIN_DEPT])
