@@ -652,6 +652,26 @@ impl RawConfig {
                 })
             }
         };
+        if dev_auth {
+            // Anyone who reaches a development-mode server may claim any identity, admin too.
+            let listeners = [
+                ("server.listen", Some(listen)),
+                ("server.metrics_listen", metrics_listen),
+                ("public_page.listen", public_page.as_ref().map(|p| p.listen)),
+            ];
+            for (key, addr) in listeners {
+                if let Some(addr) = addr
+                    && !addr.ip().to_canonical().is_loopback()
+                {
+                    return Err(invalid(
+                        "server.dev_auth",
+                        format!(
+                            "--dev-auth (development mode) is for one machine only: it trusts whatever identity a caller claims, so it is refused with {key} = {addr}, which is not a loopback address; listen on 127.0.0.1 or [::1], or configure [tls] instead"
+                        ),
+                    ));
+                }
+            }
+        }
         let d = Limits::default();
         let max_licence_fields = match self.limits.max_licence_fields {
             None => certseal_registry::MAX_FIELDS,
@@ -911,6 +931,70 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/b"));
         assert!(c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn development_mode_listens_on_loopback_only() {
+        let dev = |toml: &str, listen: &str| {
+            RawConfig::parse(toml).unwrap().validate(Overrides {
+                listen: Some(listen.into()),
+                dev_auth: true,
+                ..Overrides::default()
+            })
+        };
+        for ok in [
+            "127.0.0.1:50051",
+            "127.0.0.2:1",
+            "[::1]:50051",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(dev("", ok).unwrap().dev_auth, "{ok}");
+        }
+        for bad in ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051"] {
+            match dev("", bad) {
+                Err(ConfigError::Invalid { key, message }) => {
+                    assert_eq!(key, "server.dev_auth");
+                    assert!(
+                        message.contains("--dev-auth")
+                            && message.contains("not a loopback address")
+                            && message.contains(bad),
+                        "{message}"
+                    );
+                }
+                other => panic!("{bad}: expected a refusal, got {other:?}"),
+            }
+        }
+        // The config key alone is refused the same way; without dev mode any address serves.
+        let e = RawConfig::parse("[server]\ndev_auth = true\nlisten = \"0.0.0.0:1\"\n")
+            .unwrap()
+            .validate(Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.dev_auth") && e.contains("0.0.0.0:1"),
+            "{e}"
+        );
+        assert!(
+            RawConfig::parse("[server]\nlisten = \"0.0.0.0:1\"\n")
+                .unwrap()
+                .validate(Overrides::default())
+                .is_ok()
+        );
+        // Every other listener of a development-mode server is held to loopback too.
+        let e = dev(
+            "[server]\nmetrics_listen = \"0.0.0.0:9464\"\n",
+            "127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("server.metrics_listen = 0.0.0.0:9464"), "{e}");
+        let e = dev(
+            "[public_page]\nlisten = \"0.0.0.0:8080\"\ndepartment = \"11100000000013338W\"\n",
+            "127.0.0.1:1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("public_page.listen = 0.0.0.0:8080"), "{e}");
     }
 
     #[test]

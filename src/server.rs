@@ -125,16 +125,32 @@ pub fn serve_on(
             config.limits.per_department_concurrency,
         )),
     };
-    // Department certificates from the registry's client CA, and from an external one if set.
-    let mut client_roots = registry.client_ca_certificate().pem().into_bytes();
+    // Department certificates from the registry's client CAs (two during a rotation), and
+    // from an external one if set; revoked ones are refused in the handshake.
+    let mut client_roots: Vec<u8> = registry
+        .client_ca_certificates()
+        .iter()
+        .flat_map(|c| c.pem().into_bytes())
+        .collect();
     if let Some(t) = &config.tls
         && let Some(external) = &t.client_ca_pem
     {
         client_roots.push(b'\n');
         client_roots.extend_from_slice(external);
     }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| {
+            crate::tls::server_config(
+                &t.cert_pem,
+                &t.key_pem,
+                &client_roots,
+                registry.revoked_certificates(),
+            )
+        })
+        .transpose()?;
     let limits = config.limits;
-    let tls = config.tls.clone();
     let max = config.max_message_bytes;
     let departments =
         DepartmentServiceServer::new(DepartmentApi(ctx.clone())).max_decoding_message_size(max);
@@ -218,30 +234,10 @@ pub fn serve_on(
             }
         });
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
-        // Tonic applies its TCP options only to listeners it binds itself: without TCP_NODELAY
-        // a reply waits for the peer's delayed ACK, 40 ms per call in turn.
-        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
-            if let Ok(s) = &s {
-                let _ = s.set_nodelay(true);
-            }
-            s
-        });
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(t) = &tls {
-            builder = builder.tls_config(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(
-                        &t.cert_pem,
-                        &t.key_pem,
-                    ))
-                    .client_ca_root(tonic::transport::Certificate::from_pem(&client_roots))
-                    // A caller without a certificate gets UNAUTHENTICATED, not a torn handshake.
-                    .client_auth_optional(true),
-            )?;
-        }
+        let builder = tonic::transport::Server::builder();
         let metrics_task = metrics_server.map(tokio::spawn);
         let public_task = public_page.map(tokio::spawn);
-        let result = builder
+        let router = builder
             .layer(crate::metrics::CallLayer(metrics))
             // Unary calls end in time; dead peers are found; no connection takes everything.
             .timeout(limits.request_timeout)
@@ -259,14 +255,32 @@ pub fn serve_on(
             .add_service(seals)
             .add_service(licences)
             .add_service(verification)
-            .add_service(policy)
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing calls in flight");
-                // The page stops taking checks too; those in progress finish.
-                let _ = page_stop.send(());
-            })
-            .await;
+            .add_service(policy);
+        let stop = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing calls in flight");
+            // The page stops taking checks too; those in progress finish.
+            let _ = page_stop.send(());
+        };
+        let result = match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), stop)
+                    .await
+            }
+            None => {
+                // Tonic applies its TCP options only to listeners it binds itself: without
+                // TCP_NODELAY a reply waits for the peer's delayed ACK, 40 ms per call in turn.
+                let incoming =
+                    tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |s| {
+                        if let Ok(s) = &s {
+                            let _ = s.set_nodelay(true);
+                        }
+                        s
+                    });
+                router.serve_with_incoming_shutdown(incoming, stop).await
+            }
+        };
         // The page's checks in progress finish while the store is open.
         if let Some(t) = public_task
             && tokio::time::timeout(std::time::Duration::from_secs(5), t)

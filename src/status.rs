@@ -24,6 +24,7 @@ pub fn to_status(e: RegistryError) -> Status {
         RegistryError::FailedPrecondition(m) => Status::failed_precondition(m),
         // Logged where it was decided, with the caller and the action.
         RegistryError::PermissionDenied(m) => Status::permission_denied(m),
+        RegistryError::CertificateRevoked(m) => Status::unauthenticated(m),
         RegistryError::Store(StoreError::Unsupported(m)) => Status::unimplemented(m),
         RegistryError::Store(StoreError::Closed) => {
             Status::unavailable("the server is shutting down")

@@ -879,3 +879,429 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
         );
     }
 }
+
+/// `certseal dept-cert bootstrap` into `out`, offline.
+fn bootstrap(data: &Path, config: &Path, out: &Path) {
+    succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args([
+                "dept-cert",
+                "bootstrap",
+                "--host",
+                "127.0.0.1",
+                "--data-dir",
+            ])
+            .arg(data)
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap(),
+    );
+}
+
+/// A server in this process over `data`, with the server certificate in `pki`.
+async fn start_tls(data: &Path, pki: &Path) -> server::RunningServer {
+    let toml = format!(
+        "[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        pki.join("server.pem").display(),
+        pki.join("server.key").display()
+    );
+    let config = RawConfig::parse(&toml)
+        .unwrap()
+        .validate(Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data.to_owned()),
+            ..Overrides::default()
+        })
+        .unwrap();
+    server::start(&config).await.unwrap()
+}
+
+/// A department certificate from the registry with its serial.
+async fn certify_serial(
+    admin: &Channel,
+    dept: &str,
+    role: pb::Role,
+) -> ((String, String), String, String) {
+    let key = x509::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let r = PolicyServiceClient::new(admin.clone())
+        .issue_department_certificate(pb::IssueDepartmentCertificateRequest {
+            department: dept.into(),
+            roles: vec![role as i32],
+            csr_pem: x509::client_csr(&key.pkcs8, "a department system").unwrap(),
+            validity_days: 30,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        (r.certificate_pem, x509::pkcs8_pem(&key.pkcs8)),
+        r.serial,
+        r.ca_pem,
+    )
+}
+
+/// One call as `id` on `ch`; the error, if refused.
+async fn list_with(ch: Channel) -> Result<(), tonic::Status> {
+    DepartmentServiceClient::new(ch)
+        .list_departments(pb::ListDepartmentsRequest::default())
+        .await
+        .map(|_| ())
+}
+
+/// A call on a new connection with `id`: its error text, if refused anywhere (handshake or API).
+async fn refusal_on_new_connection(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    id: &(String, String),
+) -> Option<String> {
+    match channel(addr, ca, Some(id)).await {
+        Err(e) => Some(format!("{e:?}")),
+        Ok(ch) => list_with(ch).await.err().map(|e| format!("{e:?}")),
+    }
+}
+
+fn crl_lists(dir: &Path, crl: &str, ca: &str, serial: &str) -> bool {
+    let (ok, out) = openssl(
+        dir,
+        &["crl", "-verify", "-CAfile", ca, "-in", crl, "-noout"],
+    );
+    assert!(ok && out.contains("verify OK"), "{crl} against {ca}: {out}");
+    let (ok, text) = openssl(dir, &["crl", "-in", crl, "-noout", "-text"]);
+    assert!(ok, "{text}");
+    text.contains(&format!("Serial Number: {serial}"))
+}
+
+/// Revocation of department certificates (handshake and call, open connections too, across a
+/// restart, published as a CRL openssl accepts), reactivation, and a client CA rotation.
+// Multi-threaded: the server runs in this process while the test waits for the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
+    let boot_toml = dir.path().join("bootstrap.toml");
+    std::fs::write(
+        &boot_toml,
+        format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
+    )
+    .unwrap();
+    bootstrap(&data, &boot_toml, &pki);
+    let mut server = start_tls(&data, &pki).await;
+    let ca = std::fs::read_to_string(pki.join("client-ca.pem")).unwrap();
+    let admin_id = (
+        std::fs::read_to_string(pki.join("admin.pem")).unwrap(),
+        std::fs::read_to_string(pki.join("admin.key")).unwrap(),
+    );
+    let admin_ch = channel(server.addr, &ca, Some(&admin_id)).await.unwrap();
+    let (a, b, d) = (dept_code(41), dept_code(42), dept_code(44));
+    let mut depts = DepartmentServiceClient::new(admin_ch.clone());
+    let mut policies = PolicyServiceClient::new(admin_ch.clone());
+    for (code, role) in [
+        (&a, pb::Role::Verifier),
+        (&b, pb::Role::Verifier),
+        (&d, pb::Role::Auditor),
+    ] {
+        register(&mut depts, code, "某局").await;
+        policies
+            .set_department_policy(pb::SetDepartmentPolicyRequest {
+                department: code.clone(),
+                roles: vec![role as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let (a_id, a_serial, _) = certify_serial(&admin_ch, &a, pb::Role::Verifier).await;
+    let (b_id, b_serial, _) = certify_serial(&admin_ch, &b, pb::Role::Verifier).await;
+    let (d_id, _, _) = certify_serial(&admin_ch, &d, pb::Role::Auditor).await;
+    // The serial answered is the certificate's, as openssl prints it.
+    std::fs::write(dir.path().join("a.pem"), &a_id.0).unwrap();
+    let (_, printed) = openssl(dir.path(), &["x509", "-in", "a.pem", "-noout", "-serial"]);
+    assert_eq!(printed.trim(), format!("serial={a_serial}"));
+
+    // A's system has a connection open and working.
+    let a_ch = channel(server.addr, &ca, Some(&a_id)).await.unwrap();
+    list_with(a_ch.clone()).await.unwrap();
+
+    // Bad revocations change nothing.
+    let bad = |serial: &str, reason: &str| pb::RevokeDepartmentCertificateRequest {
+        serial: serial.into(),
+        reason: reason.into(),
+    };
+    let fields = expect_code(
+        policies
+            .revoke_department_certificate(bad("not hex", ""))
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+    );
+    assert!(
+        fields.iter().any(|(f, _)| f == "serial") && fields.iter().any(|(f, _)| f == "reason"),
+        "{fields:?}"
+    );
+    expect_code(
+        policies
+            .revoke_department_certificate(bad("0123ABCD", "lost"))
+            .await
+            .unwrap_err(),
+        Code::NotFound,
+    );
+    expect_code(
+        PolicyServiceClient::new(channel(server.addr, &ca, Some(&b_id)).await.unwrap())
+            .revoke_department_certificate(bad(&a_serial, "lost"))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
+    list_with(a_ch.clone()).await.unwrap();
+
+    // The administrator revokes A's certificate: refused from the answer on, on the open
+    // connection and on a new one (in the handshake); B's keeps working.
+    let out = succeeded(cli_tls(
+        server.addr,
+        &pki,
+        "admin",
+        &["dept-cert", "revoke", &a_serial, "--reason", "key stolen"],
+    ));
+    assert!(out.contains(&a_serial), "{out}");
+    let e = list_with(a_ch.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(
+        e.message().contains(&a_serial) && e.message().contains("revoked"),
+        "{e:?}"
+    );
+    let refused = refusal_on_new_connection(server.addr, &ca, &a_id).await;
+    let refused = refused.expect("a revoked certificate is refused on a new connection");
+    assert!(
+        refused.to_lowercase().contains("revoked") && !refused.contains("was revoked at"),
+        "refused in the handshake, saying why: {refused}"
+    );
+    list_with(channel(server.addr, &ca, Some(&b_id)).await.unwrap())
+        .await
+        .unwrap();
+    expect_code(
+        policies
+            .revoke_department_certificate(bad(&a_serial, "again"))
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+
+    // The CRL: signed by the client CA (openssl checks it), listing A and not B.
+    succeeded(cli_tls(
+        server.addr,
+        &pki,
+        "admin",
+        &[
+            "dept-cert",
+            "crl",
+            "--out",
+            dir.path().join("crl.pem").to_str().unwrap(),
+        ],
+    ));
+    let ca_file = pki.join("client-ca.pem");
+    let ca_file = ca_file.to_str().unwrap();
+    assert!(crl_lists(dir.path(), "crl.pem", ca_file, &a_serial));
+    assert!(!crl_lists(dir.path(), "crl.pem", ca_file, &b_serial));
+
+    // Deactivating B stops its calls; reactivating (through the CLI) brings them back.
+    depts
+        .deactivate_department(pb::DeactivateDepartmentRequest {
+            credit_code: b.clone(),
+        })
+        .await
+        .unwrap();
+    let b_ch = channel(server.addr, &ca, Some(&b_id)).await.unwrap();
+    expect_code(
+        list_with(b_ch.clone()).await.unwrap_err(),
+        Code::PermissionDenied,
+    );
+    let out = succeeded(cli_tls(
+        server.addr,
+        &pki,
+        "admin",
+        &["department", "reactivate", &b, "--json"],
+    ));
+    assert!(out.contains("\"active\""), "{out}");
+    list_with(b_ch.clone()).await.unwrap();
+    expect_code(
+        depts
+            .reactivate_department(pb::ReactivateDepartmentRequest {
+                credit_code: b.clone(),
+            })
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+
+    // A restart keeps the revocation.
+    drop((a_ch, b_ch, admin_ch, depts, policies));
+    server.stop().await.unwrap();
+    server = start_tls(&data, &pki).await;
+    assert!(
+        refusal_on_new_connection(server.addr, &ca, &a_id)
+            .await
+            .is_some()
+    );
+    list_with(channel(server.addr, &ca, Some(&b_id)).await.unwrap())
+        .await
+        .unwrap();
+
+    // Rotation, offline: a new client CA; the server's and the administrator's certificates
+    // renewed from it by the bootstrap.
+    server.stop().await.unwrap();
+    let (pki2, rotated) = (dir.path().join("pki2"), dir.path().join("rotated"));
+    let out = succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(["ca", "rotate-client", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&boot_toml)
+            .arg("--out")
+            .arg(&rotated)
+            .output()
+            .unwrap(),
+    );
+    assert!(out.contains("retire-client"), "{out}");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args(["ca", "rotate-client", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&boot_toml)
+        .arg("--out")
+        .arg(&rotated)
+        .output()
+        .unwrap();
+    assert!(
+        !second.status.success()
+            && String::from_utf8_lossy(&second.stderr).contains("retire the previous"),
+        "one rotation at a time"
+    );
+    bootstrap(&data, &boot_toml, &pki2);
+    let both = std::fs::read_to_string(pki2.join("client-ca.pem")).unwrap();
+    assert_eq!(both.matches("BEGIN CERTIFICATE").count(), 2, "{both}");
+    assert_eq!(
+        both,
+        std::fs::read_to_string(rotated.join("client-ca.pem")).unwrap()
+    );
+    let new_ca = x509::certificate_from_pem_or_der(both.as_bytes()).unwrap();
+    let old_ca = x509::certificate_from_pem_or_der(ca.as_bytes()).unwrap();
+    assert_ne!(new_ca, old_ca);
+    server = start_tls(&data, &pki2).await;
+    let admin2 = (
+        std::fs::read_to_string(pki2.join("admin.pem")).unwrap(),
+        std::fs::read_to_string(pki2.join("admin.key")).unwrap(),
+    );
+    let admin2_ch = channel(server.addr, &both, Some(&admin2)).await.unwrap();
+    // New certificates come from the new CA; old and new ones both work.
+    let (c_id, c_serial, answered_cas) = certify_serial(&admin2_ch, &a, pb::Role::Verifier).await;
+    assert_eq!(answered_cas, both);
+    let now = certseal_core::Timestamp::now().0 / 1000;
+    let c_der = x509::certificate_from_pem_or_der(c_id.0.as_bytes()).unwrap();
+    x509::check_issued_by(&c_der.der, &new_ca.der, now).unwrap();
+    for id in [&admin_id, &admin2, &b_id, &c_id] {
+        list_with(channel(server.addr, &both, Some(id)).await.unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(
+        refusal_on_new_connection(server.addr, &both, &a_id)
+            .await
+            .is_some()
+    );
+    // Each CA has its CRL: the old one still lists A; the new one lists what it revokes.
+    succeeded(cli_tls(
+        server.addr,
+        &pki2,
+        "admin",
+        &["dept-cert", "revoke", &c_serial, "--reason", "test"],
+    ));
+    std::fs::write(dir.path().join("old-ca.pem"), old_ca.pem()).unwrap();
+    std::fs::write(dir.path().join("new-ca.pem"), new_ca.pem()).unwrap();
+    for (flags, file) in [
+        (&[][..], "new-crl.pem"),
+        (&["--previous"][..], "old-crl.pem"),
+    ] {
+        let path = dir.path().join(file);
+        let mut args = vec!["dept-cert", "crl", "--out", path.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        succeeded(cli_tls(server.addr, &pki2, "admin", &args));
+    }
+    assert!(crl_lists(
+        dir.path(),
+        "new-crl.pem",
+        "new-ca.pem",
+        &c_serial
+    ));
+    assert!(!crl_lists(
+        dir.path(),
+        "new-crl.pem",
+        "new-ca.pem",
+        &a_serial
+    ));
+    assert!(crl_lists(
+        dir.path(),
+        "old-crl.pem",
+        "old-ca.pem",
+        &a_serial
+    ));
+
+    // The auditor finds every change in the log.
+    let mut s = certseal::pb::audit_service_client::AuditServiceClient::new(
+        channel(server.addr, &both, Some(&d_id)).await.unwrap(),
+    )
+    .export_entries(pb::ExportEntriesRequest { start: 0, end: 0 })
+    .await
+    .unwrap()
+    .into_inner();
+    let mut kinds = Vec::new();
+    while let Some(chunk) = s.message().await.unwrap() {
+        if let Some(pb::export_chunk::Item::Entry(e)) = chunk.item {
+            kinds.push(certseal_log::Entry::decode(&e.entry).unwrap().kind);
+        }
+    }
+    for kind in [
+        "client_certificate.revoked",
+        "department.reactivated",
+        "client_ca.rotated",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
+    }
+    drop(admin2_ch);
+
+    // Retiring the old CA: its certificates are refused from the next start.
+    server.stop().await.unwrap();
+    succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(["ca", "retire-client", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&boot_toml)
+            .output()
+            .unwrap(),
+    );
+    server = start_tls(&data, &pki2).await;
+    for old in [&admin_id, &b_id] {
+        assert!(
+            refusal_on_new_connection(server.addr, &both, old)
+                .await
+                .is_some(),
+            "a certificate of the retired CA is refused"
+        );
+    }
+    list_with(channel(server.addr, &both, Some(&admin2)).await.unwrap())
+        .await
+        .unwrap();
+    expect_code(
+        PolicyServiceClient::new(channel(server.addr, &both, Some(&admin2)).await.unwrap())
+            .get_client_crl(pb::GetClientCrlRequest {
+                ca: pb::ClientCaSlot::Previous as i32,
+            })
+            .await
+            .unwrap_err(),
+        Code::NotFound,
+    );
+    server.stop().await.unwrap();
+}

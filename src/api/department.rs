@@ -91,4 +91,19 @@ impl DepartmentService for DepartmentApi {
         tracing::info!(department = %d.credit_code, by = %actor.department, "department deactivated");
         Ok(Response::new(convert::department(d)))
     }
+
+    async fn reactivate_department(
+        &self,
+        request: Request<pb::ReactivateDepartmentRequest>,
+    ) -> Result<Response<pb::Department>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let d = self
+            .0
+            .registry
+            .reactivate_department(&actor, &request.get_ref().credit_code)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(department = %d.credit_code, by = %actor.department, "department reactivated");
+        Ok(Response::new(convert::department(d)))
+    }
 }

@@ -66,6 +66,17 @@ impl Context {
     /// reaches no registry operation uses [`Context::admit_checked`].
     pub(crate) fn admit<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
         let actor = self.auth.actor(request)?;
+        // Checked on every call too: a revocation also ends connections already open.
+        if self.auth == Authenticator::ClientCert
+            && let Some(der) = request
+                .peer_certs()
+                .as_ref()
+                .and_then(|c| c.first().cloned())
+            && let Err(e) = self.registry.check_client_certificate(der.as_ref())
+        {
+            tracing::warn!(department = %actor.department, reason = %e, "call refused");
+            return Err(crate::status::to_status(e));
+        }
         let slot = self.in_flight.take(&actor.department)?;
         Ok(Caller { actor, slot })
     }

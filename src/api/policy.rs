@@ -1,10 +1,11 @@
 //! `certseal.v1.PolicyService`: the sharing policy and department certificates.
 
 use certseal_core::policy::{DepartmentPolicy, FieldAccess, PolicyContent};
-use certseal_registry::RegistryError;
+use certseal_registry::{ClientCaSlot, DepartmentCertificateRecord, RegistryError};
 use tonic::{Request, Response, Status};
 
 use super::{Caller, Context, convert};
+use crate::auth::Authenticator;
 use crate::pb;
 use crate::pb::policy_service_server::PolicyService;
 use crate::status::to_status;
@@ -61,6 +62,42 @@ fn policy_to_pb(p: DepartmentPolicy) -> pb::DepartmentPolicy {
         revision: p.revision,
         updated_at: Some(convert::timestamp(p.updated_at)),
         updated_by: Some(convert::actor(&p.updated_by)),
+    }
+}
+
+/// The client CAs to trust, current first, one PEM.
+fn ca_bundle(ctx: &Context) -> String {
+    ctx.registry
+        .client_ca_certificates()
+        .iter()
+        .map(|c| c.pem())
+        .collect()
+}
+
+fn certificate_record_to_pb(r: DepartmentCertificateRecord) -> pb::DepartmentCertificateRecord {
+    let seconds = |s: i64| prost_types::Timestamp {
+        seconds: s,
+        nanos: 0,
+    };
+    let revocation = r.revocation.as_ref();
+    pb::DepartmentCertificateRecord {
+        serial: r.serial,
+        department: r.department.to_string(),
+        roles: r
+            .roles
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .map(|role| convert::role(role) as i32)
+            .collect(),
+        not_before: Some(seconds(r.not_before)),
+        not_after: Some(seconds(r.not_after)),
+        fingerprint: r.fingerprint,
+        issuer_fingerprint: r.issuer_fingerprint,
+        issued_at: Some(convert::timestamp(r.issued_at)),
+        issued_by: Some(convert::actor(&r.issued_by)),
+        revoked_at: revocation.map(|v| convert::timestamp(v.at)),
+        revoked_by: revocation.map(|v| convert::actor(&v.by)),
+        revocation_reason: revocation.map(|v| v.reason.clone()).unwrap_or_default(),
     }
 }
 
@@ -129,6 +166,13 @@ impl PolicyService for PolicyApi {
         &self,
         request: Request<pb::IssueDepartmentCertificateRequest>,
     ) -> Result<Response<pb::DepartmentCertificate>, Status> {
+        // Anyone may claim to be the administrator in development mode; a certificate from the
+        // persistent client CA would outlive it and work under mutual TLS.
+        if self.0.auth == Authenticator::DevMetadata {
+            return Err(to_status(RegistryError::FailedPrecondition(
+                "department certificates are not issued in development mode (--dev-auth), where callers are not proven: set up mutual TLS offline with `certseal dept-cert bootstrap`, then issue them over TLS".into(),
+            )));
+        }
         let Caller { actor, slot: _slot } = self.0.admit(&request)?;
         let r = request.into_inner();
         let roles = role_names(&r.roles, "roles")?;
@@ -143,10 +187,14 @@ impl PolicyService for PolicyApi {
             .issue_client_certificate(&actor, &r.department, &roles, &r.csr_pem, days)
             .await
             .map_err(to_status)?;
-        tracing::info!(department = %r.department, ?roles, by = %actor.department, "department certificate issued");
+        let serial = certseal_crypto::x509::certificate_serial(&cert.der)
+            .map(|s| s.iter().map(|b| format!("{b:02X}")).collect::<String>())
+            .unwrap_or_default();
+        tracing::info!(department = %r.department, ?roles, %serial, by = %actor.department, "department certificate issued");
         Ok(Response::new(pb::DepartmentCertificate {
             certificate_pem: cert.pem(),
-            ca_pem: self.0.registry.client_ca_certificate().pem(),
+            ca_pem: ca_bundle(&self.0),
+            serial,
         }))
     }
 
@@ -157,7 +205,50 @@ impl PolicyService for PolicyApi {
         let _caller = self.0.admit_checked(&request)?;
         Ok(Response::new(pb::DepartmentCertificate {
             certificate_pem: String::new(),
-            ca_pem: self.0.registry.client_ca_certificate().pem(),
+            ca_pem: ca_bundle(&self.0),
+            serial: String::new(),
+        }))
+    }
+
+    async fn revoke_department_certificate(
+        &self,
+        request: Request<pb::RevokeDepartmentCertificateRequest>,
+    ) -> Result<Response<pb::DepartmentCertificateRecord>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let r = request.into_inner();
+        let record = self
+            .0
+            .registry
+            .revoke_client_certificate(&actor, &r.serial, &r.reason)
+            .await
+            .map_err(to_status)?;
+        tracing::warn!(serial = %record.serial, department = %record.department, by = %actor.department, "department certificate revoked");
+        Ok(Response::new(certificate_record_to_pb(record)))
+    }
+
+    async fn get_client_crl(
+        &self,
+        request: Request<pb::GetClientCrlRequest>,
+    ) -> Result<Response<pb::ClientCrl>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let slot = match pb::ClientCaSlot::try_from(request.get_ref().ca) {
+            Ok(pb::ClientCaSlot::Unspecified | pb::ClientCaSlot::Current) => ClientCaSlot::Current,
+            Ok(pb::ClientCaSlot::Previous) => ClientCaSlot::Previous,
+            Err(_) => {
+                return Err(to_status(RegistryError::invalid(
+                    "ca",
+                    "CLIENT_CA_SLOT_CURRENT or CLIENT_CA_SLOT_PREVIOUS",
+                )));
+            }
+        };
+        let (der, ca) = self
+            .0
+            .registry
+            .client_crl(&actor, slot)
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ClientCrl {
+            crl_pem: certseal_crypto::x509::crl_pem(&der),
+            ca_pem: ca.pem(),
         }))
     }
 }

@@ -186,6 +186,9 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Restore(a) => super::backup::restore(a).await,
         Command::Policy(c) => super::policy::run(c).await,
         Command::DeptCert(c) => super::policy::dept_cert(c).await,
+        Command::Ca(
+            c @ (super::CaCommand::RotateClient { .. } | super::CaCommand::RetireClient { .. }),
+        ) => super::policy::client_ca(c).await,
         Command::Ca(super::CaCommand::Cert { client }) => {
             let cl = Client::connect(&client).await?;
             let r = SealServiceClient::new(cl.channel.clone())
@@ -205,7 +208,8 @@ async fn department(c: DepartmentCommand) -> anyhow::Result<()> {
     | D::Get { client, .. }
     | D::List { client, .. }
     | D::Rename { client, .. }
-    | D::Deactivate { client, .. }) = &c;
+    | D::Deactivate { client, .. }
+    | D::Reactivate { client, .. }) = &c;
     let cl = Client::connect(client).await?;
     let json = client.json;
     let d = match c {
@@ -240,6 +244,11 @@ async fn department(c: DepartmentCommand) -> anyhow::Result<()> {
         D::Deactivate { credit_code, .. } => {
             cl.departments()
                 .deactivate_department(cl.request(pb::DeactivateDepartmentRequest { credit_code })?)
+                .await
+        }
+        D::Reactivate { credit_code, .. } => {
+            cl.departments()
+                .reactivate_department(cl.request(pb::ReactivateDepartmentRequest { credit_code })?)
                 .await
         }
         D::List {

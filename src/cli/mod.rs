@@ -520,6 +520,29 @@ pub enum CaCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Offline, with the server stopped: a new client CA signs department certificates from
+    /// the next start; the current one stays trusted until `retire-client`.
+    RotateClient {
+        /// Data folder of the stopped server.
+        #[arg(long, env = "CERTSEAL_DATA_DIR", default_value = "./certseal-data")]
+        data_dir: PathBuf,
+        /// Server config file: [policy] admin_department names the administrator.
+        #[arg(long, env = "CERTSEAL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Folder for client-ca.pem (both CAs, for department systems to trust).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Offline, with the server stopped: retire the previous client CA after a rotation; its
+    /// certificates are refused from the next start.
+    RetireClient {
+        /// Data folder of the stopped server.
+        #[arg(long, env = "CERTSEAL_DATA_DIR", default_value = "./certseal-data")]
+        data_dir: PathBuf,
+        /// Server config file: [policy] admin_department names the administrator.
+        #[arg(long, env = "CERTSEAL_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `certseal audit …`
@@ -673,6 +696,13 @@ pub enum DepartmentCommand {
     },
     /// Deactivate a department.
     Deactivate {
+        /// Credit code.
+        credit_code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reactivate a deactivated department.
+    Reactivate {
         /// Credit code.
         credit_code: String,
         #[command(flatten)]

@@ -116,6 +116,28 @@ pub enum DeptCertCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Revoke a department certificate by serial (admin): refused from the moment this
+    /// returns, on open connections too.
+    Revoke {
+        /// Serial number in hex (`openssl x509 -serial -noout -in CERT`).
+        serial: String,
+        /// Why (written to the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The signed revocation list (CRL, PEM) of the client CA (any role).
+    Crl {
+        /// Write it here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CA being retired after a rotation, instead of the current one.
+        #[arg(long)]
+        previous: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Offline, with the server stopped: the server's TLS certificate and the first
     /// administrator's client certificate, from the data folder's client CA.
     Bootstrap {
@@ -489,13 +511,69 @@ pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
             write(&cert_file, r.certificate_pem.as_bytes())?;
             write(&out.join("client-ca.pem"), r.ca_pem.as_bytes())?;
             println!(
-                "wrote {} and {} (roles {}).\nThe department's system calls with --cert {} --key {} --ca <the server's CA>.",
+                "wrote {} (serial {}) and {} (roles {}).\nThe department's system calls with --cert {} --key {} --ca <the server's CA>.",
                 cert_file.display(),
+                r.serial,
                 key_file.display(),
                 roles.join(","),
                 cert_file.display(),
                 key_file.display()
             );
+        }
+        DeptCertCommand::Revoke {
+            serial,
+            reason,
+            client,
+        } => {
+            let cl = Client::connect(&client).await?;
+            let r = policies(&cl)
+                .revoke_department_certificate(
+                    cl.request(pb::RevokeDepartmentCertificateRequest { serial, reason })?,
+                )
+                .await
+                .map_err(explain)?
+                .into_inner();
+            if client.json {
+                println!(
+                    "{}",
+                    json!({
+                        "serial": r.serial,
+                        "department": r.department,
+                        "fingerprint": r.fingerprint,
+                        "revoked_at": r.revoked_at.map(|t| t.to_string()),
+                        "reason": r.revocation_reason,
+                    })
+                );
+            } else {
+                println!(
+                    "revoked certificate {} of department {}: refused from now on",
+                    r.serial, r.department
+                );
+            }
+        }
+        DeptCertCommand::Crl {
+            out,
+            previous,
+            client,
+        } => {
+            let cl = Client::connect(&client).await?;
+            let ca = if previous {
+                pb::ClientCaSlot::Previous
+            } else {
+                pb::ClientCaSlot::Current
+            };
+            let r = policies(&cl)
+                .get_client_crl(cl.request(pb::GetClientCrlRequest { ca: ca as i32 })?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            match out {
+                Some(path) => {
+                    write(&path, r.crl_pem.as_bytes())?;
+                    println!("wrote {}", path.display());
+                }
+                None => print!("{}", r.crl_pem),
+            }
         }
         DeptCertCommand::Bootstrap {
             data_dir,
@@ -582,10 +660,14 @@ async fn bootstrap(
     write_private(&out.join("server.key"), &x509::pkcs8_pem(&server_key.pkcs8))?;
     write(&out.join("admin.pem"), admin_cert.pem().as_bytes())?;
     write_private(&out.join("admin.key"), &x509::pkcs8_pem(&admin_key.pkcs8))?;
-    write(
-        &out.join("client-ca.pem"),
-        registry.client_ca_certificate().pem().as_bytes(),
-    )?;
+    // Every client CA the server trusts: during a rotation the server's certificate and the
+    // departments' may come from either.
+    let cas: String = registry
+        .client_ca_certificates()
+        .iter()
+        .map(|c| c.pem())
+        .collect();
+    write(&out.join("client-ca.pem"), cas.as_bytes())?;
     drop(registry);
     let o = out.display();
     println!(
@@ -595,5 +677,67 @@ async fn bootstrap(
         hosts.join(", "),
         hosts.first().map_or("localhost", String::as_str),
     );
+    Ok(())
+}
+
+/// `certseal ca rotate-client|retire-client`: offline, on the data folder of the stopped
+/// server, as the configured administrator department.
+pub async fn client_ca(c: super::CaCommand) -> anyhow::Result<()> {
+    let (data_dir, config, out) = match &c {
+        super::CaCommand::RotateClient {
+            data_dir,
+            config,
+            out,
+        } => (data_dir, config, Some(out)),
+        super::CaCommand::RetireClient { data_dir, config } => (data_dir, config, None),
+        super::CaCommand::Cert { .. } => unreachable!("an online command"),
+    };
+    let raw = match config {
+        Some(p) => RawConfig::load(p)?,
+        None => RawConfig::default(),
+    };
+    let config = raw.validate(Overrides {
+        data_dir: Some(data_dir.clone()),
+        ..Overrides::default()
+    })?;
+    let Some(admin) = config.registry.access.admin_department.clone() else {
+        bail!("name the administrator department in the config: [policy] admin_department");
+    };
+    let registry = certseal_registry::Registry::open(data_dir, &config.registry)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "cannot open the data folder {} (is the server stopped?)",
+                data_dir.display()
+            )
+        })?;
+    let actor = certseal_core::Actor {
+        department: admin,
+        role: certseal_core::Role::Admin,
+    };
+    let err = |e: certseal_registry::RegistryError| anyhow::anyhow!("{e}");
+    match out {
+        Some(out) => {
+            let new = registry.rotate_client_ca(&actor).await.map_err(err)?;
+            let bundle = format!("{}{}", new.pem(), registry.client_ca_certificate().pem());
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            write(&out.join("client-ca.pem"), bundle.as_bytes())?;
+            println!(
+                "made a new client CA: from the next start it signs department certificates, and certificates of both CAs are accepted.\n\
+                 wrote {}/client-ca.pem (the new CA, then the previous one): give it to every department system as its --ca.\n\
+                 Next: start the server, issue new department certificates (certseal dept-cert issue), renew the server's (certseal dept-cert bootstrap, offline), then retire the previous CA (certseal ca retire-client).",
+                out.display()
+            );
+        }
+        None => {
+            let old = registry.retire_client_ca(&actor).await.map_err(err)?;
+            let (_, not_after) =
+                certseal_crypto::x509::validity(&old.der).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "retired the previous client CA (valid until {not_after}, Unix seconds): its key is destroyed, and from the next start its certificates are refused."
+            );
+        }
+    }
     Ok(())
 }

@@ -451,6 +451,69 @@ pub fn client_identity(der: &[u8]) -> Result<(String, Vec<String>), CryptoError>
     Ok((code.to_owned(), roles))
 }
 
+/// The serial number of a certificate: the big-endian bytes of its positive integer, without
+/// leading zero bytes (as `openssl x509 -serial` prints it, in hex).
+pub fn certificate_serial(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(der).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    Ok(trim_serial(x.raw_serial()).to_vec())
+}
+
+/// A serial's bytes without the leading zeros DER adds to keep the integer positive.
+pub fn trim_serial(bytes: &[u8]) -> &[u8] {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    &bytes[zeros.min(bytes.len().saturating_sub(1))..]
+}
+
+/// A certificate on a revocation list: its serial and when it was revoked (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerial {
+    /// Serial number bytes, as [`certificate_serial`] gives them.
+    pub serial: Vec<u8>,
+    /// When it was revoked.
+    pub revoked_at: i64,
+}
+
+/// A certificate revocation list (RFC 5280 v2) of the CA, signed by its key: the revoked
+/// serials, CRL number `number`, valid from `this_update` to `next_update` (Unix seconds).
+/// Returns the DER.
+pub fn sign_crl(
+    ca: &Certificate,
+    ca_pkcs8: &[u8],
+    revoked: &[RevokedSerial],
+    number: u64,
+    this_update: i64,
+    next_update: i64,
+) -> Result<Vec<u8>, CryptoError> {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: time(this_update)?,
+        next_update: time(next_update)?,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|r| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: time(r.revoked_at)?,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<_, CryptoError>>()?,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let ca_key = key_pair(ca_pkcs8)?;
+    let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key).map_err(rcgen_err)?;
+    let crl = params.signed_by(&issuer).map_err(rcgen_err)?;
+    Ok(crl.der().to_vec())
+}
+
+/// PEM text of a DER certificate revocation list.
+pub fn crl_pem(der: &[u8]) -> String {
+    pem_encode("X509 CRL", der)
+}
+
 /// PEM text of a PKCS#8 private key.
 pub fn pkcs8_pem(pkcs8: &[u8]) -> String {
     pem_encode("PRIVATE KEY", pkcs8)

@@ -21,12 +21,12 @@ use crate::paging::scan_page;
 use crate::seals::load_seal;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
-const META_CLIENT_CA_KEY: &[u8] = b"client_ca_key";
-const META_CLIENT_CA_CERT: &[u8] = b"client_ca_cert";
+pub(crate) const META_CLIENT_CA_KEY: &[u8] = b"client_ca_key";
+pub(crate) const META_CLIENT_CA_CERT: &[u8] = b"client_ca_cert";
 /// Associated data binding the sealed client CA key to its use.
 pub(crate) const CLIENT_CA_KEY_OWNER: &[u8] = b"certseal/client-ca-key";
 pub(crate) const META_CLIENT_CA_SEALED: (&[u8], &[u8]) = (META_CLIENT_CA_KEY, CLIENT_CA_KEY_OWNER);
-const CLIENT_CA_YEARS: i64 = 20;
+pub(crate) const CLIENT_CA_YEARS: i64 = 20;
 /// Longest validity of a department certificate, in days.
 pub const MAX_CLIENT_CERT_DAYS: u32 = 825;
 
@@ -402,7 +402,7 @@ impl Registry {
 
     /// The CA that issues department (client) certificates and, for pilots, the server's.
     pub fn client_ca_certificate(&self) -> &Certificate {
-        &self.client_ca
+        &self.client_cas.current
     }
 
     /// Issues a department's client certificate for the key of a PKCS#10 request. Needs the
@@ -485,7 +485,7 @@ impl Registry {
         let names: Vec<&str> = wanted.iter().map(|r| r.as_str()).collect();
         let now = Timestamp::now().0 / 1000;
         let cert = x509::issue_client_certificate_for_csr(
-            &self.client_ca,
+            &self.client_cas.current,
             &ca_key,
             csr_pem,
             &ClientSubject {
@@ -500,8 +500,13 @@ impl Registry {
         let actor = actor.clone();
         let der = cert.der.clone();
         let roles_text = names.join(",");
+        let (issued, ca) = (cert.clone(), self.client_cas.current.clone());
+        let roles: Vec<String> = names.iter().map(|r| (*r).to_owned()).collect();
         self.sequencer
             .submit(move |txn| {
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                // Revocation and revocation lists find it by serial.
+                crate::client_certs::put_record(txn, &issued, &ca, &code, &roles, &actor)?;
                 append(
                     txn,
                     &actor,
@@ -531,7 +536,7 @@ impl Registry {
         )?;
         let now = Timestamp::now().0 / 1000;
         x509::issue_server_certificate(
-            &self.client_ca,
+            &self.client_cas.current,
             &ca_key,
             key_pkcs8,
             hosts,

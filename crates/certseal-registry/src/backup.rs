@@ -298,7 +298,7 @@ pub struct RestoreReport {
 }
 
 /// The kinds of change a replay re-applies: each one's record is the whole new state.
-const REPLAYED_KINDS: [&str; 8] = [
+const REPLAYED_KINDS: [&str; 10] = [
     "licence.suspended",
     "licence.reinstated",
     "licence.revoked",
@@ -306,7 +306,9 @@ const REPLAYED_KINDS: [&str; 8] = [
     "seal.reinstated",
     "seal.revoked",
     "department.deactivated",
+    "department.reactivated",
     "policy.changed",
+    "client_certificate.revoked",
 ];
 
 fn refused(why: impl Into<String>) -> RegistryError {
@@ -704,7 +706,11 @@ fn replay_change(
             txn.delete(Table::SealKeys, key.clone());
         }
         put_cached(txn, Table::Seals, key, record.clone());
-    } else if kind == "department.deactivated" {
+    } else if kind == "client_certificate.revoked" {
+        if !crate::client_certs::replay_revocation(txn, &entry.subject, &record)? {
+            return Ok(false);
+        }
+    } else if kind == "department.deactivated" || kind == "department.reactivated" {
         let d: Department = decode("replayed department", &record)?;
         if d.credit_code.as_str() != entry.subject {
             return Err(mismatch());

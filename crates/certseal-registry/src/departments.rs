@@ -1,4 +1,4 @@
-//! Departments: register, read, list, rename, deactivate.
+//! Departments: register, read, list, rename, deactivate, reactivate.
 
 use certseal_core::department::MAX_DEPARTMENT_NAME;
 use certseal_core::error::check_name;
@@ -169,6 +169,28 @@ impl Registry {
                 )));
             }
             d.status = DepartmentStatus::Deactivated;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reactivates a deactivated department: its certificates and policy apply again. Needs
+    /// the admin role.
+    pub async fn reactivate_department(
+        &self,
+        actor: &Actor,
+        credit_code: &str,
+    ) -> Result<Department, RegistryError> {
+        self.authorize(actor, Role::Admin, "reactivating a department")?;
+        let code = parse_credit_code("credit_code", credit_code)?;
+        self.change_department(actor, code, "department.reactivated", move |d| {
+            if d.status == DepartmentStatus::Active {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "department {} is active",
+                    d.credit_code
+                )));
+            }
+            d.status = DepartmentStatus::Active;
             Ok(())
         })
         .await

@@ -23,6 +23,9 @@ pub enum RegistryError {
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The caller's client certificate was revoked.
+    #[error("certificate revoked: {0}")]
+    CertificateRevoked(String),
     /// The store failed; the operation may or may not be retried.
     #[error(transparent)]
     Store(#[from] StoreError),

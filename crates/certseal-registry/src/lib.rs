@@ -13,6 +13,7 @@ mod audit;
 mod audit_read;
 mod backup;
 mod cache;
+mod client_certs;
 mod codec;
 mod departments;
 mod error;
@@ -42,6 +43,10 @@ pub use access::{AccessOptions, MAX_CLIENT_CERT_DAYS};
 pub use audit::SignedCheckpoint;
 pub use audit_read::{ExportItem, InclusionProof, ProofTarget};
 pub use backup::{Backup, RestorePlan, RestoreReport, RestoreState, restore};
+pub use client_certs::{
+    CRL_VALIDITY_DAYS, CertificateRevocation, ClientCaSlot, DepartmentCertificateRecord,
+    MAX_REVOCATION_REASON, RevokedCertificates,
+};
 pub use error::RegistryError;
 pub use licences::{
     IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
@@ -164,7 +169,8 @@ pub struct Registry {
     purposes: Vec<String>,
     access: AccessOptions,
     input: InputLimits,
-    client_ca: certseal_crypto::Certificate,
+    client_cas: client_certs::ClientCas,
+    revoked_certs: Arc<client_certs::RevokedCertificates>,
     signers: std::sync::Mutex<
         std::collections::HashMap<certseal_core::SealId, Arc<dyn certseal_crypto::Signer>>,
     >,
@@ -223,7 +229,8 @@ impl Registry {
             &opts.log_origin,
             opts.seal_ca.as_ref(),
         )?;
-        let client_ca = access::open_client_ca(store.as_ref(), &kek, &opts.log_origin)?;
+        let client_cas = client_certs::open_client_cas(store.as_ref(), &kek, &opts.log_origin)?;
+        let revoked_certs = Arc::new(client_certs::load_revoked(store.as_ref())?);
         let serials = licences::SerialAllocator::new(log.writer.last_time());
         let checkpoint_signed_at = log.writer.signed_at.clone();
         let restore = backup::load_restore_state(store.as_ref())?;
@@ -249,7 +256,8 @@ impl Registry {
             purposes: opts.purposes.clone(),
             access: opts.access.clone(),
             input: opts.input,
-            client_ca,
+            client_cas,
+            revoked_certs,
             signers: Default::default(),
             receipt_signer: std::sync::OnceLock::new(),
             published: Default::default(),

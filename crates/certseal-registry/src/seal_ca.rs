@@ -22,12 +22,16 @@ pub(crate) const CA_KEY_OWNER: &[u8] = b"certseal/seal-ca-key";
 /// Associated data binding the sealed trust-list key to its use.
 pub(crate) const TRUST_LIST_KEY_OWNER: &[u8] = b"certseal/trust-list-key";
 /// Every key sealed in the meta table, with the owner it is bound to.
-pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 5] = [
+pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 6] = [
     (META_CA_KEY, CA_KEY_OWNER),
     (META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER),
     (META_RECEIPT_KEY, RECEIPT_KEY_OWNER),
     (b"log_key", crate::audit::LOG_KEY_OWNER),
     crate::access::META_CLIENT_CA_SEALED,
+    (
+        crate::client_certs::META_PREVIOUS_CA_KEY,
+        crate::access::CLIENT_CA_KEY_OWNER,
+    ),
 ];
 /// Validity of a new seal CA certificate.
 const CA_YEARS: i64 = 20;
