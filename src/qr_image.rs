@@ -16,10 +16,11 @@ pub const MAX_FINDER_PATTERNS: usize = 12;
 /// The decoder remembers this many dark regions; looking at one more repaints the least
 /// recently seen one back (rqrr's `PreparedImage` cache).
 const DECODER_REGIONS: usize = 251;
-/// Most pixels the decoder's region look-ups may paint, per pixel searched. A photo costs
-/// about one (each region painted once); stripes that make it forget and repaint regions on
-/// every row cost hundreds.
-const MAX_PAINT_PER_PIXEL: u64 = 4;
+/// Most pixels the decoder's region look-ups may paint, per pixel searched: at 2 million
+/// pixels, about half a second of its flood fills. A photo costs about one (each region
+/// painted once); stripes that make it forget and repaint regions on every row cost hundreds
+/// (1400×600 pixels of them took it 8 seconds).
+const MAX_PAINT_PER_PIXEL: u64 = 8;
 
 /// Why a QR image could not be made or read.
 #[derive(Debug, thiserror::Error)]
