@@ -64,6 +64,11 @@ pub struct RawPublicPage {
     pub total_checks_per_minute: Option<u32>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Threads reading uploaded pictures (default: one per core).
+    pub decoders: Option<usize>,
+    /// Pictures that may wait for a decoder; past them an upload gets 503 (default: two per
+    /// decoder).
+    pub decode_queue: Option<usize>,
 }
 
 /// `[policy]` section.
@@ -305,6 +310,10 @@ pub struct PublicPageConfig {
     pub total_checks_per_minute: u32,
     /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Threads reading uploaded pictures.
+    pub decoders: usize,
+    /// Pictures that may wait for a decoder.
+    pub decode_queue: usize,
 }
 
 /// A configuration problem, naming the key.
@@ -641,6 +650,23 @@ impl RawConfig {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let decoders = match p.decoders {
+                    None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    Some(n) if (1..=256).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid("public_page.decoders", "between 1 and 256".into()));
+                    }
+                };
+                let decode_queue = match p.decode_queue {
+                    None => 2 * decoders,
+                    Some(n) if (1..=4096).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "public_page.decode_queue",
+                            "between 1 and 4096".into(),
+                        ));
+                    }
+                };
                 Some(PublicPageConfig {
                     listen,
                     department,
@@ -649,6 +675,8 @@ impl RawConfig {
                     concurrency,
                     total_checks_per_minute,
                     trusted_proxies,
+                    decoders,
+                    decode_queue,
                 })
             }
         };

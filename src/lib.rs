@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod decoders;
 pub mod metrics;
 pub mod public_page;
 pub mod qr_image;

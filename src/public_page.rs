@@ -17,6 +17,7 @@ use certseal_registry::{PublicView, Registry, RegistryError, Subject};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::config::PublicPageConfig;
+use crate::decoders::Decoders;
 
 /// Largest upload: a phone photo of a QR code, or a pasted string.
 const MAX_UPLOAD_BYTES: usize = 8 << 20;
@@ -29,8 +30,10 @@ struct Page {
     budget: ClientBudget,
     /// Checks in progress.
     slots: Arc<tokio::sync::Semaphore>,
-    /// Pictures being decoded: CPU-bound work, one per core.
-    decoders: Arc<tokio::sync::Semaphore>,
+    /// Pictures being decoded: CPU-bound work on threads of their own, with a bounded queue.
+    decoders: Arc<Decoders>,
+    /// Set when the page stops: a check waiting for its picture answers at once.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Checks per client address per minute, and over all clients. IPv6 clients are counted per
@@ -88,17 +91,18 @@ impl ClientBudget {
 }
 
 /// Binds `addr` now (so a taken port fails the start), and serves the page there while the
-/// returned future runs. Call within the runtime.
+/// returned future runs, reading pictures on `decoders`. Call within the runtime.
 pub fn bind(
     config: PublicPageConfig,
     registry: Weak<Registry>,
+    decoders: Arc<Decoders>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let listener = std::net::TcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = config.listen;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let page = Arc::new(Page {
         registry,
         budget: ClientBudget {
@@ -107,7 +111,8 @@ pub fn bind(
             windows: Mutex::new(Windows::default()),
         },
         slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
-        decoders: Arc::new(tokio::sync::Semaphore::new(cores)),
+        decoders,
+        stopping,
         config,
     });
     let app = axum::Router::new()
@@ -122,7 +127,10 @@ pub fn bind(
     Ok(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
             .await
         {
             tracing::error!(error = %e, "the public verification page stopped");
@@ -293,14 +301,7 @@ impl Page {
         if !self.config.trusted_proxies.contains(&peer) {
             return peer;
         }
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .next_back()
-            .unwrap_or(peer)
+        forwarded_client(headers).unwrap_or(peer)
     }
 
     async fn check(&self, subject: Subject) -> Response {
@@ -341,6 +342,37 @@ impl Page {
             }
         }
     }
+}
+
+/// The last `X-Forwarded-For` entry: the one the trusted proxy added. Only that one: an entry
+/// before it is whatever the client sent. `None` when it is absent or not an address (then the
+/// proxy itself is counted, never an earlier entry).
+fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|a| !a.is_empty())?;
+    forwarded_address(last)
+}
+
+/// An `X-Forwarded-For` entry's address: `203.0.113.7`, `2001:db8::1`, or with a port as some
+/// proxies add it, `203.0.113.7:4711` or `[2001:db8::1]:4711` (or `[2001:db8::1]`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })
 }
 
 /// Refuses what a person's browser would not send: a page of ours loaded as an image or a
@@ -404,14 +436,16 @@ async fn by_qr(
         Ok(s) => s,
         Err(r) => return *r,
     };
+    // A slow upload ends here; a picture's decode is bounded in work (`qr_image::read`), and
+    // one still queued when this gives up is skipped.
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        read_form(multipart, &page.decoders),
+        read_form(multipart, &page),
     );
     let text = match read.await {
         Ok(Ok(t)) => t,
-        Ok(Err((status, detail))) => {
-            return problem(status, "无法读取 Cannot read", &detail);
+        Ok(Err((status, title, detail))) => {
+            return problem(status, title, &detail);
         }
         Err(_) => {
             return problem(
@@ -424,12 +458,14 @@ async fn by_qr(
     page.check(Subject::Qr(text)).await
 }
 
+/// Why a form gave no QR text: the status, the page's title and the detail.
+type FormProblem = (StatusCode, &'static str, String);
+
+const CANNOT_READ: &str = "无法读取 Cannot read";
+
 /// The QR text from the form: pasted, or read from the uploaded picture; `Err` says why not.
-async fn read_form(
-    mut multipart: Multipart,
-    decoders: &Arc<tokio::sync::Semaphore>,
-) -> Result<String, (StatusCode, String)> {
-    let bad = |detail: &str| (StatusCode::BAD_REQUEST, detail.to_owned());
+async fn read_form(mut multipart: Multipart, page: &Page) -> Result<String, FormProblem> {
+    let bad = |detail: &str| (StatusCode::BAD_REQUEST, CANNOT_READ, detail.to_owned());
     let unreadable = |e: axum::extract::multipart::MultipartError| {
         let status = e.status();
         let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -440,7 +476,7 @@ async fn read_form(
         } else {
             format!("the form could not be read: {}", e.body_text())
         };
-        (status, detail)
+        (status, CANNOT_READ, detail)
     };
     let mut pasted = None;
     let mut picture = None;
@@ -468,16 +504,33 @@ async fn read_form(
             "请粘贴二维码内容或选择二维码图片。Paste the QR text or choose a picture of the QR code.",
         ));
     };
-    // Decoding a photo is CPU work: one per core, off the runtime's threads.
-    let _decoder = decoders
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| bad("the service is stopping"))?;
-    match tokio::task::spawn_blocking(move || crate::qr_image::read(&picture)).await {
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(e)) => Err(bad(&format!("无法识别二维码图片。{e}"))),
-        Err(_) => Err(bad("the picture could not be read")),
+    // Decoding a photo is CPU work, on the decoders' own threads; when they and their queue
+    // are full the picture is refused now rather than kept waiting.
+    let decoded = page
+        .decoders
+        .submit(move || crate::qr_image::read(&picture))
+        .map_err(|busy| {
+            tracing::warn!(%busy, "public page: picture refused");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "系统繁忙 Busy",
+                "正在识别的图片过多，请稍后再试。Too many pictures are being read now; try again in a moment."
+                    .to_owned(),
+            )
+        })?;
+    let mut stopping = page.stopping.clone();
+    tokio::select! {
+        r = decoded => match r {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(e)) => Err(bad(&format!("无法识别二维码图片。{e}"))),
+            Err(_) => Err(bad("the picture could not be read")),
+        },
+        // Shutdown does not wait for a picture.
+        _ = stopping.wait_for(|s| *s) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "服务正在停止 Shutting down",
+            "服务正在重启，请稍后再试。The service is restarting; try again shortly.".to_owned(),
+        )),
     }
 }
 
@@ -670,4 +723,40 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
         (forms())
     };
     layout(title, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> Option<IpAddr> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        forwarded_client(&headers)
+    }
+
+    #[test]
+    fn a_forwarded_address_with_a_port_is_parsed_not_skipped() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded(&["203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(forwarded(&["203.0.113.7:4711"]), ip("203.0.113.7"));
+        assert_eq!(forwarded(&["2001:db8::1"]), ip("2001:db8::1"));
+        assert_eq!(forwarded(&["[2001:db8::1]:4711"]), ip("2001:db8::1"));
+        assert_eq!(forwarded(&["[2001:db8::1]"]), ip("2001:db8::1"));
+        // The proxy's entry is the last one, over several headers too; the client's own
+        // entries before it are never taken, even when the last one is not an address.
+        assert_eq!(
+            forwarded(&["198.51.100.9, 203.0.113.7:4711"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded(&["198.51.100.9", "[2001:db8::1]:4711"]),
+            ip("2001:db8::1")
+        );
+        assert_eq!(forwarded(&["198.51.100.9, unknown"]), None);
+        assert_eq!(forwarded(&["198.51.100.9, 203.0.113.7:port"]), None);
+        assert_eq!(forwarded(&[]), None);
+    }
 }

@@ -110,9 +110,17 @@ pub fn serve_on(
     let (page_stop, page_stopped) = tokio::sync::oneshot::channel::<()>();
     let public_page = match &config.public_page {
         Some(p) => Some(
-            crate::public_page::bind(p.clone(), Arc::downgrade(&registry), async move {
-                let _ = page_stopped.await;
-            })
+            crate::public_page::bind(
+                p.clone(),
+                Arc::downgrade(&registry),
+                Arc::new(
+                    crate::decoders::Decoders::new(p.decoders, p.decode_queue)
+                        .context("cannot start the public page's picture decoders")?,
+                ),
+                async move {
+                    let _ = page_stopped.await;
+                },
+            )
             .with_context(|| format!("cannot serve the public page on {}", p.listen))?,
         ),
         None => None,
@@ -259,7 +267,8 @@ pub fn serve_on(
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing calls in flight");
-            // The page stops taking checks too; those in progress finish.
+            // The page stops taking checks too; those in progress finish, except that one
+            // waiting for its picture answers at once (the decode is not waited for).
             let _ = page_stop.send(());
         };
         let result = match tls {
