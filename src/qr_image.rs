@@ -43,15 +43,19 @@ pub enum QrImageError {
     /// Found, but its modules do not decode.
     #[error("a QR code was found but could not be read ({0}); try a sharper, straighter picture")]
     Undecodable(String),
-    /// The text does not fit in a QR code.
-    #[error("the text is too long for a QR code")]
-    TooLong,
+    /// The text does not fit in a QR code at level M, whose largest (version 40) holds 3,391
+    /// alphanumeric characters, as in a licence's QR string, or 2,331 bytes of other text.
+    #[error(
+        "the text has {0} characters, more than a QR code holds at error correction level M \
+         (version 40: 3,391 of 0-9, A-Z, space and $%*+-./:, as in a licence's QR string; 2,331 bytes of other text)"
+    )]
+    TooLong(usize),
 }
 
 fn code(text: &str) -> Result<qrcode::QrCode, QrImageError> {
     // Medium error correction survives a crease or a smudge on paper.
     qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
-        .map_err(|_| QrImageError::TooLong)
+        .map_err(|_| QrImageError::TooLong(text.chars().count()))
 }
 
 /// A PNG of the QR code of `text`: 4 pixels per module, with its quiet zone.

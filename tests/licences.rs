@@ -1231,17 +1231,20 @@ fn wide_text(n: usize, seed: u32) -> String {
         .collect()
 }
 
-/// Every licence a published template issues verifies and prints: a template whose largest
-/// licence could not is refused at publish, naming the sizes and the limit; one at the limit
-/// publishes, and its largest licence verifies by ID and by its QR string, and the QR renders.
+/// Every licence a published template issues verifies: a template whose largest licence no
+/// check would read is refused at publish, naming the size and the limit; one with ordinary
+/// long fields publishes, and its largest licence verifies by ID and by document. A licence
+/// whose QR string is too long for a printable QR code is not drawn as one: the CLI says so
+/// and what is printed instead; a short licence of the same template prints.
 #[tokio::test]
 async fn a_published_template_issues_only_licences_that_verify_and_print() {
     use certseal::pb::verification_service_client::VerificationServiceClient;
+    use certseal_core::qr::MAX_PRINTABLE_QR_CHARS;
 
     let dir = tempfile::tempdir().unwrap();
     let server = ChildServer::spawn(&dir.path().join("data"));
     let i = issuer(server.addr, 1, pb::SealAlgorithm::EcdsaP256).await;
-    let mut t = TemplateServiceClient::new(connect(server.addr).await);
+    let t = TemplateServiceClient::new(connect(server.addr).await);
     let text_field = |name: &str, max_length: u32| pb::FieldSpec {
         name: name.into(),
         label: name.into(),
@@ -1250,24 +1253,16 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
         visibility: pb::Visibility::Public as i32,
         ..Default::default()
     };
-    // Six text fields of 4,096 characters: a licence of up to 98 KB, which no check would read.
-    let type_code = format!("{}002", i.dept);
-    let mut six = content("大证照");
-    six.fields = (1..=6)
-        .map(|n| text_field(&format!("t{n}"), 4096))
-        .collect();
-    t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
-        type_code: type_code.clone(),
-        base_version: 0,
-        content: Some(six),
-    }))
-    .await
-    .unwrap();
-    let publisher = t.clone();
-    let publish = |type_code: &str| {
-        let mut t = publisher.clone();
-        let type_code = type_code.to_owned();
+    let draft = |type_code: String, content: pb::TemplateContent| {
+        let mut t = t.clone();
         async move {
+            t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
+                type_code: type_code.clone(),
+                base_version: 0,
+                content: Some(content),
+            }))
+            .await
+            .unwrap();
             t.publish_template(admin(pb::PublishTemplateRequest {
                 type_code,
                 version: 1,
@@ -1275,78 +1270,62 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
             .await
         }
     };
-    let e = publish(&type_code).await.unwrap_err();
+    // Six text fields of 4,096 characters: a licence of up to 98 KB, which no check would read.
+    let mut six = content("大证照");
+    six.fields = (1..=6)
+        .map(|n| text_field(&format!("t{n}"), 4096))
+        .collect();
+    let e = draft(format!("{}002", i.dept), six).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let m = e.message();
+    let size: usize = m
+        .split("a signed document of ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in: {m}"));
+    assert!(size > 96 * 1024, "{m}");
     for words in [
         "cannot be published",
-        "99623 bytes",
-        "QR string",
-        "3391",
+        "bytes; verification reads at most 65536",
+        "max_length",
         "24576 characters",
     ] {
-        assert!(e.message().contains(words), "{words}: {}", e.message());
+        assert!(m.contains(words), "{words}: {m}");
     }
 
-    // The food template's fields and a scope as long as publishing allows, found by halving
-    // (one new type per try: a published version is frozen).
-    let with_scope = |scope: u32| {
-        let mut c = food_template("经营许可证");
-        c.fields.push(text_field("scope", scope));
-        c
-    };
-    let (mut fits, mut too_long, mut largest_type) = (0u32, 4097u32, String::new());
-    for n in 10.. {
-        if too_long - fits <= 1 {
-            break;
-        }
-        let mid = (fits + too_long) / 2;
-        let code = format!("{}{n:03}", i.dept);
-        t.create_template_draft(admin(pb::CreateTemplateDraftRequest {
-            type_code: code.clone(),
-            base_version: 0,
-            content: Some(with_scope(mid)),
-        }))
-        .await
-        .unwrap();
-        match publish(&code).await {
-            Ok(_) => (fits, largest_type) = (mid, code),
-            Err(e) if e.code() == Code::FailedPrecondition => too_long = mid,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    assert!(fits > 50, "a useful scope still fits: {fits} characters");
+    // A business licence's long texts: two of 1,000 characters and one of the default 256.
+    let type_code = format!("{}003", i.dept);
+    let mut long = content("营业执照");
+    long.fields.extend([
+        text_field("scope", 1000),
+        text_field("scope_licensed", 1000),
+        text_field("remarks", 0),
+    ]);
+    draft(type_code.clone(), long).await.unwrap();
 
     // Its largest licence: every text at its longest in 4-byte characters.
     let mut r = request(&i, "largest");
-    r.type_code = largest_type;
+    r.type_code = type_code.clone();
     r.holder = Some(pb::Holder {
         kind: pb::HolderKind::Person as i32,
         id: PERSON.into(),
         name: wide_text(200, 1),
     });
-    r.fields
-        .insert("operator_name".into(), text(&wide_text(100, 2)));
-    r.fields
-        .insert("scope".into(), text(&wide_text(fits as usize, 3)));
-    r.fields
-        .insert("capital".into(), text(&format!("-{}.99", "9".repeat(30))));
-    r.fields.insert(
-        "staff".into(),
-        pb::FieldValue {
-            value: Some(pb::field_value::Value::Integer(i64::MIN)),
-        },
-    );
-    let l = licences(connect(server.addr).await)
+    r.fields = HashMap::from([
+        ("operator_name".to_owned(), text(&wide_text(100, 2))),
+        ("legal_rep_id".to_owned(), text(PERSON)),
+        ("scope".to_owned(), text(&wide_text(1000, 3))),
+        ("scope_licensed".to_owned(), text(&wide_text(1000, 4))),
+        ("remarks".to_owned(), text(&wide_text(256, 5))),
+    ]);
+    let mut lc = licences(connect(server.addr).await);
+    let l = lc
         .issue_licence(as_issuer(&i, r))
         .await
         .unwrap()
         .into_inner();
-    // Close to the limit: the bound is not loose.
-    let qr_chars = l.qr.len();
-    assert!(
-        (3000..=certseal_core::qr::MAX_PRINTABLE_QR_CHARS).contains(&qr_chars),
-        "{qr_chars}"
-    );
+    assert!(l.document.len() > 9 * 1024, "{}", l.document.len());
     let mut v = VerificationServiceClient::new(connect(server.addr).await);
     let purpose = Some(pb::Purpose {
         code: "ADMIN_APPROVAL".into(),
@@ -1364,11 +1343,13 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
         .await
         .unwrap()
         .into_inner();
-    let by_qr = v
+    let by_document = v
         .verify_document(as_issuer(
             &i,
             pb::VerifyDocumentRequest {
-                document: Some(pb::verify_document_request::Document::Qr(l.qr.clone())),
+                document: Some(pb::verify_document_request::Document::Cose(
+                    l.document.clone(),
+                )),
                 purpose,
                 at: None,
             },
@@ -1376,23 +1357,60 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
         .await
         .unwrap()
         .into_inner();
-    for r in [by_id, by_qr] {
+    for r in [by_id, by_document] {
         assert_eq!(r.indication(), pb::Indication::TotalPassed, "{}", r.reason);
     }
-    // The QR code renders: version 40 at most, 177 modules and the quiet zone, 4 px each.
+
+    // Too long to print as a QR code: the CLI says so, and what carries it instead.
+    assert!(l.qr.len() > MAX_PRINTABLE_QR_CHARS, "{}", l.qr.len());
     let png = dir.path().join("largest.png");
-    ok(cli(
-        &server,
-        &i.dept,
-        "issuer",
-        &[
-            "licence",
-            "qr",
-            &l.licence_id,
-            "--png",
-            png.to_str().unwrap(),
-        ],
-    ));
+    let qr_png = |id: &str, png: &std::path::Path| {
+        cli(
+            &server,
+            &i.dept,
+            "issuer",
+            &["licence", "qr", id, "--png", png.to_str().unwrap()],
+        )
+    };
+    let out = qr_png(&l.licence_id, &png);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for words in [
+        format!("a QR string of {} characters", l.qr.len()),
+        format!("at most {MAX_PRINTABLE_QR_CHARS}"),
+        format!("<public_page.base_url>/v/{}", l.licence_id),
+    ] {
+        assert!(err.contains(&words), "{words}: {err}");
+    }
+    assert!(!png.exists(), "no image is written");
+    // The whole string is still there for machines.
+    assert_eq!(
+        ok(cli(
+            &server,
+            &i.dept,
+            "issuer",
+            &["licence", "qr", &l.licence_id]
+        ))
+        .trim_end(),
+        l.qr
+    );
+
+    // A licence of the same template with short values prints.
+    let mut r = request(&i, "short");
+    r.type_code = type_code;
+    r.fields = HashMap::from([
+        ("operator_name".to_owned(), text("张三小吃店")),
+        ("legal_rep_id".to_owned(), text(PERSON)),
+        ("scope".to_owned(), text("预包装食品销售；热食类食品制售")),
+    ]);
+    let short = lc
+        .issue_licence(as_issuer(&i, r))
+        .await
+        .unwrap()
+        .into_inner();
+    ok(qr_png(&short.licence_id, &png));
     let image = image::open(&png).unwrap();
     assert!(image.width() <= (177 + 8) * 4, "{}", image.width());
+    let read = certseal::qr_image::read(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!(read, short.qr);
 }

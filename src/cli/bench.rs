@@ -259,11 +259,7 @@ async fn prepare(channel: Channel) -> anyhow::Result<String> {
                     category: pb::TemplateCategory::Licence as i32,
                     default_validity_days: 1825,
                     fields: vec![
-                        // Short enough that its largest licence prints as a QR code.
-                        pb::FieldSpec {
-                            max_length: 100,
-                            ..field("operator_name", pb::FieldType::String)
-                        },
+                        field("operator_name", pb::FieldType::String),
                         field("legal_rep_id", pb::FieldType::ResidentId),
                     ],
                 }),

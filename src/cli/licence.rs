@@ -162,6 +162,23 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             match png {
                 None => println!("{}", l.qr),
                 Some(path) => {
+                    // Checked here to say what prints instead: the page address is the
+                    // server's setting, which no call returns.
+                    let max = certseal_core::qr::MAX_PRINTABLE_QR_CHARS;
+                    if l.qr.len() > max {
+                        bail!(
+                            "licence {id} has a QR string of {} characters; a printable QR code \
+                             (version 40, level M) holds at most {max}. Such a licence is printed \
+                             with the QR code of its public page address, \
+                             <public_page.base_url>/v/{id}, and is checked online by its ID: \
+                             the public page shows that code on the licence's page (扫码查看最新状态) \
+                             when the server sets [public_page] base_url, ready to print; \
+                             `certseal licence qr {id}` without --png prints the whole string for \
+                             machines",
+                            l.qr.len(),
+                            id = l.licence_id,
+                        );
+                    }
                     let image = crate::qr_image::png(&l.qr)?;
                     super::files::write(&path, &image)?;
                     eprintln!(

@@ -422,7 +422,8 @@ pub enum LicenceCommand {
         licence_id: String,
         /// Write the QR code here as a PNG image (4 pixels per module, with its quiet zone)
         /// instead of printing the string. It holds the whole document, personal fields
-        /// included: hand it to the holder, not to the public.
+        /// included: hand it to the holder, not to the public. A QR string over 3,391
+        /// characters does not fit one: such a licence prints with its public page's QR code.
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
         #[command(flatten)]

@@ -270,8 +270,11 @@ impl LicenceId {
     }
 }
 
+/// Longest serial a licence ID may have.
+pub const MAX_SERIAL_CHARS: usize = 32;
+
 fn check_serial(serial: &str) -> Result<(), IdError> {
-    if serial.is_empty() || serial.len() > 32 {
+    if serial.is_empty() || serial.len() > MAX_SERIAL_CHARS {
         return Err(err("a licence serial has 1 to 32 characters"));
     }
     if !serial

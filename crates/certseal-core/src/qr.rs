@@ -5,11 +5,12 @@ use std::io::Read;
 
 /// Prefix of a certseal QR string, version 1.
 pub const QR_PREFIX: &str = "CS1:";
-/// Longest QR string accepted when read. Licences issued before
-/// [`MAX_PRINTABLE_QR_CHARS`] was enforced may have longer strings than new ones.
+/// Longest QR string accepted when read (pasted or sent as text: more than prints). A longer
+/// licence is checked by its document or its ID.
 pub const MAX_QR_CHARS: usize = 8 * 1024;
-/// Longest QR string of a licence issued: what a version 40 QR code holds at error
+/// Longest QR string that prints as a QR code: what a version 40 code holds at error
 /// correction level M in alphanumeric mode (the Base45 alphabet and `CS1:` are alphanumeric).
+/// A licence with a longer one is printed with the QR code of its public page address.
 pub const MAX_PRINTABLE_QR_CHARS: usize = 3391;
 /// Largest document a QR string may inflate to.
 pub const MAX_QR_DOCUMENT: usize = 64 * 1024;

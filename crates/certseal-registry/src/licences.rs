@@ -298,26 +298,15 @@ fn merge(results: Vec<Result<(), RegistryError>>) -> Result<(), RegistryError> {
     }
 }
 
-/// Which limit a signed licence breaks, if any: the size the verifiers read, or the QR string
-/// a printable QR code holds.
-fn check_issuable(document: &[u8], qr: &str) -> Result<(), RegistryError> {
+/// Refuses a signed licence larger than verification reads: it would be issued and then fail
+/// every check. This bounds versions published before [`largest_licence`] was checked at publish.
+fn check_issuable(document: &[u8]) -> Result<(), RegistryError> {
     if document.len() > MAX_DOCUMENT_BYTES {
         return Err(RegistryError::invalid(
             "fields",
             format!(
                 "the signed licence would have {} bytes; verification reads at most {MAX_DOCUMENT_BYTES}: shorten the field values or the holder name",
                 document.len()
-            ),
-        ));
-    }
-    if qr.len() > qr::MAX_PRINTABLE_QR_CHARS {
-        return Err(RegistryError::invalid(
-            "fields",
-            format!(
-                "the licence's QR string would have {} characters (a signed document of {} bytes); a printable QR code (version 40, level M) holds at most {}: shorten the field values or the holder name",
-                qr.len(),
-                document.len(),
-                qr::MAX_PRINTABLE_QR_CHARS
             ),
         ));
     }
@@ -348,12 +337,13 @@ const WIDEST_CHAR: char = '\u{20000}';
 
 /// The largest licence `template` can issue, encoded as the registry signs it: every field
 /// present at its longest (text at 4 bytes a character), the longest holder name, the longest
-/// times, an expiry and a previous licence. Returns the signed document's length and the
-/// longest QR string a document of that length can have.
-pub(crate) fn largest_licence(template: &Template) -> Result<(usize, usize), RegistryError> {
+/// times, the longest serial the ID format allows, an expiry and a previous licence. Returns
+/// the signed document's length.
+pub(crate) fn largest_licence(template: &Template) -> Result<usize, RegistryError> {
     use certseal_core::template::FieldType;
     let issuer = template.defining_department();
-    let id = LicenceId::new(&template.type_code, &issuer, &"Z".repeat(12), 999)
+    let serial = "Z".repeat(certseal_core::ids::MAX_SERIAL_CHARS);
+    let id = LicenceId::new(&template.type_code, &issuer, &serial, 999)
         .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
     let fields = template
         .content
@@ -412,7 +402,7 @@ pub(crate) fn largest_licence(template: &Template) -> Result<(usize, usize), Reg
         claims.encode(),
     )
     .map_err(|e| RegistryError::Corrupt(format!("sizing a licence: {e}")))?;
-    Ok((document.len(), qr::max_chars(document.len())))
+    Ok(document.len())
 }
 
 impl Registry {
@@ -618,8 +608,8 @@ impl Registry {
                     claims.encode(),
                 )
                 .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
+                check_issuable(&document)?;
                 let qr = qr::encode(&document);
-                check_issuable(&document, &qr)?;
                 licence.document_digest = sha256(&[&document]).to_vec();
                 Ok(Prepared {
                     licence,

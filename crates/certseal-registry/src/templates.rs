@@ -8,10 +8,11 @@
 use certseal_core::template::FieldType;
 use certseal_core::{
     Actor, DepartmentStatus, Role, Template, TemplateCategory, TemplateContent, TemplateStatus,
-    Timestamp, TypeCode, qr,
+    Timestamp, TypeCode,
 };
 use certseal_log::Extra;
 use certseal_store::{Direction, Table};
+use certseal_verify::document::MAX_DOCUMENT_BYTES;
 
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
@@ -55,11 +56,11 @@ pub(crate) struct PublishedTemplates {
     >,
 }
 
-/// Refuses to publish a version whose largest licence could not be printed as a QR code:
-/// every licence issued from a published version then verifies and prints.
-fn check_printable(t: &Template) -> Result<(), RegistryError> {
-    let (document, qr_chars) = crate::licences::largest_licence(t)?;
-    if qr_chars <= qr::MAX_PRINTABLE_QR_CHARS {
+/// Refuses to publish a version whose largest licence would be larger than verification
+/// reads: every licence issued from a published version then verifies.
+fn check_verifiable(t: &Template) -> Result<(), RegistryError> {
+    let document = crate::licences::largest_licence(t)?;
+    if document <= MAX_DOCUMENT_BYTES {
         return Ok(());
     }
     let text: u32 = t
@@ -71,12 +72,10 @@ fn check_printable(t: &Template) -> Result<(), RegistryError> {
         .sum();
     Err(RegistryError::FailedPrecondition(format!(
         "template {} version {} cannot be published: its largest licence (every field at its \
-         longest, text at 4 bytes a character) would be a signed document of {document} bytes, \
-         whose QR string can reach {qr_chars} characters; a printable QR code (version 40, \
-         level M) holds {}. Lower the max_length of its text fields ({text} characters in all)",
-        t.type_code,
-        t.version,
-        qr::MAX_PRINTABLE_QR_CHARS
+         longest, text at 4 bytes a character) would be a signed document of {document} bytes; \
+         verification reads at most {MAX_DOCUMENT_BYTES}. Lower the max_length of its text \
+         fields ({text} characters in all)",
+        t.type_code, t.version,
     )))
 }
 
@@ -297,7 +296,7 @@ impl Registry {
                 )));
             }
             if to == TemplateStatus::Published {
-                check_printable(t)?;
+                check_verifiable(t)?;
             }
             t.status = to;
             if to == TemplateStatus::Published {
