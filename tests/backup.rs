@@ -304,6 +304,10 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
     // A wrong KEK is refused before anything is written.
     let wrong = dir.path().join("wrong-kek");
     std::fs::write(&wrong, [7u8; 32]).unwrap();
+    // A KEK others may read is refused first, with the fix.
+    let err = failed(restore(&backup, &dir.path().join("r-wrong"), &wrong, &[]));
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let err = failed(restore(&backup, &dir.path().join("r-wrong"), &wrong, &[]));
     assert!(err.contains("does not open this backup's keys"), "{err}");
     assert!(!dir.path().join("r-wrong").exists());
