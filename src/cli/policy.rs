@@ -598,15 +598,12 @@ pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bootstrap(
+/// The stopped server's registry, opened on its data folder, and the configured administrator
+/// department acting in it (for the offline commands).
+fn open_as_admin(
     data_dir: &Path,
     config: Option<&Path>,
-    hosts: &[String],
-    (admin_name, admin_region): (&str, &str),
-    days: u32,
-    out: &Path,
-) -> anyhow::Result<()> {
-    use certseal_crypto::x509::{self, KeyAlgorithm};
+) -> anyhow::Result<(certseal_registry::Registry, certseal_core::Actor)> {
     let raw = match config {
         Some(p) => RawConfig::load(p)?,
         None => RawConfig::default(),
@@ -627,9 +624,23 @@ async fn bootstrap(
             )
         })?;
     let actor = certseal_core::Actor {
-        department: admin.clone(),
+        department: admin,
         role: certseal_core::Role::Admin,
     };
+    Ok((registry, actor))
+}
+
+async fn bootstrap(
+    data_dir: &Path,
+    config: Option<&Path>,
+    hosts: &[String],
+    (admin_name, admin_region): (&str, &str),
+    days: u32,
+    out: &Path,
+) -> anyhow::Result<()> {
+    use certseal_crypto::x509::{self, KeyAlgorithm};
+    let (registry, actor) = open_as_admin(data_dir, config)?;
+    let admin = actor.department.clone();
     let err = |e: certseal_registry::RegistryError| anyhow::anyhow!("{e}");
     match registry.get_department(&actor, admin.as_str()) {
         Ok(_) => {}
@@ -692,29 +703,7 @@ pub async fn client_ca(c: super::CaCommand) -> anyhow::Result<()> {
         super::CaCommand::RetireClient { data_dir, config } => (data_dir, config, None),
         super::CaCommand::Cert { .. } => unreachable!("an online command"),
     };
-    let raw = match config {
-        Some(p) => RawConfig::load(p)?,
-        None => RawConfig::default(),
-    };
-    let config = raw.validate(Overrides {
-        data_dir: Some(data_dir.clone()),
-        ..Overrides::default()
-    })?;
-    let Some(admin) = config.registry.access.admin_department.clone() else {
-        bail!("name the administrator department in the config: [policy] admin_department");
-    };
-    let registry = certseal_registry::Registry::open(data_dir, &config.registry)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "cannot open the data folder {} (is the server stopped?)",
-                data_dir.display()
-            )
-        })?;
-    let actor = certseal_core::Actor {
-        department: admin,
-        role: certseal_core::Role::Admin,
-    };
+    let (registry, actor) = open_as_admin(data_dir, config.as_deref())?;
     let err = |e: certseal_registry::RegistryError| anyhow::anyhow!("{e}");
     match out {
         Some(out) => {
