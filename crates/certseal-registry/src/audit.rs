@@ -20,6 +20,10 @@ use certseal_store::{Batch, Direction, KvStore, Read, StoreError, Table, Txn, Wr
 use crate::RegistryError;
 
 pub(crate) const META_LOG_SIZE: &[u8] = b"log_size";
+/// Counts the changes to records other nodes keep in memory (seals, departments, policies,
+/// templates, certificates): a cluster follower compares it to decide whether its caches are
+/// current.
+pub(crate) const META_CHANGE_SEQ: &[u8] = b"change_seq";
 const META_LOG_KEY: &[u8] = b"log_key";
 pub(crate) const META_LOG_ORIGIN: &[u8] = b"log_origin";
 /// Associated data that binds the sealed log key to its use.
@@ -49,6 +53,10 @@ pub struct AuditWriter {
     pub(crate) records: Arc<crate::cache::Epoch>,
     /// When the latest checkpoint was signed (ms), for its age in the metrics.
     pub(crate) signed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// The change sequence as this writer last wrote it.
+    change_seq: u64,
+    /// Set when the writer reloaded its state from the store: what is cached may be stale.
+    pub(crate) caches_stale: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -94,6 +102,7 @@ impl WriterState for AuditWriter {
             let size = meta_u64(store, META_LOG_SIZE)?;
             w.frontier = Frontier::load(&StoredNodes(store), size).map_err(log_err)?;
             w.last_time = w.last_time.max(last_entry_time(store, size)?);
+            w.change_seq = meta_u64(store, META_CHANGE_SEQ)?;
             if let Some(o) = store.get(Table::Meta, META_LOG_ORIGIN)? {
                 w.origin = String::from_utf8_lossy(&o).as_ref().into();
             }
@@ -106,7 +115,11 @@ impl WriterState for AuditWriter {
             size = self.frontier.size(),
             "reloaded the audit log's right edge"
         );
-        // Cached records are read again, and the new size signed.
+        // Cached records are read again (another node may have written them while this one
+        // followed), and the new size signed.
+        self.records.invalidate();
+        self.caches_stale
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.committed(store);
         Ok(())
     }
@@ -189,6 +202,13 @@ pub(crate) fn append(
     extra: BTreeMap<String, Extra>,
 ) {
     let digest = sha256(&[record]);
+    let followed = txn.ops().iter().any(changes_followed_state);
+    let w = &mut *txn.state;
+    if followed {
+        w.change_seq += 1;
+        let seq = w.change_seq;
+        txn.put(Table::Meta, META_CHANGE_SEQ, seq.to_be_bytes().to_vec());
+    }
     let w = &mut *txn.state;
     // Time never goes backwards along the log, even if the clock does.
     let time = Timestamp::now().0.max(w.last_time);
@@ -218,6 +238,23 @@ pub(crate) fn append(
         txn.put(Table::LogNodes, node_key(n.level, n.index), n.hash.to_vec());
     }
     txn.put(Table::Meta, META_LOG_SIZE, size.to_be_bytes().to_vec());
+}
+
+/// Whether a change touches what nodes keep in memory: everything but licences, receipts,
+/// the log itself and the bookkeeping beside them.
+fn changes_followed_state(op: &certseal_store::Op) -> bool {
+    let (certseal_store::Op::Put(table, key, _) | certseal_store::Op::Delete(table, key)) = op;
+    match table {
+        Table::Departments
+        | Table::Templates
+        | Table::TemplateHeads
+        | Table::Seals
+        | Table::SealsByKid
+        | Table::SealsByDepartment
+        | Table::Policies => true,
+        Table::Meta => key.as_slice() != META_LOG_SIZE && key.as_slice() != META_CHANGE_SEQ,
+        _ => false,
+    }
 }
 
 /// What opening the log yields.
@@ -295,6 +332,8 @@ pub(crate) fn open_log(
     };
     let latest = match latest {
         Some(cp) if cp.checkpoint.size == size => cp,
+        // A cluster follower signs nothing: the leader signs the size it committed.
+        Some(cp) if store.writable().is_err() => cp,
         _ => sign_and_store(store, origin, &frontier, &key)?,
     };
     tracing::info!(size, origin, "audit log open");
@@ -308,6 +347,8 @@ pub(crate) fn open_log(
             latest: latest.clone(),
             records,
             signed_at: Arc::new(std::sync::atomic::AtomicI64::new(Timestamp::now().0)),
+            change_seq: meta_u64(store, META_CHANGE_SEQ)?,
+            caches_stale: Arc::default(),
         },
         latest,
         verifier_key,
@@ -325,7 +366,7 @@ pub(crate) fn open_log_key(
         .ok_or_else(|| RegistryError::Corrupt("the log key is missing".into()))?;
     let pkcs8 = kek.open(LOG_KEY_OWNER, &sealed).map_err(|e| {
         RegistryError::Corrupt(format!(
-            "the log key cannot be opened with the key-encryption key {}: {e}",
+            "the log key cannot be opened with the key-encryption key {}: {e}; this store's keys are sealed under another KEK (every node of a cluster needs a copy of the registry's one KEK file)",
             kek_file.display()
         ))
     })?;

@@ -63,6 +63,10 @@ pub const MAX_EXPORT_PAGE: usize = 1024;
 impl Registry {
     /// The latest signed checkpoint.
     pub fn latest_checkpoint(&self) -> SignedCheckpoint {
+        if self.following() {
+            // The leader signs; a follower serves the newest checkpoint the database holds.
+            self.follow_checkpoint();
+        }
         self.latest.read().expect("lock").clone()
     }
 

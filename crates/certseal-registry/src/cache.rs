@@ -51,6 +51,12 @@ impl Epoch {
         }
     }
 
+    /// Everything cached so far is stale: another node changed records (a cluster follower
+    /// learns it from the change sequence), or this one took over the writes.
+    pub(crate) fn invalidate(&self) {
+        self.0.fetch_add(2, Ordering::SeqCst);
+    }
+
     /// On the writer: whether nothing cached changed since `stamp` was taken.
     pub(crate) fn unchanged_since(&self, stamp: Option<u64>) -> bool {
         stamp == Some(self.current())

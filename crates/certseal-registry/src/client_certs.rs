@@ -99,6 +99,15 @@ impl RevokedCertificates {
             .unwrap_or_else(|e| e.into_inner())
             .insert(serial, at);
     }
+
+    /// Takes in every revocation of `other` (a follower's reload: revocations are final).
+    pub(crate) fn take_all(&self, other: &RevokedCertificates) {
+        let theirs = other.serials.read().unwrap_or_else(|e| e.into_inner());
+        let mut ours = self.serials.write().unwrap_or_else(|e| e.into_inner());
+        for (serial, at) in theirs.iter() {
+            ours.insert(serial.clone(), *at);
+        }
+    }
 }
 
 /// The client CAs: the one that signs, and the one being retired after a rotation.

@@ -14,6 +14,7 @@ mod audit_read;
 mod backup;
 mod cache;
 mod client_certs;
+mod cluster;
 mod codec;
 mod departments;
 mod error;
@@ -179,6 +180,10 @@ pub struct Registry {
     records: cache::RecordCache,
     signing: signing::SigningPool,
     checkpoint_signed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// The change sequence the caches reflect (a cluster follower's).
+    followed: std::sync::atomic::AtomicU64,
+    /// Set by the writer when it reloaded its state: the caches are to be read again.
+    caches_stale: Arc<std::sync::atomic::AtomicBool>,
     /// Licences issued, and checks by indication (passed, failed, indeterminate).
     issued: std::sync::atomic::AtomicU64,
     checks: [std::sync::atomic::AtomicU64; 3],
@@ -203,6 +208,10 @@ impl Registry {
         opts: &RegistryOptions,
         kek_file: &Path,
     ) -> Result<Self, RegistryError> {
+        // A cluster follower never initialises the database: the node holding the lease does.
+        if store.writable().is_err() {
+            wait_until_initialised(store.as_ref())?;
+        }
         // An existing folder's keys are sealed under its KEK: without the file, making a new
         // one would only leave a useless key beside keys nobody can open.
         if store.get(Table::Meta, META_FORMAT_KEY)?.is_some() && !kek_file.exists() {
@@ -233,6 +242,7 @@ impl Registry {
         let revoked_certs = Arc::new(client_certs::load_revoked(store.as_ref())?);
         let serials = licences::SerialAllocator::new(log.writer.last_time());
         let checkpoint_signed_at = log.writer.signed_at.clone();
+        let caches_stale = log.writer.caches_stale.clone();
         let restore = backup::load_restore_state(store.as_ref())?;
         if let Some(r) = restore.as_ref().and_then(backup::RestoreState::refusal) {
             tracing::warn!("{r}");
@@ -264,6 +274,8 @@ impl Registry {
             records,
             signing: signing::SigningPool::new(),
             checkpoint_signed_at,
+            followed: std::sync::atomic::AtomicU64::new(cluster::UNKNOWN),
+            caches_stale,
             issued: Default::default(),
             checks: Default::default(),
         })
@@ -312,6 +324,30 @@ impl Registry {
         self.store.get(Table::Meta, META_FORMAT_KEY)?;
         Ok(())
     }
+}
+
+/// On a node without the write lease: waits for the database to be initialised by the node
+/// that holds it, or takes the lease if it is free and initialises it itself.
+fn wait_until_initialised(store: &dyn KvStore) -> Result<(), RegistryError> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while store.get(Table::Meta, META_FORMAT_KEY)?.is_none() {
+        if store.recover().is_ok() {
+            return Ok(());
+        }
+        if started.elapsed() > PATIENCE {
+            return Err(RegistryError::FailedPrecondition(
+                "the database is not initialised, and another node holds the write lease without initialising it: start one node alone first".into(),
+            ));
+        }
+        if !said {
+            tracing::info!("waiting for the node holding the write lease to initialise the database");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Ok(())
 }
 
 /// Creates the data folder, when absent, readable by its owner only: it holds every licence.

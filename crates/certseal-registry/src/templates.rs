@@ -132,6 +132,16 @@ fn require_active_definer(txn: &RegTxn<'_>, type_code: &TypeCode) -> Result<(), 
 }
 
 impl Registry {
+    /// Forgets the published templates held in memory (a follower whose cluster changed them).
+    pub(crate) fn clear_published_templates(&self) {
+        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = cache.generation + 1;
+        *cache = PublishedTemplates {
+            generation,
+            ..PublishedTemplates::default()
+        };
+    }
+
     /// Creates a draft. `base_version` 0 starts a new licence type (`AlreadyExists` if the
     /// type has versions); N creates version N+1 and must name the type's latest version,
     /// which must not itself be a draft. Needs the admin role.

@@ -149,6 +149,10 @@ pub enum StoreError {
     /// the store can write again. Nothing was written.
     #[error("{0}")]
     WritesStopped(WriterStop),
+    /// This node of a cluster does not hold the write lease: another node sequences writes.
+    /// Nothing was written.
+    #[error("not the writer: {0}")]
+    NotLeader(String),
     /// This backend does not do what was asked (backups of a database backend are taken on
     /// the database).
     #[error("{0}")]
@@ -264,6 +268,13 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
     /// (the RocksDB store reopens its database, since RocksDB refuses every write after a
     /// failed one until then). An error says why not yet; the caller tries again later.
     fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether this store takes writes now. A cluster node that does not hold the write lease
+    /// answers [`StoreError::NotLeader`]: its sequencer starts stopped, and [`KvStore::recover`]
+    /// is how it takes the lease.
+    fn writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -53,6 +53,8 @@ pub enum StopCause {
     DiskFull,
     /// The store failed a write for another reason (an I/O error, a read-only disk).
     WriteFailed,
+    /// Another node of the cluster holds the write lease; this one forwards writes to it.
+    NotLeader,
 }
 
 impl StopCause {
@@ -61,6 +63,7 @@ impl StopCause {
         match self {
             StopCause::DiskFull => "disk_full",
             StopCause::WriteFailed => "write_failed",
+            StopCause::NotLeader => "not_leader",
         }
     }
 }
@@ -81,6 +84,7 @@ impl WriterStop {
     fn new(error: &StoreError) -> Self {
         let cause = match error {
             StoreError::DiskFull(_) => StopCause::DiskFull,
+            StoreError::NotLeader(_) => StopCause::NotLeader,
             _ => StopCause::WriteFailed,
         };
         Self {
@@ -109,6 +113,11 @@ impl std::fmt::Display for WriterStop {
             StopCause::WriteFailed => f.write_str(
                 "writes are stopped: the data folder's disk failed a write; writes resume by \
                  themselves once it takes writes again; retry then, with the same idempotency key",
+            ),
+            StopCause::NotLeader => f.write_str(
+                "this node does not hold the cluster's write lease (a fail-over is under way, or \
+                 the call reached a follower directly); retry, with the same idempotency key or \
+                 request ID",
             ),
         }
     }
@@ -169,6 +178,11 @@ impl<W> Txn<'_, W> {
             });
         }
         self.store.get(table, key)
+    }
+
+    /// The changes this operation buffered so far, in order.
+    pub fn ops(&self) -> &[Op] {
+        self.batch.ops()
     }
 
     /// Buffers a put.
@@ -358,6 +372,14 @@ fn run<W: WriterState>(
     mut state: W,
     shared: &Shared,
 ) {
+    // A cluster follower starts stopped, and takes writes once it takes the lease.
+    if let Err(e) = store.writable() {
+        let stop = WriterStop::new(&e);
+        shared.set_stop(Some(stop.clone()));
+        if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
+            return;
+        }
+    }
     while let Some(stop) = write_groups(store.as_ref(), &mut rx, opts, &mut state, shared) {
         if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
             return;
@@ -516,6 +538,11 @@ fn recover<W: WriterState>(
             Err(e) => {
                 wait = (wait * 2).min(opts.max_recover_interval.max(opts.recover_interval));
                 next = Instant::now() + wait;
+                // A follower asks for the lease all the time; that is not news.
+                if matches!(e, StoreError::NotLeader(_)) {
+                    tracing::debug!(attempts, error = %e, "still a follower");
+                    continue;
+                }
                 tracing::warn!(
                     attempts,
                     error = %e,
