@@ -25,11 +25,19 @@ done
 exit $rc
 "#;
 
-/// Records each call; `install` marks its packages installed, as a real install would, unless
-/// FAKE_APT_NOOP is set (an apt-get that "succeeds" without installing).
+/// Records each call, and what Debian's service policy answered while it ran (as a package's
+/// postinst would ask it); `install` marks its packages installed, as a real install would,
+/// unless FAKE_APT_NOOP is set (an apt-get that "succeeds" without installing) or FAKE_APT_FAIL
+/// (one that fails, as on a network error).
 const APT_GET: &str = r#"#!/bin/bash
 echo "$*" >> "$FAKE_APT_LOG"
+if [ -x "$CERTSEAL_POLICY_RC_D" ]; then
+  "$CERTSEAL_POLICY_RC_D" mariadb start; echo "$1 $?"
+else
+  echo "$1 none"
+fi >> "$FAKE_POLICY_LOG"
 [ "$1" = install ] || exit 0
+[ -z "${FAKE_APT_FAIL:-}" ] || exit 100
 [ -z "${FAKE_APT_NOOP:-}" ] || exit 0
 for p in "$@"; do
   case "$p" in install|-*) continue ;; esac
@@ -62,10 +70,12 @@ const TEST_PACKAGES: [&str; 5] = [
     "fonts-wqy-zenhei",
 ];
 const BUILD_PACKAGES: [&str; 3] = ["libclang-dev", "g++", "make"];
+const CLUSTER_PACKAGES: [&str; 4] = ["mariadb-server", "mariadb-client", "galera-4", "rsync"];
 
 struct Machine {
     dir: TempDir,
     apt_noop: bool,
+    apt_fail: bool,
 }
 
 impl Machine {
@@ -76,6 +86,7 @@ impl Machine {
         let m = Self {
             dir,
             apt_noop: false,
+            apt_fail: false,
         };
         std::fs::create_dir_all(m.path("bin")).unwrap();
         std::fs::create_dir_all(m.path("venv/bin")).unwrap();
@@ -94,11 +105,12 @@ impl Machine {
         m
     }
 
-    /// Every package of `--test` installed.
+    /// Every package of `--test` and `--cluster` installed.
     fn complete() -> Self {
         let all: Vec<_> = BUILD_PACKAGES
             .iter()
             .chain(&TEST_PACKAGES)
+            .chain(&CLUSTER_PACKAGES)
             .map(|p| (*p, "install ok installed"))
             .collect();
         Self::new(&all, &[])
@@ -121,11 +133,17 @@ impl Machine {
             .env("PATH", std::env::join_paths(path).unwrap())
             .env("FAKE_DPKG_STATUS", self.path("status"))
             .env("FAKE_APT_LOG", self.path("apt.log"))
+            .env("FAKE_POLICY_LOG", self.path("policy.log"))
+            // Never the real /usr/sbin/policy-rc.d.
+            .env("CERTSEAL_POLICY_RC_D", self.path("policy-rc.d"))
             .env("FAKE_PIP_LOG", self.path("pip.log"))
             .env("FAKE_PIP_REPORT", self.path("pip-report.json"))
             .env("CERTSEAL_PY_VENV", self.path("venv"));
         if self.apt_noop {
             cmd.env("FAKE_APT_NOOP", "1");
+        }
+        if self.apt_fail {
+            cmd.env("FAKE_APT_FAIL", "1");
         }
         cmd.output().unwrap()
     }
@@ -202,6 +220,56 @@ fn a_bare_machine_gets_every_package() {
     for p in BUILD_PACKAGES.iter().chain(&TEST_PACKAGES) {
         assert!(got.contains(&p.to_string()), "{p} in {got:?}");
     }
+}
+
+#[test]
+fn a_cluster_machine_gets_the_database_without_starting_debians_service() {
+    let m = Machine::new(&[("rsync", "install ok installed")], &[]);
+    m.run_ok(&["--cluster"]);
+    let got = m.apt_installed();
+    for p in BUILD_PACKAGES.iter().chain(&CLUSTER_PACKAGES[..3]) {
+        assert!(got.contains(&p.to_string()), "{p} in {got:?}");
+    }
+    assert!(!got.contains(&"rsync".into()), "{got:?}");
+    for p in TEST_PACKAGES {
+        assert!(!got.contains(&p.to_owned()), "{p} without --test: {got:?}");
+    }
+    // While apt-get ran, a service start was forbidden (101); the policy is gone after it.
+    assert_eq!(m.lines("policy.log"), ["update 101", "install 101"]);
+    assert!(!m.path("policy-rc.d").exists());
+
+    // Without --cluster no policy is put in place.
+    let m = Machine::new(&[], &[]);
+    m.run_ok(&["--test"]);
+    assert_eq!(m.lines("policy.log"), ["update none", "install none"]);
+    assert!(!m.apt_installed().contains(&"mariadb-server".into()));
+
+    // Nothing missing: no apt-get, no policy.
+    let m = Machine::complete();
+    m.run_ok(&["--cluster", "--test"]);
+    assert_eq!(m.apt_calls(), Vec::<String>::new());
+    assert!(!m.path("policy-rc.d").exists());
+}
+
+#[test]
+fn a_machines_own_service_policy_is_left_alone() {
+    let m = Machine::new(&[], &[]);
+    let own = "#!/bin/sh\nexit 0\n";
+    write_exe(&m.path("policy-rc.d"), own);
+    m.run_ok(&["--cluster"]);
+    assert!(m.apt_installed().contains(&"mariadb-server".into()));
+    assert_eq!(m.lines("policy.log"), ["update 0", "install 0"]);
+    assert_eq!(std::fs::read_to_string(m.path("policy-rc.d")).unwrap(), own);
+}
+
+#[test]
+fn a_failed_install_removes_the_policy_it_put_in_place() {
+    let mut m = Machine::new(&[], &[]);
+    m.apt_fail = true;
+    let out = m.run(&["--cluster"]);
+    assert_eq!(out.status.code(), Some(100), "{out:?}");
+    assert_eq!(m.lines("policy.log"), ["update 101", "install 101"]);
+    assert!(!m.path("policy-rc.d").exists());
 }
 
 #[test]
@@ -344,7 +412,7 @@ fn the_real_machine_dry_run() {
     // Read-only on the real system: dpkg-query and the real project virtualenv's pip.
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-deps"))
-        .args(["--dry-run", "--test"])
+        .args(["--dry-run", "--test", "--cluster"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
