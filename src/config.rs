@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certseal_registry::{ConfiguredCa, DEFAULT_LOG_ORIGIN, RegistryOptions};
-use certseal_store::{RocksOptions, SequencerOptions};
+use certseal_store::SequencerOptions;
+use certseal_store_rocks::RocksOptions;
 use serde::Deserialize;
 
 /// Default listen address: loopback only.

@@ -20,9 +20,8 @@ use certseal_crypto::{Kek, Signer};
 use certseal_log::merkle::{self, Frontier, Hash, leaf_hash};
 use certseal_log::restore::{RESTORE_CONFIRMED_KIND, RESTORED_KIND, next_origin};
 use certseal_log::{Checkpoint, Entry, Extra, Restoration, VerifierKey};
-use certseal_store::{
-    BackupCopy, Direction, KvStore, Read, RocksStore, Sequencer, SequencerStats, Table,
-};
+use certseal_store::{BackupCopy, Direction, KvStore, Read, Sequencer, SequencerStats, Table};
+use certseal_store_rocks::RocksStore;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditWriter, META_LOG_ORIGIN, META_LOG_SIZE, RegTxn, StoredNodes, append};

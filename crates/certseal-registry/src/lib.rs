@@ -32,9 +32,8 @@ use std::sync::Arc;
 
 use certseal_core::Timestamp;
 use certseal_log::VerifierKey;
-use certseal_store::{
-    Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
-};
+use certseal_store::{Batch, KvStore, Sequencer, SequencerOptions, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 
 use crate::audit::Latest;
 

@@ -21,7 +21,8 @@ use certseal_core::{
 use certseal_crypto::x509::{self, KeyAlgorithm, SealCertificateCheck, SealSubject};
 use certseal_crypto::{Certificate, CryptoError, Kek, cose, sha256};
 use certseal_log::Extra;
-use certseal_store::{Batch, Direction, KvStore, Read, RocksStore, Table};
+use certseal_store::{Batch, Direction, KvStore, Read, Table};
+use certseal_store_rocks::RocksStore;
 
 use crate::audit::{RegTxn, append};
 use crate::cache::put_cached;

@@ -14,7 +14,8 @@ use certseal_core::template::{
 use certseal_core::{HolderKind, Role};
 use certseal_log::Entry;
 use certseal_registry::{IssueRequest, Registry, RegistryError, RegistryOptions};
-use certseal_store::{Direction, Read, RocksOptions, RocksStore, Table};
+use certseal_store::{Direction, Read, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 use common::{ADMIN, actor, code, new_seal};
 
 /// A department with a published type and an active seal.

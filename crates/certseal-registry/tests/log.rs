@@ -5,7 +5,8 @@ use std::path::Path;
 mod common;
 
 use certseal_registry::{Registry, RegistryError, RegistryOptions};
-use certseal_store::{Batch, Direction, KvStore, Read, RocksOptions, RocksStore, Table};
+use certseal_store::{Batch, Direction, KvStore, Read, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 use common::{admin, code};
 
 async fn write(dir: &Path, from: u32, n: u32) -> Registry {

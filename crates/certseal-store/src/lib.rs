@@ -1,20 +1,20 @@
-//! Storage of the registry: small key-value traits, the RocksDB implementation, and the
-//! sequencer that turns many concurrent operations into group-committed, durable batches.
+//! Storage of the registry: small key-value traits, the sequencer that turns many concurrent
+//! operations into group-committed, durable batches, and the conformance suite every backend
+//! runs.
 //!
-//! Only this crate sees RocksDB. Callers name a [`Table`] (one column family per kind of
-//! record), encode keys big-endian so iteration is ordered, and change state only through the
-//! [`Sequencer`]: one operation is one atomic batch, acknowledged once its WAL is synced.
+//! No backend's crate is seen here: each backend is a crate of its own that implements
+//! [`KvStore`] (`certseal-store-rocks` for the embedded RocksDB store). Callers name a
+//! [`Table`] (one column family per kind of record), encode keys big-endian so iteration is
+//! ordered, and change state only through the [`Sequencer`]: one operation is one atomic batch, acknowledged once its WAL is synced.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod rocks;
 mod sequencer;
 pub mod testing;
 
 use std::fmt;
 
-pub use rocks::{BACKUP_STAGING, RocksOptions, RocksStore};
 pub use sequencer::{
     Sequencer, SequencerOptions, SequencerStats, StopCause, Txn, WriterState, WriterStop,
 };

@@ -3,6 +3,11 @@
 //! After a failed write RocksDB refuses every later write, and the crate exposes no way to
 //! resume it: [`KvStore::recover`] reopens the database in the process instead, once the disk
 //! has room for what reopening writes.
+//!
+//! Only this crate sees RocksDB; the registry reaches it through `certseal-store`'s traits.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -14,7 +19,9 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
 };
 
-use crate::{BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, Table};
+use certseal_store::{
+    BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, Table,
+};
 
 /// Folder beside the store's own where online backups are staged (hard links, mostly) while
 /// they stream; whatever a crash left there is removed at the next open.
