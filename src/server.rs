@@ -70,7 +70,7 @@ pub fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let registry = Registry::open(&config.data_dir, &config.registry)
+    let registry = crate::storage::open_registry(config)
         .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
     let registry = Arc::new(registry);
     let auth = if config.tls.is_some() {

@@ -87,7 +87,12 @@ fn precondition(e: RegistryError) -> String {
 #[tokio::test]
 async fn the_next_issue_sees_every_seal_and_department_change() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let admin = actor(ADMIN, Role::Admin);
     let (dept, type_code, seal) = issuer(&r, 1).await;
     let me = actor(&dept, Role::Issuer);
@@ -124,7 +129,14 @@ async fn the_next_issue_sees_every_seal_and_department_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_licence_is_signed_with_a_seal_the_log_shows_suspended() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Arc::new(Registry::open(dir.path(), &RegistryOptions::default()).unwrap());
+    let r = Arc::new(
+        Registry::open(
+            dir.path(),
+            &RocksOptions::default(),
+            &RegistryOptions::default(),
+        )
+        .unwrap(),
+    );
     let (dept, type_code, seal) = issuer(&r, 2).await;
     let me = actor(&dept, Role::Issuer);
 
@@ -249,7 +261,12 @@ async fn a_template_published_before_the_bound_issues_only_what_verifies() {
     use certseal_store::{Batch, KvStore};
 
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let admin = actor(ADMIN, Role::Admin);
     let (dept, _, seal) = issuer(&r, 3).await;
     let type_code = format!("{dept}002");
@@ -292,7 +309,12 @@ async fn a_template_published_before_the_bound_issues_only_what_verifies() {
         b.put(Table::Templates, key, record);
         store.write(&b, true).unwrap();
     }
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let me = actor(&dept, Role::Issuer);
     let with = |key: &str, text: &dyn Fn(u32) -> String| {
         let mut req = request(&type_code, &seal, key);

@@ -20,7 +20,8 @@ use rocksdb::{
 };
 
 use certseal_store::{
-    BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, Table,
+    BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, StoreOpener,
+    Table,
 };
 
 /// Folder beside the store's own where online backups are staged (hard links, mostly) while
@@ -49,6 +50,21 @@ impl Default for RocksOptions {
             memtable_bytes: 256 << 20,
             max_wal_bytes: 1 << 30,
         }
+    }
+}
+
+/// The options are all an opener needs: RocksDB keeps everything in the folder it is given.
+impl StoreOpener for RocksOptions {
+    fn open(&self, path: &Path) -> Result<Arc<dyn KvStore>, StoreError> {
+        Ok(Arc::new(RocksStore::open(path, self)?))
+    }
+
+    fn open_read_only(
+        &self,
+        path: &Path,
+        log_dir: &Path,
+    ) -> Result<Box<dyn Read + Send + Sync>, StoreError> {
+        Ok(Box::new(RocksStore::open_read_only(path, log_dir)?))
     }
 }
 

@@ -14,6 +14,8 @@ mod sequencer;
 pub mod testing;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
 pub use sequencer::{
     Sequencer, SequencerOptions, SequencerStats, StopCause, Txn, WriterState, WriterStop,
@@ -275,6 +277,21 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
             "this store takes no backups itself: back up the database it runs on".into(),
         ))
     }
+}
+
+/// Opens a backend's store kept in a folder: how the registry opens a data folder's store, a
+/// backup copy and the store it restores into, without naming the backend.
+pub trait StoreOpener: fmt::Debug + Send + Sync {
+    /// Opens (creating if needed) the store in `path`.
+    fn open(&self, path: &Path) -> Result<Arc<dyn KvStore>, StoreError>;
+
+    /// Opens the store in `path` for reading only, writing nothing there: the backend's own
+    /// logs go to `log_dir`. For checking a backup copy before it is used.
+    fn open_read_only(
+        &self,
+        path: &Path,
+        log_dir: &Path,
+    ) -> Result<Box<dyn Read + Send + Sync>, StoreError>;
 }
 
 /// One file of a [`BackupCopy`].
