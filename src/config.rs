@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use certseal_registry::{ConfiguredCa, DEFAULT_LOG_ORIGIN, RegistryOptions};
-use certseal_store::{RocksOptions, SequencerOptions};
+use certseal_store::SequencerOptions;
+use certseal_store_rocks::RocksOptions;
 use serde::Deserialize;
 
 /// Default listen address: loopback only.
@@ -285,12 +286,21 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
-    /// Storage, keys and audit log.
+    /// The store and its tuning.
+    pub storage: StorageConfig,
+    /// Group commit, keys and audit log.
     pub registry: RegistryOptions,
     /// Timeouts and bounds.
     pub limits: Limits,
     /// Mutual TLS, when configured.
     pub tls: Option<TlsFiles>,
+}
+
+/// Which store the registry runs on, with that backend's settings.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// RocksDB, embedded, in `<data_dir>/db`.
+    Rocks(RocksOptions),
 }
 
 /// The public verification page's settings.
@@ -785,13 +795,13 @@ impl RawConfig {
             max_message_bytes,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             log_format,
+            storage: StorageConfig::Rocks(RocksOptions {
+                block_cache_bytes: block_cache_mb << 20,
+                memtable_bytes: memtable_mb << 20,
+                max_wal_bytes: max_wal_mb << 20,
+                ..RocksOptions::default()
+            }),
             registry: RegistryOptions {
-                rocks: RocksOptions {
-                    block_cache_bytes: block_cache_mb << 20,
-                    memtable_bytes: memtable_mb << 20,
-                    max_wal_bytes: max_wal_mb << 20,
-                    ..RocksOptions::default()
-                },
                 sequencer: SequencerOptions {
                     max_group,
                     ..SequencerOptions::default()
@@ -828,8 +838,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.registry.rocks.memtable_bytes, 256 << 20);
-        assert_eq!(c.registry.rocks.max_wal_bytes, 1024 << 20);
+        let StorageConfig::Rocks(rocks) = &c.storage;
+        assert_eq!(rocks.memtable_bytes, 256 << 20);
+        assert_eq!(rocks.max_wal_bytes, 1024 << 20);
         let small = RawConfig::parse("[storage]\nmemtable_mb = 8\n").unwrap();
         let e = small
             .validate(Overrides::default())

@@ -12,6 +12,7 @@ pub mod public_page;
 pub mod qr_image;
 pub mod server;
 pub mod status;
+pub mod storage;
 pub mod tls;
 
 /// The generated v1 API. Only the adapters in [`api`] and the client use it.

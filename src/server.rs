@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use certseal_registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -70,7 +69,7 @@ pub fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let registry = Registry::open(&config.data_dir, &config.registry)
+    let registry = crate::storage::open_registry(config)
         .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
     let registry = Arc::new(registry);
     let auth = if config.tls.is_some() {

@@ -1206,7 +1206,8 @@ fn private_keys_never_appear_in_the_data_folder_or_logs_and_rewrap_moves_them_to
 
     // Read the sealed keys back the way the registry does, with the KEK from its file.
     let kek = certseal_crypto::Kek::load_or_create(&data.join("keys").join("kek")).unwrap();
-    let store = certseal_store::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
+    let store =
+        certseal_store_rocks::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
     use certseal_store::{Read, Table};
     let mut secrets = Vec::new();
     for (id, alg, public_hex) in &seals {

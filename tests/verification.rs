@@ -817,7 +817,8 @@ async fn forged_and_superseded_documents_get_their_sub_indications() {
 
     // What a thief with the registry's files could sign: read the keys the registry keeps.
     let kek = certseal_crypto::Kek::load_or_create(&data.join("keys").join("kek")).unwrap();
-    let store = certseal_store::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
+    let store =
+        certseal_store_rocks::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
     let key_of = |id: &str| {
         use certseal_store::Read;
         let sid: certseal_core::SealId = id.parse().unwrap();
@@ -1010,7 +1011,8 @@ async fn a_failed_check_shows_no_more_than_a_passed_one() {
     {
         use certseal_store::KvStore;
         let store =
-            certseal_store::RocksStore::open(&dir.path().join("db"), &Default::default()).unwrap();
+            certseal_store_rocks::RocksStore::open(&dir.path().join("db"), &Default::default())
+                .unwrap();
         let mut batch = certseal_store::Batch::new();
         let mut big = issued.document.clone();
         big.resize(70_000, 0);

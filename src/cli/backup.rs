@@ -405,6 +405,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             role: certseal_core::Role::Admin,
         },
         options: config.registry.clone(),
+        store: crate::storage::opener(&config),
     })
     .await
     .map_err(|e| anyhow::anyhow!("restore refused: {e}"))?;

@@ -66,7 +66,8 @@ fn baseline(seconds: u64, group: usize) -> anyhow::Result<(u64, f64)> {
     use certseal_core::{
         CreditCode, FieldValue, Holder, HolderKind, LicenceClaims, LicenceId, SealId, TypeCode,
     };
-    use certseal_store::{Batch, KvStore, RocksOptions, RocksStore, Table};
+    use certseal_store::{Batch, KvStore, Table};
+    use certseal_store_rocks::{RocksOptions, RocksStore};
     let err = |e: certseal_crypto::CryptoError| anyhow::anyhow!("{e}");
     let dir = tempfile::tempdir()?;
     let store = RocksStore::open(&dir.path().join("db"), &RocksOptions::default())

@@ -615,7 +615,7 @@ fn open_as_admin(
     let Some(admin) = config.registry.access.admin_department.clone() else {
         bail!("name the administrator department in the config: [policy] admin_department");
     };
-    let registry = certseal_registry::Registry::open(data_dir, &config.registry)
+    let registry = crate::storage::open_registry(&config)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| {
             format!(

@@ -337,7 +337,14 @@ pub fn keys(c: KeysCommand) -> anyhow::Result<()> {
                 data_dir: Some(data_dir.clone()),
                 ..Overrides::default()
             })?;
-            let n = certseal_registry::rewrap_keys(&data_dir, &config.registry, &new_kek)
+            let n = crate::storage::open_existing(&config)
+                .and_then(|store| {
+                    certseal_registry::rewrap_keys(
+                        store.as_ref(),
+                        &config.registry.kek_file(&data_dir),
+                        &new_kek,
+                    )
+                })
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("re-wrapping the keys (is the server stopped?)")?;
             println!(

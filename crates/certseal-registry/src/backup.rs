@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use certseal_core::{
     Actor, Department, DepartmentPolicy, Licence, Role, Seal, SealStatus, Timestamp,
@@ -20,9 +20,7 @@ use certseal_crypto::{Kek, Signer};
 use certseal_log::merkle::{self, Frontier, Hash, leaf_hash};
 use certseal_log::restore::{RESTORE_CONFIRMED_KIND, RESTORED_KIND, next_origin};
 use certseal_log::{Checkpoint, Entry, Extra, Restoration, VerifierKey};
-use certseal_store::{
-    BackupCopy, Direction, KvStore, Read, RocksStore, Sequencer, SequencerStats, Table,
-};
+use certseal_store::{BackupCopy, Direction, Read, Sequencer, SequencerStats, StoreOpener, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditWriter, META_LOG_ORIGIN, META_LOG_SIZE, RegTxn, StoredNodes, append};
@@ -275,8 +273,10 @@ pub struct RestorePlan {
     pub replay: Option<PathBuf>,
     /// The department (admin) in whose name the restore is logged.
     pub operator: Actor,
-    /// How to open the registry (storage tuning, access).
+    /// How to open the registry (group commit, access).
     pub options: RegistryOptions,
+    /// Opens the backup's store and the restored one: the backend the backup was taken of.
+    pub store: Box<dyn StoreOpener>,
 }
 
 /// What a restore did.
@@ -347,7 +347,7 @@ pub async fn restore(plan: RestorePlan) -> Result<RestoreReport, RegistryError> 
     let checked = checked?;
 
     // Nothing was written so far. From here on, a failure removes what was written.
-    let db = plan.data_dir.join("db");
+    let db = plan.data_dir.join(crate::STORE_DIR);
     let result = write_restore(&plan, &db, checked).await;
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&db);
@@ -376,8 +376,11 @@ fn check_backup(
     kek: &Kek,
     info_logs: &Path,
 ) -> Result<CheckedBackup, RegistryError> {
-    let store = RocksStore::open_read_only(&plan.backup_db, info_logs)
+    let opened = plan
+        .store
+        .open_read_only(&plan.backup_db, info_logs)
         .map_err(|e| refused(format!("the backup's store cannot be opened: {e}")))?;
+    let store: &dyn Read = &*opened;
     match store.get(Table::Meta, META_FORMAT_KEY)? {
         Some(f) if f == DATA_FORMAT.as_bytes() => {}
         other => {
@@ -388,7 +391,7 @@ fn check_backup(
         }
     }
     // The right KEK opens every key; a wrong one none.
-    let keys = sealed_keys(&store)?;
+    let keys = sealed_keys(store)?;
     for (_, _, owner, sealed) in &keys {
         kek.open(owner, sealed).map_err(|_| {
             refused(format!(
@@ -402,7 +405,7 @@ fn check_backup(
         .get(Table::Meta, META_LOG_ORIGIN)?
         .map(|o| String::from_utf8_lossy(&o).into_owned())
         .ok_or_else(|| refused("the backup has no audit log"))?;
-    let key = crate::audit::open_log_key(&store, kek, &plan.kek_file)?;
+    let key = crate::audit::open_log_key(store, kek, &plan.kek_file)?;
     let vkey = VerifierKey::new(&origin, key.public_key())
         .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
     let cp = Checkpoint::open(&plan.checkpoint_note, &vkey).map_err(|e| {
@@ -410,7 +413,7 @@ fn check_backup(
             "the manifest's checkpoint is not one of this backup's log '{origin}': {e}"
         ))
     })?;
-    let size = crate::audit::meta_u64(&store, META_LOG_SIZE)?;
+    let size = crate::audit::meta_u64(store, META_LOG_SIZE)?;
     if cp.size != size {
         return Err(refused(format!(
             "the manifest's checkpoint is of size {}, the backup's log has {size} entries",
@@ -463,7 +466,7 @@ fn check_backup(
         && l.size <= size
     {
         let agrees = l.size == 0
-            || merkle::consistency_proof(&StoredNodes(&store), l.size, size)
+            || merkle::consistency_proof(&StoredNodes(store), l.size, size)
                 .and_then(|p| merkle::verify_consistency(l.size, size, &p, &l.root, &cp.root))
                 .is_ok();
         if !agrees {
@@ -547,7 +550,7 @@ async fn write_restore(
     checked: CheckedBackup,
 ) -> Result<RestoreReport, RegistryError> {
     copy_folder(&plan.backup_db, db)?;
-    let store: Arc<dyn KvStore> = Arc::new(RocksStore::open(db, &plan.options.rocks)?);
+    let store = plan.store.open(db)?;
     // The backup's checkpoint, so that opening the log finds its size signed and signs
     // nothing under the old origin.
     let mut b = certseal_store::Batch::new();

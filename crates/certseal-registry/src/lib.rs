@@ -33,9 +33,7 @@ use std::sync::Arc;
 
 use certseal_core::Timestamp;
 use certseal_log::VerifierKey;
-use certseal_store::{
-    Batch, KvStore, RocksOptions, RocksStore, Sequencer, SequencerOptions, Table,
-};
+use certseal_store::{Batch, KvStore, Sequencer, SequencerOptions, StoreOpener, Table};
 
 use crate::audit::Latest;
 
@@ -69,14 +67,15 @@ pub const DATA_FORMAT: &str = "certseal-data/1";
 const META_FORMAT_KEY: &[u8] = b"format";
 const META_CREATED_KEY: &[u8] = b"created_at";
 
+/// The folder of a data folder's store, when the store keeps its files there.
+pub const STORE_DIR: &str = "db";
+
 /// Default origin (and key name) of the audit log.
 pub const DEFAULT_LOG_ORIGIN: &str = "certseal.local/log";
 
 /// How to open a registry.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
-    /// RocksDB tuning.
-    pub rocks: RocksOptions,
     /// Group commit tuning.
     pub sequencer: SequencerOptions,
     /// Key-encryption key file; `None` means `<data_dir>/keys/kek`.
@@ -113,10 +112,18 @@ impl Default for InputLimits {
     }
 }
 
+impl RegistryOptions {
+    /// The key-encryption key file of the data folder `data_dir`.
+    pub fn kek_file(&self, data_dir: &Path) -> PathBuf {
+        self.kek_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("keys").join("kek"))
+    }
+}
+
 impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
-            rocks: RocksOptions::default(),
             sequencer: SequencerOptions::default(),
             kek_file: None,
             log_origin: DEFAULT_LOG_ORIGIN.to_owned(),
@@ -190,16 +197,16 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the data folder `data_dir`, initialising it on first start.
-    pub fn open(data_dir: &Path, opts: &RegistryOptions) -> Result<Self, RegistryError> {
+    /// Opens the data folder `data_dir` with its store in `<data_dir>/db`, initialising it on
+    /// first start.
+    pub fn open(
+        data_dir: &Path,
+        store: &dyn StoreOpener,
+        opts: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
         create_private_dir(data_dir)?;
-        let store: Arc<dyn KvStore> =
-            Arc::new(RocksStore::open(&data_dir.join("db"), &opts.rocks)?);
-        let kek_file = opts
-            .kek_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("keys").join("kek"));
-        Self::with_store(store, opts, &kek_file)
+        let store = store.open(&data_dir.join(STORE_DIR))?;
+        Self::with_store(store, opts, &opts.kek_file(data_dir))
     }
 
     /// Runs the registry over any conforming store.
@@ -351,7 +358,7 @@ fn wait_until_initialised(store: &dyn KvStore) -> Result<(), RegistryError> {
 }
 
 /// Creates the data folder, when absent, readable by its owner only: it holds every licence.
-fn create_private_dir(dir: &Path) -> Result<(), RegistryError> {
+pub fn create_private_dir(dir: &Path) -> Result<(), RegistryError> {
     if dir.exists() {
         return Ok(());
     }

@@ -21,7 +21,7 @@ use certseal_core::{
 use certseal_crypto::x509::{self, KeyAlgorithm, SealCertificateCheck, SealSubject};
 use certseal_crypto::{Certificate, CryptoError, Kek, cose, sha256};
 use certseal_log::Extra;
-use certseal_store::{Batch, Direction, KvStore, Read, RocksStore, Table};
+use certseal_store::{Batch, Direction, KvStore, Read, Table};
 
 use crate::audit::{RegTxn, append};
 use crate::cache::put_cached;
@@ -29,7 +29,7 @@ use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::seal_ca::{open_ca_key, open_trust_list_key};
-use crate::{PageRequest, Paged, Registry, RegistryError, RegistryOptions};
+use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Most seal keys kept open at once.
 const MAX_OPEN_SEAL_KEYS: usize = 4096;
@@ -858,19 +858,15 @@ impl Registry {
     }
 }
 
-/// Re-seals every private key in the data folder (the log key, the seal CA key, the trust-list
-/// key and every seal key) under the key-encryption key in `new_kek_file` (created, mode 0600,
-/// if absent), in one atomic durable write. The server must be stopped (the store is locked
-/// while it runs). Returns how many keys were re-sealed.
+/// Re-seals every private key in `store` (the log key, the seal CA key, the trust-list key and
+/// every seal key), sealed under the key-encryption key in `old_file`, under the one in
+/// `new_kek_file` (created, mode 0600, if absent), in one atomic durable write. The server must
+/// be stopped. Returns how many keys were re-sealed.
 pub fn rewrap_keys(
-    data_dir: &Path,
-    opts: &RegistryOptions,
+    store: &dyn KvStore,
+    old_file: &Path,
     new_kek_file: &Path,
 ) -> Result<usize, RegistryError> {
-    let old_file = opts
-        .kek_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("keys").join("kek"));
     if old_file == new_kek_file {
         return Err(RegistryError::invalid(
             "new_kek",
@@ -883,20 +879,17 @@ pub fn rewrap_keys(
             old_file.display()
         )));
     }
-    let db = data_dir.join("db");
-    if !db.exists() {
-        return Err(RegistryError::FailedPrecondition(format!(
-            "{} is not a certseal data folder",
-            data_dir.display()
-        )));
+    if store.get(Table::Meta, crate::META_FORMAT_KEY)?.is_none() {
+        return Err(RegistryError::FailedPrecondition(
+            "the store holds no certseal data folder".into(),
+        ));
     }
-    let store = RocksStore::open(&db, &opts.rocks)?;
     let key_err = |e: CryptoError| RegistryError::FailedPrecondition(e.to_string());
-    let old = Kek::load_or_create(&old_file).map_err(key_err)?;
+    let old = Kek::load_or_create(old_file).map_err(key_err)?;
     let new = Kek::load_or_create(new_kek_file).map_err(key_err)?;
     let mut batch = Batch::new();
     let mut count = 0;
-    for (table, key, owner, sealed) in crate::backup::sealed_keys(&store)? {
+    for (table, key, owner, sealed) in crate::backup::sealed_keys(store)? {
         let plain = old.open(&owner, &sealed).map_err(|e| {
             RegistryError::FailedPrecondition(format!(
                 "cannot open a key with {}: {e}",

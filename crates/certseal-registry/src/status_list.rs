@@ -259,7 +259,8 @@ mod tests {
     use certseal_core::{
         CreditCode, HolderKind, LicenceAction, LicenceEvent, LicenceId, Role, SealId, TypeCode,
     };
-    use certseal_store::{Read, RocksOptions, RocksStore};
+    use certseal_store::Read;
+    use certseal_store_rocks::{RocksOptions, RocksStore};
 
     use super::*;
 

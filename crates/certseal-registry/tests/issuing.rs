@@ -14,7 +14,8 @@ use certseal_core::template::{
 use certseal_core::{HolderKind, Role};
 use certseal_log::Entry;
 use certseal_registry::{IssueRequest, Registry, RegistryError, RegistryOptions};
-use certseal_store::{Direction, Read, RocksOptions, RocksStore, Table};
+use certseal_store::{Direction, Read, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 use common::{ADMIN, actor, code, new_seal};
 
 /// A department with a published type and an active seal.
@@ -86,7 +87,12 @@ fn precondition(e: RegistryError) -> String {
 #[tokio::test]
 async fn the_next_issue_sees_every_seal_and_department_change() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let admin = actor(ADMIN, Role::Admin);
     let (dept, type_code, seal) = issuer(&r, 1).await;
     let me = actor(&dept, Role::Issuer);
@@ -123,7 +129,14 @@ async fn the_next_issue_sees_every_seal_and_department_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_licence_is_signed_with_a_seal_the_log_shows_suspended() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Arc::new(Registry::open(dir.path(), &RegistryOptions::default()).unwrap());
+    let r = Arc::new(
+        Registry::open(
+            dir.path(),
+            &RocksOptions::default(),
+            &RegistryOptions::default(),
+        )
+        .unwrap(),
+    );
     let (dept, type_code, seal) = issuer(&r, 2).await;
     let me = actor(&dept, Role::Issuer);
 
@@ -248,7 +261,12 @@ async fn a_template_published_before_the_bound_issues_only_what_verifies() {
     use certseal_store::{Batch, KvStore};
 
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let admin = actor(ADMIN, Role::Admin);
     let (dept, _, seal) = issuer(&r, 3).await;
     let type_code = format!("{dept}002");
@@ -291,7 +309,12 @@ async fn a_template_published_before_the_bound_issues_only_what_verifies() {
         b.put(Table::Templates, key, record);
         store.write(&b, true).unwrap();
     }
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     let me = actor(&dept, Role::Issuer);
     let with = |key: &str, text: &dyn Fn(u32) -> String| {
         let mut req = request(&type_code, &seal, key);

@@ -5,11 +5,12 @@ use std::path::Path;
 mod common;
 
 use certseal_registry::{Registry, RegistryError, RegistryOptions};
-use certseal_store::{Batch, Direction, KvStore, Read, RocksOptions, RocksStore, Table};
+use certseal_store::{Batch, Direction, KvStore, Read, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 use common::{admin, code};
 
 async fn write(dir: &Path, from: u32, n: u32) -> Registry {
-    let r = Registry::open(dir, &RegistryOptions::default()).unwrap();
+    let r = Registry::open(dir, &RocksOptions::default(), &RegistryOptions::default()).unwrap();
     for i in from..from + n {
         r.register_department(&admin(), &code(i), "部门", "350200")
             .await
@@ -36,7 +37,12 @@ async fn a_lost_checkpoint_is_signed_again_identically() {
         b.delete(Table::LogCheckpoints, 5u64.to_be_bytes().to_vec());
         s.write(&b, true).unwrap();
     }
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     assert_eq!(
         r.latest_checkpoint(),
         before,
@@ -64,7 +70,12 @@ async fn a_checkpoint_ahead_of_the_tree_is_refused() {
         );
         s.write(&b, true).unwrap();
     }
-    let e = Registry::open(dir.path(), &RegistryOptions::default()).unwrap_err();
+    let e = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, RegistryError::Corrupt(m) if m.contains("larger")),
         "{e}"
@@ -78,6 +89,7 @@ async fn the_log_key_needs_its_kek_and_origin() {
     let other_kek = dir.path().join("other-kek");
     let e = Registry::open(
         dir.path(),
+        &RocksOptions::default(),
         &RegistryOptions {
             kek_file: Some(other_kek),
             ..RegistryOptions::default()
@@ -87,6 +99,7 @@ async fn the_log_key_needs_its_kek_and_origin() {
     assert!(e.to_string().contains("key-encryption key"), "{e}");
     let e = Registry::open(
         dir.path(),
+        &RocksOptions::default(),
         &RegistryOptions {
             log_origin: "another.example/log".into(),
             ..RegistryOptions::default()

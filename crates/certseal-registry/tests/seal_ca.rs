@@ -6,6 +6,7 @@ mod common;
 use certseal_core::Timestamp;
 use certseal_crypto::x509;
 use certseal_registry::{ConfiguredCa, Registry, RegistryError, RegistryOptions};
+use certseal_store_rocks::RocksOptions;
 use common::{admin, new_seal};
 
 fn configured(name: &str) -> ConfiguredCa {
@@ -25,7 +26,7 @@ async fn a_configured_seal_ca_is_taken_in_once_and_issues_seal_certificates() {
         seal_ca: Some(ca.clone()),
         ..RegistryOptions::default()
     };
-    let r = Registry::open(dir.path(), &opts).unwrap();
+    let r = Registry::open(dir.path(), &RocksOptions::default(), &opts).unwrap();
     assert_eq!(r.seal_ca_certificate(), &ca.cert);
     let dept = "91350200MA2XYW1234";
     let dept = (0..31)
@@ -54,17 +55,22 @@ async fn a_configured_seal_ca_is_taken_in_once_and_issues_seal_certificates() {
     drop(r);
 
     // The same CA again: fine. Another one: refused, the folder's CA is not replaced silently.
-    drop(Registry::open(dir.path(), &opts).unwrap());
+    drop(Registry::open(dir.path(), &RocksOptions::default(), &opts).unwrap());
     let other = RegistryOptions {
         seal_ca: Some(configured("another CA")),
         ..RegistryOptions::default()
     };
-    match Registry::open(dir.path(), &other) {
+    match Registry::open(dir.path(), &RocksOptions::default(), &other) {
         Err(RegistryError::FailedPrecondition(m)) => assert!(m.contains("differs"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Without configuration the stored CA is used.
-    let r = Registry::open(dir.path(), &RegistryOptions::default()).unwrap();
+    let r = Registry::open(
+        dir.path(),
+        &RocksOptions::default(),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r.seal_ca_certificate(), &ca.cert);
 }
 
@@ -79,7 +85,7 @@ fn a_configured_ca_must_match_its_key_and_be_a_ca() {
         seal_ca: Some(ca),
         ..RegistryOptions::default()
     };
-    match Registry::open(dir.path(), &opts) {
+    match Registry::open(dir.path(), &RocksOptions::default(), &opts) {
         Err(RegistryError::FailedPrecondition(m)) => assert!(m.contains("does not match"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -1,20 +1,22 @@
-//! Storage of the registry: small key-value traits, the RocksDB implementation, and the
-//! sequencer that turns many concurrent operations into group-committed, durable batches.
+//! Storage of the registry: small key-value traits, the sequencer that turns many concurrent
+//! operations into group-committed, durable batches, and the conformance suite every backend
+//! runs.
 //!
-//! Only this crate sees RocksDB. Callers name a [`Table`] (one column family per kind of
-//! record), encode keys big-endian so iteration is ordered, and change state only through the
-//! [`Sequencer`]: one operation is one atomic batch, acknowledged once its WAL is synced.
+//! No backend's crate is seen here: each backend is a crate of its own that implements
+//! [`KvStore`] (`certseal-store-rocks` for the embedded RocksDB store). Callers name a
+//! [`Table`] (one column family per kind of record), encode keys big-endian so iteration is
+//! ordered, and change state only through the [`Sequencer`]: one operation is one atomic batch, acknowledged once its WAL is synced.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod rocks;
 mod sequencer;
 pub mod testing;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
-pub use rocks::{BACKUP_STAGING, RocksOptions, RocksStore};
 pub use sequencer::{
     Sequencer, SequencerOptions, SequencerStats, StopCause, Txn, WriterState, WriterStop,
 };
@@ -286,6 +288,21 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
             "this store takes no backups itself: back up the database it runs on".into(),
         ))
     }
+}
+
+/// Opens a backend's store kept in a folder: how the registry opens a data folder's store, a
+/// backup copy and the store it restores into, without naming the backend.
+pub trait StoreOpener: fmt::Debug + Send + Sync {
+    /// Opens (creating if needed) the store in `path`.
+    fn open(&self, path: &Path) -> Result<Arc<dyn KvStore>, StoreError>;
+
+    /// Opens the store in `path` for reading only, writing nothing there: the backend's own
+    /// logs go to `log_dir`. For checking a backup copy before it is used.
+    fn open_read_only(
+        &self,
+        path: &Path,
+        log_dir: &Path,
+    ) -> Result<Box<dyn Read + Send + Sync>, StoreError>;
 }
 
 /// One file of a [`BackupCopy`].

@@ -3,6 +3,11 @@
 //! After a failed write RocksDB refuses every later write, and the crate exposes no way to
 //! resume it: [`KvStore::recover`] reopens the database in the process instead, once the disk
 //! has room for what reopening writes.
+//!
+//! Only this crate sees RocksDB; the registry reaches it through `certseal-store`'s traits.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -14,7 +19,10 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
 };
 
-use crate::{BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, Table};
+use certseal_store::{
+    BackupCopy, BackupFile, Batch, Direction, KvStore, Op, Page, Read, StoreError, StoreOpener,
+    Table,
+};
 
 /// Folder beside the store's own where online backups are staged (hard links, mostly) while
 /// they stream; whatever a crash left there is removed at the next open.
@@ -42,6 +50,21 @@ impl Default for RocksOptions {
             memtable_bytes: 256 << 20,
             max_wal_bytes: 1 << 30,
         }
+    }
+}
+
+/// The options are all an opener needs: RocksDB keeps everything in the folder it is given.
+impl StoreOpener for RocksOptions {
+    fn open(&self, path: &Path) -> Result<Arc<dyn KvStore>, StoreError> {
+        Ok(Arc::new(RocksStore::open(path, self)?))
+    }
+
+    fn open_read_only(
+        &self,
+        path: &Path,
+        log_dir: &Path,
+    ) -> Result<Box<dyn Read + Send + Sync>, StoreError> {
+        Ok(Box::new(RocksStore::open_read_only(path, log_dir)?))
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use certseal_store::{KvStore, RocksOptions, RocksStore, testing};
+use certseal_store::{KvStore, testing};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 
 #[test]
 fn rocksdb_store_conforms() {

@@ -1,12 +1,13 @@
 //! RocksDB as the registry uses it: batched puts with and without a WAL sync per batch, point
 //! reads that hit and miss, and a short prefix scan. Throughputs are per key (elem/s).
 //!
-//! `cargo bench -p certseal-store --bench store --profile dev` (the dev profile shares the
+//! `cargo bench -p certseal-store-rocks --bench store --profile dev` (the dev profile shares the
 //! RocksDB build with the binary and the tests; `release` would compile it again).
 
 use std::hint::black_box;
 
-use certseal_store::{Batch, Direction, KvStore, Read, RocksOptions, RocksStore, Table};
+use certseal_store::{Batch, Direction, KvStore, Read, Table};
+use certseal_store_rocks::{RocksOptions, RocksStore};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 /// A licence-sized record (the state plus a document is ~1.5 KB).
