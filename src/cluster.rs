@@ -147,12 +147,16 @@ impl Cluster {
             *at = Instant::now();
             return Ok(ch.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.address))
-            .map_err(|e| {
-                tonic::Status::internal(format!("the leader's address '{}': {e}", leader.address))
-            })?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2));
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", leader.address))
+                .map_err(|e| {
+                    tonic::Status::internal(format!(
+                        "the leader's address '{}': {e}",
+                        leader.address
+                    ))
+                })?
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(2));
         let ch = endpoint.connect_lazy();
         tracing::info!(leader = %leader.node, address = %leader.address, epoch = leader.epoch, "forwarding writes to the leader");
         *l = Some((leader.address, ch.clone(), Instant::now()));
@@ -243,7 +247,11 @@ where
 }
 
 /// Sends a write to the leader and hands back its answer, or UNAVAILABLE.
-async fn forward(cluster: &Cluster, auth: Authenticator, req: http::Request<Body>) -> http::Response<Body> {
+async fn forward(
+    cluster: &Cluster,
+    auth: Authenticator,
+    req: http::Request<Body>,
+) -> http::Response<Body> {
     let (mut parts, body) = req.into_parts();
     // The caller's checks, here first: a call this node would refuse goes nowhere.
     let probe = tonic::Request::from_parts(
@@ -323,12 +331,7 @@ mod tests {
         for file in &set.file {
             for service in &file.service {
                 for method in &service.method {
-                    let path = format!(
-                        "/{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    );
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
                     assert!(
                         WRITES.contains(&path.as_str()) != READS.contains(&path.as_str()),
                         "{path}: say whether it writes (forwarded to the leader) or reads"

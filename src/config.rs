@@ -43,6 +43,20 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     /// `[public_page]`
     pub public_page: RawPublicPage,
+    /// `[cluster]`
+    pub cluster: RawCluster,
+}
+
+/// `[cluster]` section: this node's part in a registry of several nodes on one database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCluster {
+    /// This node's name, unique in the cluster.
+    pub node: Option<String>,
+    /// host:port where the other nodes reach this one's gRPC listener.
+    pub advertise: Option<String>,
+    /// How long the write lease lasts without renewal, in milliseconds.
+    pub lease_ms: Option<u64>,
 }
 
 /// `[public_page]` section: the citizens' verification page.
@@ -239,6 +253,12 @@ pub struct RawStorage {
     pub max_wal_mb: Option<u64>,
     /// Most operations per group commit.
     pub max_group: Option<usize>,
+    /// "rocksdb" (the default, embedded) or "mysql" (a MySQL-protocol database, several nodes).
+    pub backend: Option<String>,
+    /// The database nodes: the write node first, then the fail-over order.
+    pub urls: Vec<String>,
+    /// Connections per database node.
+    pub pool_size: Option<usize>,
 }
 
 /// Values from the command line or environment; each wins over the file.
@@ -301,6 +321,8 @@ pub struct Config {
 pub enum StorageConfig {
     /// RocksDB, embedded, in `<data_dir>/db`.
     Rocks(RocksOptions),
+    /// A MySQL-protocol database shared by the nodes of a cluster.
+    Mysql(certseal_store_mysql::MysqlOptions),
 }
 
 /// The public verification page's settings.
@@ -783,6 +805,41 @@ impl RawConfig {
                 }
             },
         };
+        let rocks = RocksOptions {
+            block_cache_bytes: block_cache_mb << 20,
+            memtable_bytes: memtable_mb << 20,
+            max_wal_bytes: max_wal_mb << 20,
+            ..RocksOptions::default()
+        };
+        let mut sequencer = SequencerOptions {
+            max_group,
+            ..SequencerOptions::default()
+        };
+        let storage = match self.storage.backend.as_deref().unwrap_or("rocksdb") {
+            "rocksdb" => {
+                if !self.storage.urls.is_empty() {
+                    return Err(invalid(
+                        "storage.urls",
+                        "database URLs are for backend = \"mysql\"".into(),
+                    ));
+                }
+                StorageConfig::Rocks(rocks)
+            }
+            "mysql" => {
+                let opts = mysql_options(&self.storage, &self.cluster, listen)?;
+                // A follower asks for the lease this often; a fail-over waits for the
+                // lease to expire, then for this.
+                sequencer.recover_interval = opts.lease / 4;
+                sequencer.max_recover_interval = opts.lease / 4;
+                StorageConfig::Mysql(opts)
+            }
+            other => {
+                return Err(invalid(
+                    "storage.backend",
+                    format!("'{other}': expected \"rocksdb\" or \"mysql\""),
+                ));
+            }
+        };
         Ok(Config {
             listen,
             metrics_listen,
@@ -795,17 +852,9 @@ impl RawConfig {
             max_message_bytes,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             log_format,
-            storage: StorageConfig::Rocks(RocksOptions {
-                block_cache_bytes: block_cache_mb << 20,
-                memtable_bytes: memtable_mb << 20,
-                max_wal_bytes: max_wal_mb << 20,
-                ..RocksOptions::default()
-            }),
+            storage,
             registry: RegistryOptions {
-                sequencer: SequencerOptions {
-                    max_group,
-                    ..SequencerOptions::default()
-                },
+                sequencer,
                 kek_file: self.keys.kek_file,
                 log_origin,
                 seal_ca,
@@ -826,6 +875,65 @@ impl RawConfig {
     }
 }
 
+/// The MySQL backend's settings, checked.
+fn invalid(key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { key, message }
+}
+
+fn mysql_options(
+    storage: &RawStorage,
+    cluster: &RawCluster,
+    listen: SocketAddr,
+) -> Result<certseal_store_mysql::MysqlOptions, ConfigError> {
+    if storage.urls.is_empty() {
+        return Err(invalid(
+            "storage.urls",
+            "backend = \"mysql\" needs the database nodes' URLs (mysql://user:password@host:port/database), the write node first".into(),
+        ));
+    }
+    for u in &storage.urls {
+        if !u.starts_with("mysql://") {
+            return Err(invalid(
+                "storage.urls",
+                "each URL is mysql://user:password@host:port/database".into(),
+            ));
+        }
+    }
+    let node = cluster
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("certseal-{listen}"));
+    if node.is_empty() || node.len() > 128 || node.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            "cluster.node",
+            "1 to 128 printable characters".into(),
+        ));
+    }
+    let advertise = cluster
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listen.to_string());
+    if advertise.parse::<SocketAddr>().is_err() && !advertise.contains(':') {
+        return Err(invalid("cluster.advertise", "host:port".into()));
+    }
+    let lease_ms = cluster.lease_ms.unwrap_or(3000);
+    if !(500..=60_000).contains(&lease_ms) {
+        return Err(invalid("cluster.lease_ms", "between 500 and 60000".into()));
+    }
+    let pool_size = storage.pool_size.unwrap_or(16);
+    if !(2..=1024).contains(&pool_size) {
+        return Err(invalid("storage.pool_size", "between 2 and 1024".into()));
+    }
+    Ok(certseal_store_mysql::MysqlOptions {
+        urls: storage.urls.clone(),
+        node,
+        advertise,
+        lease: std::time::Duration::from_millis(lease_ms),
+        pool_size,
+        ..certseal_store_mysql::MysqlOptions::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,7 +946,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
-        let StorageConfig::Rocks(rocks) = &c.storage;
+        let StorageConfig::Rocks(rocks) = &c.storage else {
+            panic!("rocksdb is the default")
+        };
         assert_eq!(rocks.memtable_bytes, 256 << 20);
         assert_eq!(rocks.max_wal_bytes, 1024 << 20);
         let small = RawConfig::parse("[storage]\nmemtable_mb = 8\n").unwrap();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use certseal_registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -69,9 +70,25 @@ pub fn serve_on(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let registry = crate::storage::open_registry(config)
-        .with_context(|| format!("cannot open the data folder {}", config.data_dir.display()))?;
+    let (store, database) = crate::storage::open_node(config)
+        .with_context(|| format!("cannot open the store of {}", config.data_dir.display()))?;
+    let registry = Registry::with_store(
+        store,
+        &config.registry,
+        &config.registry.kek_file(&config.data_dir),
+    )
+    .with_context(|| format!("cannot open the registry of {}", config.data_dir.display()))?;
     let registry = Arc::new(registry);
+    let cluster = match (&config.storage, database) {
+        (crate::config::StorageConfig::Mysql(o), Some(db)) => {
+            tracing::info!(node = %o.node, advertise = %o.advertise, database = %db.current_node(), leader = !registry.following(), "cluster node");
+            Some((
+                Arc::new(crate::cluster::Cluster::new(db, o.node.clone())),
+                o.lease,
+            ))
+        }
+        _ => None,
+    };
     let auth = if config.tls.is_some() {
         tracing::info!("mutual TLS: callers are identified by their client certificates");
         Authenticator::ClientCert
@@ -217,7 +234,10 @@ pub fn serve_on(
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let Some(r) = watched.upgrade() else { break };
                 let reads = r.check_health().is_ok();
-                let stopped = r.writer_stopped();
+                // A follower takes writes by forwarding them.
+                let stopped = r
+                    .writer_stopped()
+                    .filter(|s| s.cause != certseal_store::StopCause::NotLeader);
                 drop(r);
                 let now = (reads, reads && stopped.is_none());
                 if now == last {
@@ -242,10 +262,19 @@ pub fn serve_on(
         });
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "certseal serving");
         let builder = tonic::transport::Server::builder();
+        let renewal = cluster
+            .as_ref()
+            .map(|(c, lease)| crate::cluster::spawn_renewal(c.clone(), *lease));
+        let cluster_layer = crate::cluster::ClusterLayer {
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            registry: Arc::downgrade(&registry),
+            auth,
+        };
         let metrics_task = metrics_server.map(tokio::spawn);
         let public_task = public_page.map(tokio::spawn);
         let router = builder
             .layer(crate::metrics::CallLayer(metrics))
+            .layer(cluster_layer)
             // Unary calls end in time; dead peers are found; no connection takes everything.
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -301,6 +330,9 @@ pub fn serve_on(
             t.abort();
         }
         health_task.abort();
+        if let Some(r) = renewal {
+            r.abort();
+        }
         // Connection tasks may still hold service clones for a moment after the server returns.
         // Once ours is the last reference, dropping it drains the sequencer (every queued write
         // is synced) and closes the store, releasing its lock for the next server.
@@ -312,6 +344,11 @@ pub fn serve_on(
             tracing::warn!("calls still hold the registry; the store closes when they end");
         }
         drop(registry);
+        // The writer has drained: another node may take the lease at once.
+        if let Some((c, _)) = cluster {
+            let store = c.store().clone();
+            let _ = tokio::task::spawn_blocking(move || store.release()).await;
+        }
         tracing::info!("stopped");
         result.context("gRPC server")
     })

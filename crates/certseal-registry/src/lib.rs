@@ -349,7 +349,9 @@ fn wait_until_initialised(store: &dyn KvStore) -> Result<(), RegistryError> {
             ));
         }
         if !said {
-            tracing::info!("waiting for the node holding the write lease to initialise the database");
+            tracing::info!(
+                "waiting for the node holding the write lease to initialise the database"
+            );
             said = true;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

@@ -197,12 +197,12 @@ pub(crate) fn read_leader<C: Queryable>(c: &mut C) -> Result<Option<Leader>, mys
     let row: Option<(String, String, u64, i64)> = c.query_first(format!(
         "SELECT holder, address, epoch, expires_ms - {NOW_MS} FROM cs_lease WHERE id = 1"
     ))?;
-    Ok(row
-        .filter(|(holder, ..)| !holder.is_empty())
-        .map(|(node, address, epoch, expires_in_ms)| Leader {
+    Ok(row.filter(|(holder, ..)| !holder.is_empty()).map(
+        |(node, address, epoch, expires_in_ms)| Leader {
             node,
             address,
             epoch,
             expires_in_ms,
-        }))
+        },
+    ))
 }

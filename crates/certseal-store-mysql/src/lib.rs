@@ -29,7 +29,7 @@ use certseal_store::{Batch, Direction, KvStore, Op, Page, Read, StoreError, Tabl
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn};
 
-pub use lease::{LeaseState, Leader};
+pub use lease::{Leader, LeaseState};
 
 /// The schema this build creates and reads. A database with another is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -115,7 +115,10 @@ pub struct MysqlStore {
 impl fmt::Debug for MysqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MysqlStore")
-            .field("nodes", &self.nodes.iter().map(|n| &n.shown).collect::<Vec<_>>())
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| &n.shown).collect::<Vec<_>>(),
+            )
             .field("current", &self.current.load(Ordering::Relaxed))
             .field("node", &self.opts.node)
             .finish()
@@ -605,7 +608,10 @@ impl KvStore for MysqlStore {
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
         vec![
-            ("mysql.current_node", self.current.load(Ordering::Relaxed) as u64),
+            (
+                "mysql.current_node",
+                self.current.load(Ordering::Relaxed) as u64,
+            ),
             ("mysql.lease_epoch", self.lease.state().epoch),
         ]
     }
@@ -619,12 +625,18 @@ pub fn create_database(url: &str) -> Result<(), OpenError> {
         url: shown.clone(),
         reason: e.to_string(),
     })?;
-    let db = opts.get_db_name().map(str::to_owned).ok_or(OpenError::BadUrl {
-        url: shown.clone(),
-        reason: "it names no database".into(),
-    })?;
+    let db = opts
+        .get_db_name()
+        .map(str::to_owned)
+        .ok_or(OpenError::BadUrl {
+            url: shown.clone(),
+            reason: "it names no database".into(),
+        })?;
     let mut c = Conn::new(OptsBuilder::from_opts(opts).db_name(None::<String>))
         .map_err(|e| OpenError::Unreachable(format!("{shown}: {e}")))?;
-    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", db.replace('`', "")))
-        .map_err(|e| OpenError::Database(e.to_string()))
+    c.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS `{}`",
+        db.replace('`', "")
+    ))
+    .map_err(|e| OpenError::Database(e.to_string()))
 }

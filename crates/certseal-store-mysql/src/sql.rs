@@ -2,8 +2,8 @@
 //! bytes, and the version row.
 
 use certseal_store::{Direction, Page, Table};
+use mysql::PooledConn;
 use mysql::prelude::Queryable;
-use mysql::{Conn, PooledConn};
 
 use crate::{OpenError, SCHEMA_VERSION};
 
@@ -209,16 +209,6 @@ fn delete(name: &str, keys: &str) -> String {
     format!("DELETE FROM {name} WHERE k IN ({keys})")
 }
 
-/// Drops every certseal table (tests only: a conformance case starts from nothing).
-#[doc(hidden)]
-pub fn drop_all(c: &mut Conn) -> Result<(), mysql::Error> {
-    for t in Table::ALL {
-        c.query_drop(format!("DROP TABLE IF EXISTS {}", table_name(t)))?;
-    }
-    c.query_drop("DROP TABLE IF EXISTS cs_lease")?;
-    c.query_drop("DROP TABLE IF EXISTS cs_schema")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +230,15 @@ mod tests {
             .collect();
         let stmts = batch_statements(&changes);
         // 8 values of 600 KiB of hex: a statement per two values, then the delete.
-        let upserts = stmts.iter().filter(|s| s.starts_with("INSERT INTO cs_records"));
-        assert_eq!(upserts.count(), 4, "{:?}", stmts.iter().map(String::len).collect::<Vec<_>>());
+        let upserts = stmts
+            .iter()
+            .filter(|s| s.starts_with("INSERT INTO cs_records"));
+        assert_eq!(
+            upserts.count(),
+            4,
+            "{:?}",
+            stmts.iter().map(String::len).collect::<Vec<_>>()
+        );
         assert!(stmts.contains(&"DELETE FROM cs_meta WHERE k IN (X'676F6E65')".to_owned()));
         assert_eq!(stmts.len(), 5);
     }

@@ -21,7 +21,10 @@ impl MariaDb {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
         if root {
             // mariadbd refuses to run as root; the folder must be the mysql user's.
             let ok = Command::new("chown")
@@ -37,8 +40,14 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .output()
-            .expect("mariadb-install-db: run scripts/ensure-deps --cluster to install mariadb-server");
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+            .expect(
+                "mariadb-install-db: run scripts/ensure-deps --cluster to install mariadb-server",
+            );
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let child = Command::new("/usr/sbin/mariadbd")
             .arg("--no-defaults")
@@ -46,14 +55,25 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .arg(format!("--log-error={}", dir.path().join("err.log").display()))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("err.log").display()
+            ))
             .arg(format!("--port={port}"))
-            .args(["--bind-address=127.0.0.1", "--skip-grant-tables", "--innodb-buffer-pool-size=64M"])
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--innodb-buffer-pool-size=64M",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting mariadbd");
-        let db = Self { child, port, _dir: dir };
+        let db = Self {
+            child,
+            port,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "mariadbd did not start");
@@ -75,7 +95,11 @@ impl Drop for MariaDb {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One database per case folder, so each case starts from nothing and a reopen finds it.
@@ -83,7 +107,9 @@ fn database_for(dir: &Path) -> String {
     let digest = dir
         .to_string_lossy()
         .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
     format!("cs_{digest:016x}")
 }
 
@@ -114,21 +140,31 @@ fn mysql_store_conforms_and_fences_a_deposed_leader() {
     let a = MysqlStore::open(&options(url.clone(), "node-a")).unwrap();
     let b = MysqlStore::open(&options(url.clone(), "node-b")).unwrap();
     assert!(a.writable().is_ok());
-    let refused = b.writable().unwrap_err();
+    assert!(matches!(b.writable(), Err(StoreError::NotLeader(_))));
+    let refused = b.recover().unwrap_err();
     assert!(
         matches!(&refused, StoreError::NotLeader(m) if m.contains("node-a") && m.contains("node-a.example:50051")),
         "{refused}"
     );
     let leader = b.leader().unwrap().unwrap();
-    assert_eq!((leader.node.as_str(), leader.epoch), ("node-a", a.lease_state().epoch));
+    assert_eq!(
+        (leader.node.as_str(), leader.epoch),
+        ("node-a", a.lease_state().epoch)
+    );
     let mut batch = Batch::new();
     batch.put(Table::Meta, b"k".to_vec(), b"from a".to_vec());
     a.write(&batch, true).unwrap();
     // A follower writes nothing, even when asked directly.
     let mut other = Batch::new();
     other.put(Table::Meta, b"k".to_vec(), b"from b".to_vec());
-    assert!(matches!(b.write(&other, true), Err(StoreError::NotLeader(_))));
-    assert!(matches!(b.recover(), Err(StoreError::NotLeader(_))), "the lease is still a's");
+    assert!(matches!(
+        b.write(&other, true),
+        Err(StoreError::NotLeader(_))
+    ));
+    assert!(
+        matches!(b.recover(), Err(StoreError::NotLeader(_))),
+        "the lease is still a's"
+    );
 
     // a pauses (no renewal): once its lease expires, b takes it, and a's next batch is
     // fenced off, although a still believes it may write until its own deadline.
@@ -137,7 +173,10 @@ fn mysql_store_conforms_and_fences_a_deposed_leader() {
     assert!(b.lease_state().epoch > a.lease_state().epoch);
     let mut late = Batch::new();
     late.put(Table::Meta, b"k".to_vec(), b"late from a".to_vec());
-    assert!(matches!(a.write(&late, true), Err(StoreError::NotLeader(_))));
+    assert!(matches!(
+        a.write(&late, true),
+        Err(StoreError::NotLeader(_))
+    ));
     assert!(!a.renew(), "a learns it lost the lease");
     assert_eq!(b.get(Table::Meta, b"k").unwrap().unwrap(), b"from a");
     b.write(&other, true).unwrap();
@@ -156,5 +195,8 @@ fn mysql_store_conforms_and_fences_a_deposed_leader() {
     // An unreachable database is named.
     let gone = format!("mysql://root@127.0.0.1:{}/x", free_port());
     let err = MysqlStore::open(&options(gone, "node-c")).unwrap_err();
-    assert!(err.to_string().contains("no database node answers"), "{err}");
+    assert!(
+        err.to_string().contains("no database node answers"),
+        "{err}"
+    );
 }
