@@ -23,7 +23,7 @@ fn jitter(lo: u64, hi: u64) -> Duration {
     Duration::from_millis(lo + nanos % (hi - lo))
 }
 
-async fn latest(a: &mut AuditServiceClient<Channel>, key: &VerifierKey) -> Checkpoint {
+pub(crate) async fn latest(a: &mut AuditServiceClient<Channel>, key: &VerifierKey) -> Checkpoint {
     let note = a
         .get_latest_checkpoint(admin(pb::GetLatestCheckpointRequest {}))
         .await
@@ -58,7 +58,7 @@ fn sample_checkpoints(
 /// its audit entry; every stored licence is whole (document and entry); the log is consistent
 /// with every checkpoint signed before the crash, and an export of all of it verifies offline.
 pub(crate) async fn check_after_restart(
-    server: &ChildServer,
+    server: std::net::SocketAddr,
     dir: &Path,
     round: usize,
     good: &Issuer,
@@ -66,7 +66,7 @@ pub(crate) async fn check_after_restart(
     seen: &[Checkpoint],
     key: &VerifierKey,
 ) {
-    let channel = connect(server.addr).await;
+    let channel = connect(server).await;
     let mut a = AuditServiceClient::new(channel.clone());
     let now = latest(&mut a, key).await;
     for cp in seen.iter().filter(|c| c.size > 0) {
@@ -181,7 +181,7 @@ pub(crate) async fn check_after_restart(
             "--out",
             out.to_str().unwrap(),
             "--server",
-            &server.url(),
+            &format!("http://{server}"),
         ])
         .args(["--as-department", ADMIN_DEPT, "--as-role", "auditor"])
         .output()
@@ -347,7 +347,7 @@ async fn acknowledged_licences_survive_kill_9_during_issue_import_and_export() {
         );
         acked_before = acked_now.len();
         check_after_restart(
-            &restarted,
+            restarted.addr,
             dir.path(),
             round,
             &good,

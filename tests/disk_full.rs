@@ -369,7 +369,7 @@ async fn a_full_disk_stops_writes_says_so_and_they_resume_once_space_is_freed() 
 
     // Nothing acknowledged is lost, nothing is there twice, and the log is consistent with
     // the checkpoint signed while writes were stopped.
-    check_after_restart(&server, dir.path(), 0, &good, &all, &sample, &key).await;
+    check_after_restart(server.addr, dir.path(), 0, &good, &all, &sample, &key).await;
     let mut stored = stored_licences(channel.clone(), &good).await;
     stored.sort();
     let mut expected: Vec<_> = all.keys().cloned().collect();
@@ -382,7 +382,7 @@ async fn a_full_disk_stops_writes_says_so_and_they_resume_once_space_is_freed() 
     // And after a restart.
     server.kill9();
     let server = spawn();
-    check_after_restart(&server, dir.path(), 1, &good, &all, &sample, &key).await;
+    check_after_restart(server.addr, dir.path(), 1, &good, &all, &sample, &key).await;
     assert_eq!(
         stored_licences(connect(server.addr).await, &good)
             .await

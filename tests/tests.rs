@@ -48,6 +48,9 @@ mod public_page;
 mod python_example;
 // Online backup and offline restore: a new origin, the replay of revocations, refusals.
 mod backup;
+// A cluster: three certseal nodes on MariaDB Galera, forwarding, a follower's freshness, and
+// fail-over under load when the leader, a follower and the database's write node are killed.
+mod cluster;
 // A full disk: writes stop and say so (health, status, metrics, errors), and resume once
 // space is freed, with nothing acknowledged lost and nothing issued twice.
 mod disk_full;

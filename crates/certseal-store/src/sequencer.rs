@@ -283,6 +283,10 @@ impl<W: WriterState> Sequencer<W> {
     pub fn with_state(store: Arc<dyn KvStore>, opts: SequencerOptions, state: W) -> Self {
         let (queue, rx) = mpsc::channel(opts.queue_depth.max(1));
         let shared = Arc::new(Shared::default());
+        // Known before the first call: a follower's writes are refused (forwarded) at once.
+        if let Err(e) = store.writable() {
+            shared.set_stop(Some(WriterStop::new(&e)));
+        }
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("certseal-sequencer".into())
@@ -373,9 +377,7 @@ fn run<W: WriterState>(
     shared: &Shared,
 ) {
     // A cluster follower starts stopped, and takes writes once it takes the lease.
-    if let Err(e) = store.writable() {
-        let stop = WriterStop::new(&e);
-        shared.set_stop(Some(stop.clone()));
+    if let Some(stop) = shared.stop() {
         if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
             return;
         }
