@@ -49,6 +49,8 @@ pub struct AuditWriter {
     pub(crate) records: Arc<crate::cache::Epoch>,
     /// When the latest checkpoint was signed (ms), for its age in the metrics.
     pub(crate) signed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Forgets request IDs past their retention.
+    request_ids: crate::request_ids::Pruner,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -73,6 +75,9 @@ impl AuditWriter {
 impl WriterState for AuditWriter {
     fn committed(&mut self, store: &dyn KvStore) {
         self.records.settled();
+        if let Err(e) = self.request_ids.prune(store) {
+            tracing::error!(error = %e, "cannot forget expired request IDs");
+        }
         let signed = self.latest.read().expect("lock").checkpoint.size;
         if self.frontier.size() == signed {
             return;
@@ -244,6 +249,7 @@ pub(crate) fn open_log(
     kek_file: &Path,
     origin: &str,
     records: Arc<crate::cache::Epoch>,
+    request_id_retention: std::time::Duration,
 ) -> Result<OpenedLog, RegistryError> {
     let mut origin = origin.to_owned();
     let key = match store.get(Table::Meta, META_LOG_KEY)? {
@@ -308,6 +314,7 @@ pub(crate) fn open_log(
             latest: latest.clone(),
             records,
             signed_at: Arc::new(std::sync::atomic::AtomicI64::new(Timestamp::now().0)),
+            request_ids: crate::request_ids::Pruner::new(request_id_retention),
         },
         latest,
         verifier_key,
