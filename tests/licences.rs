@@ -95,7 +95,8 @@ pub async fn issuer(addr: SocketAddr, n: u32, alg: pb::SealAlgorithm) -> Issuer 
         .into_inner()
         .seal
         .unwrap();
-    s.activate_seal(admin(pb::SealTransitionRequest { request_id: String::new(), 
+    s.activate_seal(admin(pb::SealTransitionRequest {
+        request_id: String::new(),
         seal_id: seal.seal_id.clone(),
         note: String::new(),
     }))
@@ -342,7 +343,8 @@ async fn issue_read_list_and_idempotency() {
     assert_eq!(a.licence_id, b.licence_id);
     assert_eq!(a.document, b.document);
     // A suspended licence can be revoked; every change needs a reason in the note.
-    let tr = |note: &str| pb::LicenceTransitionRequest { request_id: String::new(), 
+    let tr = |note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: a.licence_id.clone(),
         note: note.into(),
     };
@@ -357,7 +359,8 @@ async fn issue_read_list_and_idempotency() {
     let r = c
         .revoke_licence(as_issuer(
             &i,
-            pb::RevokeLicenceRequest { request_id: String::new(), 
+            pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: a.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::Cancelled as i32,
                 note: "business closed".into(),
@@ -390,7 +393,8 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         .unwrap()
         .into_inner();
     let id = l.licence_id.clone();
-    let tr = |id: &str, note: &str| pb::LicenceTransitionRequest { request_id: String::new(), 
+    let tr = |id: &str, note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.into(),
         note: note.into(),
     };
@@ -413,7 +417,8 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         c.reinstate_licence(other).await.unwrap_err(),
         Code::PermissionDenied,
     );
-    let mut amend = pb::AmendLicenceRequest { request_id: String::new(), 
+    let mut amend = pb::AmendLicenceRequest {
+        request_id: String::new(),
         licence_id: id.clone(),
         fields: fields("张三餐饮有限公司"),
         holder_name: String::new(),
@@ -493,7 +498,8 @@ async fn every_lifecycle_path_is_kept_and_logged() {
     let e = c
         .revoke_licence(as_issuer(
             &i,
-            pb::RevokeLicenceRequest { request_id: String::new(), 
+            pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: r.licence_id.clone(),
                 reason: 0,
                 note: String::new(),
@@ -505,7 +511,8 @@ async fn every_lifecycle_path_is_kept_and_logged() {
     let v = c
         .revoke_licence(as_issuer(
             &i,
-            pb::RevokeLicenceRequest { request_id: String::new(), 
+            pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: r.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::Withdrawn as i32,
                 note: "hygiene violations".into(),

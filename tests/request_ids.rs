@@ -80,7 +80,10 @@ async fn amend_and_renew_retries_return_the_first_licence() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(again, l2, "the same answer: same ID, same document, same state");
+        assert_eq!(
+            again, l2,
+            "the same answer: same ID, same document, same state"
+        );
     }
     assert_eq!(log_size(addr).await, after, "a retry logs nothing");
 
@@ -226,20 +229,29 @@ async fn status_seal_and_policy_retries_change_nothing() {
         request_id: R2.into(),
     };
     let revoked = c
-        .revoke_licence(as_issuer(&i, revoke(pb::LicenceRevocationReason::Withdrawn)))
+        .revoke_licence(as_issuer(
+            &i,
+            revoke(pb::LicenceRevocationReason::Withdrawn),
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(revoked.status(), pb::LicenceStatus::Revoked);
     let size = log_size(addr).await;
     let again = c
-        .revoke_licence(as_issuer(&i, revoke(pb::LicenceRevocationReason::Withdrawn)))
+        .revoke_licence(as_issuer(
+            &i,
+            revoke(pb::LicenceRevocationReason::Withdrawn),
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(again, revoked);
     let e = c
-        .revoke_licence(as_issuer(&i, revoke(pb::LicenceRevocationReason::Cancelled)))
+        .revoke_licence(as_issuer(
+            &i,
+            revoke(pb::LicenceRevocationReason::Cancelled),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");

@@ -14,7 +14,8 @@ const DEPT_NAME: &str = "厦门市市场监督管理局";
 const SEAL_NAME: &str = "厦门市市场监督管理局行政审批专用章";
 
 fn new_seal(department: &str, alg: pb::SealAlgorithm) -> pb::RegisterSealRequest {
-    pb::RegisterSealRequest { request_id: String::new(), 
+    pb::RegisterSealRequest {
+        request_id: String::new(),
         department: department.into(),
         name: SEAL_NAME.into(),
         r#type: pb::SealType::SpecialPurpose as i32,
@@ -32,7 +33,8 @@ async fn seals(addr: std::net::SocketAddr) -> SealServiceClient<Channel> {
 }
 
 fn transition(id: &str, note: &str) -> pb::SealTransitionRequest {
-    pb::SealTransitionRequest { request_id: String::new(), 
+    pb::SealTransitionRequest {
+        request_id: String::new(),
         seal_id: id.into(),
         note: note.into(),
     }
@@ -249,7 +251,8 @@ async fn seal_lifecycle_certificates_usability_and_audit() {
     assert_eq!(back.status(), pb::SealStatus::Active);
 
     // Revocation for key compromise needs the time of compromise, not in the future.
-    let revoke = |reason: pb::RevocationReason, at: Option<i64>| pb::RevokeSealRequest { request_id: String::new(), 
+    let revoke = |reason: pb::RevocationReason, at: Option<i64>| pb::RevokeSealRequest {
+        request_id: String::new(),
         seal_id: id.clone(),
         reason: reason as i32,
         compromised_at: at.map(ts),
@@ -801,7 +804,8 @@ async fn external_ca_csr_and_certificate_import() {
     ];
     for (cert, reason) in cases {
         let e = s
-            .import_seal_certificate(admin(pb::ImportSealCertificateRequest { request_id: String::new(), 
+            .import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+                request_id: String::new(),
                 seal_id: id.clone(),
                 certificate: cert,
             }))
@@ -832,7 +836,8 @@ async fn external_ca_csr_and_certificate_import() {
     // The right certificate is taken, once; then the seal can be filed.
     let good = ca.sign("ext", "seal.csr", PROFILE, "good.pem", &["-days", "365"]);
     let imported = s
-        .import_seal_certificate(admin(pb::ImportSealCertificateRequest { request_id: String::new(), 
+        .import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+            request_id: String::new(),
             seal_id: id.clone(),
             certificate: good.clone(),
         }))
@@ -848,7 +853,8 @@ async fn external_ca_csr_and_certificate_import() {
         String::from_utf8(good.clone()).unwrap().trim()
     );
     expect_code(
-        s.import_seal_certificate(admin(pb::ImportSealCertificateRequest { request_id: String::new(), 
+        s.import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+            request_id: String::new(),
             seal_id: id.clone(),
             certificate: good,
         }))

@@ -408,7 +408,8 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             .seal
             .unwrap();
         seals
-            .activate_seal(pb::SealTransitionRequest { request_id: String::new(), 
+            .activate_seal(pb::SealTransitionRequest {
+                request_id: String::new(),
                 seal_id: s.seal_id.clone(),
                 note: String::new(),
             })
@@ -424,7 +425,8 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
 
     // Bad policies are refused, naming each problem, and change nothing.
     let bad = policies
-        .set_department_policy(pb::SetDepartmentPolicyRequest { request_id: String::new(), 
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            request_id: String::new(),
             department: a.clone(),
             roles: vec![pb::Role::Issuer as i32],
             issue: vec![
@@ -470,7 +472,8 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     // The policy: A issues `food` with its first seal only; B reads `food` for one purpose and
     // sees one private field; C reads only `other`; D audits.
     let set = policies
-        .set_department_policy(pb::SetDepartmentPolicyRequest { request_id: String::new(), 
+        .set_department_policy(pb::SetDepartmentPolicyRequest {
+            request_id: String::new(),
             department: a.clone(),
             roles: vec![pb::Role::Issuer as i32],
             issue: vec![pb::IssueGrant {
@@ -820,7 +823,8 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
         "admin",
         &["policy", "revoke", &a, "--issue", &food],
     ));
-    let transition = || pb::LicenceTransitionRequest { request_id: String::new(), 
+    let transition = || pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.clone(),
         note: "核查".into(),
     };
@@ -1026,7 +1030,8 @@ async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
     list_with(a_ch.clone()).await.unwrap();
 
     // Bad revocations change nothing.
-    let bad = |serial: &str, reason: &str| pb::RevokeDepartmentCertificateRequest { request_id: String::new(), 
+    let bad = |serial: &str, reason: &str| pb::RevokeDepartmentCertificateRequest {
+        request_id: String::new(),
         serial: serial.into(),
         reason: reason.into(),
     };

@@ -129,7 +129,8 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     let mut c = Checker::new(addr).await;
     let mut l = LicenceServiceClient::new(server.channel().await);
     let now = Timestamp::now().0;
-    let tr = |id: &str, note: &str| pb::LicenceTransitionRequest { request_id: String::new(), 
+    let tr = |id: &str, note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.into(),
         note: note.into(),
     };
@@ -213,7 +214,8 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     l.revoke_licence(as_actor(
         &i.dept,
         "issuer",
-        pb::RevokeLicenceRequest { request_id: String::new(), 
+        pb::RevokeLicenceRequest {
+            request_id: String::new(),
             licence_id: rv.licence_id.clone(),
             reason: pb::LicenceRevocationReason::Withdrawn as i32,
             note: "violations".into(),
@@ -279,7 +281,8 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     l.revoke_licence(as_actor(
         &i.dept,
         "issuer",
-        pb::RevokeLicenceRequest { request_id: String::new(), 
+        pb::RevokeLicenceRequest {
+            request_id: String::new(),
             licence_id: sr.licence_id.clone(),
             reason: pb::LicenceRevocationReason::Withdrawn as i32,
             note: "violations found".into(),
@@ -330,7 +333,8 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     .await;
     let late = issue(addr, &k, "late", None, None).await;
     SealServiceClient::new(server.channel().await)
-        .revoke_seal(admin(pb::RevokeSealRequest { request_id: String::new(), 
+        .revoke_seal(admin(pb::RevokeSealRequest {
+            request_id: String::new(),
             seal_id: k.seal_id.clone(),
             reason: pb::RevocationReason::KeyCompromise as i32,
             compromised_at: Some(ts(compromised_at)),

@@ -314,7 +314,8 @@ async fn prepare(channel: Channel) -> anyhow::Result<String> {
     s.activate_seal(as_actor(
         ADMIN,
         "admin",
-        pb::SealTransitionRequest { request_id: String::new(), 
+        pb::SealTransitionRequest {
+            request_id: String::new(),
             seal_id: seal.seal_id.clone(),
             note: "bench".into(),
         },

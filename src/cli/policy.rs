@@ -287,7 +287,8 @@ fn policies(cl: &Client) -> PolicyServiceClient<tonic::transport::Channel> {
 
 /// The set request that writes `p` back, expecting its revision.
 fn set_request(p: pb::DepartmentPolicy) -> pb::SetDepartmentPolicyRequest {
-    pb::SetDepartmentPolicyRequest { request_id: String::new(), 
+    pb::SetDepartmentPolicyRequest {
+        request_id: String::new(),
         expected_revision: Some(p.revision),
         department: p.department,
         roles: p.roles,

@@ -322,7 +322,7 @@ impl Registry {
         let retention = self.request_id_retention;
         let outcome = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<DepartmentPolicy, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {

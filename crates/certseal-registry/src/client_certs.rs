@@ -342,55 +342,57 @@ impl Registry {
         let retention = self.request_id_retention;
         let record = self
             .sequencer
-            .submit(move |txn| {
-                if let Some(rid) = &rid
-                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
-                {
-                    return Ok(Err(outcome));
-                }
-                let mut r: DepartmentCertificateRecord = txn
-                    .get(Table::Meta, &key)?
-                    .map(|b| decode("department certificate", &b))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        RegistryError::NotFound(format!(
-                            "no department certificate with serial {}",
-                            hex(&serial)
-                        ))
-                    })?;
-                if let Some(rev) = &r.revocation {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "the certificate {} was revoked already, at {}",
-                        r.serial,
-                        utc(rev.at)
-                    )));
-                }
-                r.revocation = Some(CertificateRevocation {
-                    at: Timestamp::now(),
-                    by: actor.clone(),
-                    reason: reason.clone(),
-                });
-                let bytes = encode(&r);
-                txn.put(Table::Meta, key, bytes.clone());
-                append(
-                    txn,
-                    &actor,
-                    "client_certificate.revoked",
-                    &r.serial,
-                    &bytes,
-                    BTreeMap::from([
-                        (
-                            "department".to_owned(),
-                            Extra::Text(r.department.to_string()),
-                        ),
-                        ("reason".to_owned(), Extra::Text(reason)),
-                    ]),
-                );
-                if let Some(rid) = &rid {
-                    rid.remember(txn, &certseal_crypto::sha256(&[&bytes]));
-                }
-                Ok(Ok(r))
-            })
+            .submit(
+                move |txn| -> Result<Result<DepartmentCertificateRecord, Vec<u8>>, RegistryError> {
+                    if let Some(rid) = &rid
+                        && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                    {
+                        return Ok(Err(outcome));
+                    }
+                    let mut r: DepartmentCertificateRecord = txn
+                        .get(Table::Meta, &key)?
+                        .map(|b| decode("department certificate", &b))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            RegistryError::NotFound(format!(
+                                "no department certificate with serial {}",
+                                hex(&serial)
+                            ))
+                        })?;
+                    if let Some(rev) = &r.revocation {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "the certificate {} was revoked already, at {}",
+                            r.serial,
+                            utc(rev.at)
+                        )));
+                    }
+                    r.revocation = Some(CertificateRevocation {
+                        at: Timestamp::now(),
+                        by: actor.clone(),
+                        reason: reason.clone(),
+                    });
+                    let bytes = encode(&r);
+                    txn.put(Table::Meta, key, bytes.clone());
+                    append(
+                        txn,
+                        &actor,
+                        "client_certificate.revoked",
+                        &r.serial,
+                        &bytes,
+                        BTreeMap::from([
+                            (
+                                "department".to_owned(),
+                                Extra::Text(r.department.to_string()),
+                            ),
+                            ("reason".to_owned(), Extra::Text(reason)),
+                        ]),
+                    );
+                    if let Some(rid) = &rid {
+                        rid.remember(txn, &certseal_crypto::sha256(&[&bytes]));
+                    }
+                    Ok(Ok(r))
+                },
+            )
             .await?;
         // Err: a concurrent request with the same ID won.
         let record = match record {

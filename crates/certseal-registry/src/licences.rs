@@ -1094,7 +1094,7 @@ impl Registry {
         let retention = self.request_id_retention;
         let outcome = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Option<Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {
@@ -1219,7 +1219,7 @@ impl Registry {
         let retention = self.request_id_retention;
         let outcome = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Licence, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {

@@ -174,17 +174,26 @@ impl RequestId {
     /// written together or not at all.
     pub(crate) fn remember(&self, txn: &mut RegTxn<'_>, outcome: &[u8]) {
         let at = Timestamp::now().0.max(0);
-        txn.put(
-            Table::RequestIds,
-            self.key.clone(),
-            [&self.digest[..], &at.to_be_bytes(), outcome].concat(),
-        );
-        txn.put(
-            Table::RequestIdsByTime,
-            [&at.to_be_bytes()[..], &self.key].concat(),
-            Vec::new(),
-        );
+        for (table, key, value) in rows(&self.key, &self.digest, at, outcome) {
+            txn.put(table, key, value);
+        }
     }
+}
+
+/// The record of one use of a request ID and its entry in the time index.
+fn rows(key: &[u8], digest: &[u8; 32], at: i64, outcome: &[u8]) -> [(Table, Vec<u8>, Vec<u8>); 2] {
+    [
+        (
+            Table::RequestIds,
+            key.to_vec(),
+            [&digest[..], &at.to_be_bytes(), outcome].concat(),
+        ),
+        (
+            Table::RequestIdsByTime,
+            [&at.to_be_bytes()[..], key].concat(),
+            Vec::new(),
+        ),
+    ]
 }
 
 fn retention_ms(retention: Duration) -> i64 {
@@ -322,5 +331,57 @@ mod tests {
         let ab = RequestDigest::new(Change::RevokeSeal).text("ab").text("");
         let a_b = RequestDigest::new(Change::RevokeSeal).text("a").text("b");
         assert_ne!(ab.finish(), a_b.finish());
+    }
+
+    #[test]
+    fn the_writer_forgets_expired_request_ids_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            certseal_store::RocksStore::open(dir.path(), &certseal_store::RocksOptions::default())
+                .unwrap();
+        let now = Timestamp::now().0;
+        let hour = 3_600_000;
+        let mut b = Batch::new();
+        let mut put = |key: &[u8], at: i64| {
+            for (t, k, v) in rows(key, &[7; 32], at, b"outcome") {
+                b.put(t, k, v);
+            }
+        };
+        // More expired IDs than one batch takes, one recent, and one used again after it
+        // expired (its old index entry goes, its new use stays).
+        let expired = PRUNE_BATCH + 10;
+        for n in 0..expired {
+            put(format!("old-{n:04}").as_bytes(), now - 3 * hour + n as i64);
+        }
+        put(b"recent", now - hour / 2);
+        put(b"again", now - 2 * hour);
+        put(b"again", now - hour / 4);
+        store.write(&b, true).unwrap();
+        let count = |t: Table| {
+            store
+                .scan(t, b"", None, 10_000, Direction::Forward)
+                .unwrap()
+                .items
+                .len()
+        };
+        assert_eq!(count(Table::RequestIds), expired + 2);
+
+        let mut pruner = Pruner::new(Duration::from_secs(3600));
+        assert_eq!(pruner.prune(&store).unwrap(), PRUNE_BATCH);
+        assert_eq!(count(Table::RequestIds), expired + 2 - PRUNE_BATCH);
+        // A full batch: the next group goes on at once, and finds the rest.
+        assert_eq!(pruner.prune(&store).unwrap(), 11);
+        let left: Vec<_> = store
+            .scan(Table::RequestIds, b"", None, 10, Direction::Forward)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(left, vec![b"again".to_vec(), b"recent".to_vec()]);
+        assert_eq!(count(Table::RequestIdsByTime), 2);
+        // Nothing more is due: the next pruning waits.
+        assert_eq!(pruner.prune(&store).unwrap(), 0);
+        assert!(pruner.next_at > now + PRUNE_INTERVAL_MS / 2);
     }
 }

@@ -415,7 +415,7 @@ impl Registry {
         let retention = self.request_id_retention;
         let seal = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {
@@ -575,7 +575,7 @@ impl Registry {
         let retention = self.request_id_retention;
         let outcome = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {
@@ -689,7 +689,7 @@ impl Registry {
         let note = note.to_owned();
         let retention = self.request_id_retention;
         let result = self.sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {
