@@ -839,6 +839,10 @@ mod tests {
         let c = raw.validate(Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(
+            c.registry.request_id_retention,
+            certseal_registry::DEFAULT_REQUEST_ID_RETENTION
+        );
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.registry.rocks.memtable_bytes, 256 << 20);
