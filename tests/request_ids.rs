@@ -56,6 +56,7 @@ fn renew(licence_id: &str, request_id: &str) -> pb::RenewLicenceRequest {
 const R1: &str = "0190c6a8-7b2e-7c3d-9f00-000000000001";
 const R2: &str = "0190c6a8-7b2e-7c3d-9f00-000000000002";
 const R3: &str = "0190c6a8-7b2e-7c3d-9f00-000000000003";
+const R4: &str = "0190c6a8-7b2e-7c3d-9f00-000000000004";
 
 #[tokio::test]
 async fn amend_and_renew_retries_return_the_first_licence() {
@@ -305,12 +306,12 @@ async fn status_seal_and_policy_retries_change_nothing() {
     assert_eq!(again, first);
     assert_eq!(log_size(addr).await, size);
 
-    // A policy change.
+    // A policy change. The administrator used R1 for the seal above: its IDs are its own.
     let mut p = PolicyServiceClient::new(server.channel().await);
     let policy = |roles: Vec<pb::Role>| pb::SetDepartmentPolicyRequest {
         department: i.dept.clone(),
         roles: roles.into_iter().map(|r| r as i32).collect(),
-        request_id: R1.into(),
+        request_id: R4.into(),
         ..Default::default()
     };
     let set = p
@@ -368,4 +369,35 @@ async fn remembered_outcomes_survive_a_restart() {
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
     server.stop().await;
+}
+
+/// A client that timed out and retried at once, several times: the attempts race through the
+/// writer (some in one group), and all get the one licence the first made.
+#[tokio::test]
+async fn racing_retries_make_one_change() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let i = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let l1 = issue(addr, &i, "k-1").await;
+    let before = log_size(addr).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let req = as_issuer(&i, amend(&l1.licence_id, "李四小吃店", R1));
+        let channel = server.channel().await;
+        tasks.spawn(async move {
+            LicenceServiceClient::new(channel)
+                .amend_licence(req)
+                .await
+                .map(|r| r.into_inner())
+        });
+    }
+    let answers: Vec<pb::Licence> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+    assert_eq!(answers[0].prev, l1.licence_id);
+    assert_eq!(log_size(addr).await, before + 2, "one amendment");
 }
