@@ -75,20 +75,20 @@ impl AuditWriter {
 impl WriterState for AuditWriter {
     fn committed(&mut self, store: &dyn KvStore) {
         self.records.settled();
+        let signed = self.latest.read().expect("lock").checkpoint.size;
+        if self.frontier.size() != signed {
+            match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
+                Ok(cp) => {
+                    *self.latest.write().expect("lock") = cp;
+                    self.signed_at
+                        .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
+            }
+        }
+        // After the checkpoint: the group's callers wait for both.
         if let Err(e) = self.request_ids.prune(store) {
             tracing::error!(error = %e, "cannot forget expired request IDs");
-        }
-        let signed = self.latest.read().expect("lock").checkpoint.size;
-        if self.frontier.size() == signed {
-            return;
-        }
-        match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
-            Ok(cp) => {
-                *self.latest.write().expect("lock") = cp;
-                self.signed_at
-                    .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
         }
     }
 
