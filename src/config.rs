@@ -147,6 +147,8 @@ pub struct RawLimits {
     pub max_licence_fields: Option<usize>,
     /// Largest seal image, in KiB (at most 256).
     pub max_seal_image_kib: Option<usize>,
+    /// How long a change's request ID is remembered, in hours (1 to 8760; default 168).
+    pub request_id_retention_hours: Option<u64>,
 }
 
 /// Bounds on what one caller can hold.
@@ -756,6 +758,16 @@ impl RawConfig {
                 ));
             }
         };
+        let request_id_retention = match self.limits.request_id_retention_hours {
+            None => certseal_registry::DEFAULT_REQUEST_ID_RETENTION,
+            Some(h) if (1..=8760).contains(&h) => std::time::Duration::from_secs(h * 3600),
+            Some(_) => {
+                return Err(invalid(
+                    "limits.request_id_retention_hours",
+                    "between 1 and 8760 hours".into(),
+                ));
+            }
+        };
         let secs = |key: &'static str, v: Option<u64>, default: std::time::Duration| match v {
             None => Ok(default),
             Some(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
@@ -868,6 +880,7 @@ impl RawConfig {
                     max_licence_fields,
                     max_seal_image_bytes,
                 },
+                request_id_retention,
             },
             limits,
             tls,
@@ -944,6 +957,10 @@ mod tests {
         let c = raw.validate(Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(
+            c.registry.request_id_retention,
+            certseal_registry::DEFAULT_REQUEST_ID_RETENTION
+        );
         assert!(!c.dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
         let StorageConfig::Rocks(rocks) = &c.storage else {

@@ -21,6 +21,9 @@ pub fn to_status(e: RegistryError) -> Status {
         }
         RegistryError::NotFound(m) => Status::not_found(m),
         RegistryError::AlreadyExists(m) => Status::already_exists(m),
+        // Like an idempotency key used for another licence: the ID exists already, naming
+        // another request; the request itself may be fine, with a new ID.
+        RegistryError::RequestIdReused(m) => Status::already_exists(m),
         RegistryError::FailedPrecondition(m) => Status::failed_precondition(m),
         // Logged where it was decided, with the caller and the action.
         RegistryError::PermissionDenied(m) => Status::permission_denied(m),

@@ -216,6 +216,7 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
             &main.dept,
             "issuer",
             pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: revoked_licence.clone(),
                 reason: pb::LicenceRevocationReason::Withdrawn as i32,
                 note: "after the backup".into(),
@@ -225,6 +226,7 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
         .unwrap();
     SealServiceClient::new(connect(addr).await)
         .revoke_seal(admin(pb::RevokeSealRequest {
+            request_id: String::new(),
             seal_id: other.seal_id.clone(),
             reason: pb::RevocationReason::Superseded as i32,
             compromised_at: None,

@@ -257,6 +257,7 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
                 licence_id: l.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::IssuedInError as i32,
                 note: String::new(),
+                request_id: String::new(),
             },
         ))
         .await

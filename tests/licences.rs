@@ -96,6 +96,7 @@ pub async fn issuer(addr: SocketAddr, n: u32, alg: pb::SealAlgorithm) -> Issuer 
         .seal
         .unwrap();
     s.activate_seal(admin(pb::SealTransitionRequest {
+        request_id: String::new(),
         seal_id: seal.seal_id.clone(),
         note: String::new(),
     }))
@@ -343,6 +344,7 @@ async fn issue_read_list_and_idempotency() {
     assert_eq!(a.document, b.document);
     // A suspended licence can be revoked; every change needs a reason in the note.
     let tr = |note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: a.licence_id.clone(),
         note: note.into(),
     };
@@ -358,6 +360,7 @@ async fn issue_read_list_and_idempotency() {
         .revoke_licence(as_issuer(
             &i,
             pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: a.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::Cancelled as i32,
                 note: "business closed".into(),
@@ -391,6 +394,7 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         .into_inner();
     let id = l.licence_id.clone();
     let tr = |id: &str, note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.into(),
         note: note.into(),
     };
@@ -414,6 +418,7 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         Code::PermissionDenied,
     );
     let mut amend = pb::AmendLicenceRequest {
+        request_id: String::new(),
         licence_id: id.clone(),
         fields: fields("张三餐饮有限公司"),
         holder_name: String::new(),
@@ -494,6 +499,7 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         .revoke_licence(as_issuer(
             &i,
             pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: r.licence_id.clone(),
                 reason: 0,
                 note: String::new(),
@@ -506,6 +512,7 @@ async fn every_lifecycle_path_is_kept_and_logged() {
         .revoke_licence(as_issuer(
             &i,
             pb::RevokeLicenceRequest {
+                request_id: String::new(),
                 licence_id: r.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::Withdrawn as i32,
                 note: "hygiene violations".into(),

@@ -168,6 +168,7 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
         &i.dept,
         "issuer",
         pb::RevokeLicenceRequest {
+            request_id: String::new(),
             licence_id: ids[1].clone(),
             reason: pb::LicenceRevocationReason::Withdrawn as i32,
             note: "经营者申请注销".into(),

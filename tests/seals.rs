@@ -15,6 +15,7 @@ const SEAL_NAME: &str = "厦门市市场监督管理局行政审批专用章";
 
 fn new_seal(department: &str, alg: pb::SealAlgorithm) -> pb::RegisterSealRequest {
     pb::RegisterSealRequest {
+        request_id: String::new(),
         department: department.into(),
         name: SEAL_NAME.into(),
         r#type: pb::SealType::SpecialPurpose as i32,
@@ -33,6 +34,7 @@ async fn seals(addr: std::net::SocketAddr) -> SealServiceClient<Channel> {
 
 fn transition(id: &str, note: &str) -> pb::SealTransitionRequest {
     pb::SealTransitionRequest {
+        request_id: String::new(),
         seal_id: id.into(),
         note: note.into(),
     }
@@ -250,6 +252,7 @@ async fn seal_lifecycle_certificates_usability_and_audit() {
 
     // Revocation for key compromise needs the time of compromise, not in the future.
     let revoke = |reason: pb::RevocationReason, at: Option<i64>| pb::RevokeSealRequest {
+        request_id: String::new(),
         seal_id: id.clone(),
         reason: reason as i32,
         compromised_at: at.map(ts),
@@ -802,6 +805,7 @@ async fn external_ca_csr_and_certificate_import() {
     for (cert, reason) in cases {
         let e = s
             .import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+                request_id: String::new(),
                 seal_id: id.clone(),
                 certificate: cert,
             }))
@@ -833,6 +837,7 @@ async fn external_ca_csr_and_certificate_import() {
     let good = ca.sign("ext", "seal.csr", PROFILE, "good.pem", &["-days", "365"]);
     let imported = s
         .import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+            request_id: String::new(),
             seal_id: id.clone(),
             certificate: good.clone(),
         }))
@@ -849,6 +854,7 @@ async fn external_ca_csr_and_certificate_import() {
     );
     expect_code(
         s.import_seal_certificate(admin(pb::ImportSealCertificateRequest {
+            request_id: String::new(),
             seal_id: id.clone(),
             certificate: good,
         }))

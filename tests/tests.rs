@@ -29,6 +29,9 @@ mod seals;
 // Licences: issue, idempotency, reads and lists, every lifecycle path, bad input, an
 // independent COSE check in Python, bulk import and a restart.
 mod licences;
+// Request IDs (AIP-155) on amend, renew, status, seal and policy changes: a retry gets the
+// first answer and changes nothing, also after a restart; a reused ID is refused.
+mod request_ids;
 // Verification: every sub-indication from a real case, receipts (signed, logged, listed,
 // checked by Python), the offline verifier agreeing with the service, batches.
 mod verification;

@@ -409,6 +409,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             .unwrap();
         seals
             .activate_seal(pb::SealTransitionRequest {
+                request_id: String::new(),
                 seal_id: s.seal_id.clone(),
                 note: String::new(),
             })
@@ -425,6 +426,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     // Bad policies are refused, naming each problem, and change nothing.
     let bad = policies
         .set_department_policy(pb::SetDepartmentPolicyRequest {
+            request_id: String::new(),
             department: a.clone(),
             roles: vec![pb::Role::Issuer as i32],
             issue: vec![
@@ -471,6 +473,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     // sees one private field; C reads only `other`; D audits.
     let set = policies
         .set_department_policy(pb::SetDepartmentPolicyRequest {
+            request_id: String::new(),
             department: a.clone(),
             roles: vec![pb::Role::Issuer as i32],
             issue: vec![pb::IssueGrant {
@@ -821,6 +824,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
         &["policy", "revoke", &a, "--issue", &food],
     ));
     let transition = || pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.clone(),
         note: "核查".into(),
     };
@@ -1027,6 +1031,7 @@ async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
 
     // Bad revocations change nothing.
     let bad = |serial: &str, reason: &str| pb::RevokeDepartmentCertificateRequest {
+        request_id: String::new(),
         serial: serial.into(),
         reason: reason.into(),
     };

@@ -130,6 +130,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     let mut l = LicenceServiceClient::new(server.channel().await);
     let now = Timestamp::now().0;
     let tr = |id: &str, note: &str| pb::LicenceTransitionRequest {
+        request_id: String::new(),
         licence_id: id.into(),
         note: note.into(),
     };
@@ -214,6 +215,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         &i.dept,
         "issuer",
         pb::RevokeLicenceRequest {
+            request_id: String::new(),
             licence_id: rv.licence_id.clone(),
             reason: pb::LicenceRevocationReason::Withdrawn as i32,
             note: "violations".into(),
@@ -280,6 +282,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         &i.dept,
         "issuer",
         pb::RevokeLicenceRequest {
+            request_id: String::new(),
             licence_id: sr.licence_id.clone(),
             reason: pb::LicenceRevocationReason::Withdrawn as i32,
             note: "violations found".into(),
@@ -331,6 +334,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     let late = issue(addr, &k, "late", None, None).await;
     SealServiceClient::new(server.channel().await)
         .revoke_seal(admin(pb::RevokeSealRequest {
+            request_id: String::new(),
             seal_id: k.seal_id.clone(),
             reason: pb::RevocationReason::KeyCompromise as i32,
             compromised_at: Some(ts(compromised_at)),

@@ -250,7 +250,7 @@ impl LicenceApi {
         let l = self
             .0
             .registry
-            .change_licence_status(actor, &r.licence_id, action, &r.note)
+            .change_licence_status(actor, &r.licence_id, action, &r.note, &r.request_id)
             .await
             .map_err(to_status)?;
         tracing::info!(licence = %l.id, status = l.status().as_str(), "licence status changed");
@@ -396,6 +396,7 @@ impl LicenceService for LicenceApi {
             not_after: optional_time("not_after", &r.not_after).map_err(to_status)?,
             seal_id: (!r.seal_id.is_empty()).then_some(r.seal_id),
             note: r.note,
+            request_id: r.request_id,
         };
         self.reissue(&actor, Reissue::Amend, req).await
     }
@@ -415,6 +416,7 @@ impl LicenceService for LicenceApi {
             not_after: optional_time("not_after", &r.not_after).map_err(to_status)?,
             seal_id: (!r.seal_id.is_empty()).then_some(r.seal_id),
             note: r.note,
+            request_id: r.request_id,
         };
         self.reissue(&actor, Reissue::Renew, req).await
     }
@@ -458,6 +460,7 @@ impl LicenceService for LicenceApi {
             pb::LicenceTransitionRequest {
                 licence_id: r.licence_id,
                 note: r.note,
+                request_id: r.request_id,
             },
             LicenceAction::Revoke(reason),
         )

@@ -155,7 +155,13 @@ impl PolicyService for PolicyApi {
         let p = self
             .0
             .registry
-            .set_department_policy(&actor, &r.department, &content, r.expected_revision)
+            .set_department_policy(
+                &actor,
+                &r.department,
+                &content,
+                r.expected_revision,
+                &r.request_id,
+            )
             .await
             .map_err(to_status)?;
         tracing::info!(department = %p.department, revision = p.revision, by = %actor.department, "sharing policy changed");
@@ -219,7 +225,7 @@ impl PolicyService for PolicyApi {
         let record = self
             .0
             .registry
-            .revoke_client_certificate(&actor, &r.serial, &r.reason)
+            .revoke_client_certificate(&actor, &r.serial, &r.reason, &r.request_id)
             .await
             .map_err(to_status)?;
         tracing::warn!(serial = %record.serial, department = %record.department, by = %actor.department, "department certificate revoked");

@@ -147,7 +147,7 @@ impl SealApi {
         let s = self
             .0
             .registry
-            .change_seal_status(&actor, &r.seal_id, action, &r.note)
+            .change_seal_status(&actor, &r.seal_id, action, &r.note, &r.request_id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(logged(s, what, &actor)))
@@ -192,6 +192,7 @@ impl SealService for SealApi {
             } else {
                 CertificateRequest::SealCa
             },
+            request_id: r.request_id,
         };
         let view = self
             .0
@@ -227,7 +228,7 @@ impl SealService for SealApi {
         let s = self
             .0
             .registry
-            .import_seal_certificate(&actor, &r.seal_id, &r.certificate)
+            .import_seal_certificate(&actor, &r.seal_id, &r.certificate, &r.request_id)
             .await
             .map_err(to_status)?;
         Ok(Response::new(logged(s, "certificate imported", &actor)))
@@ -267,7 +268,13 @@ impl SealService for SealApi {
         let s = self
             .0
             .registry
-            .change_seal_status(&actor, &r.seal_id, SealAction::Revoke(reason), &r.note)
+            .change_seal_status(
+                &actor,
+                &r.seal_id,
+                SealAction::Revoke(reason),
+                &r.note,
+                &r.request_id,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(logged(s, "revoked", &actor)))

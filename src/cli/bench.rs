@@ -316,6 +316,7 @@ async fn prepare(channel: Channel) -> anyhow::Result<String> {
         ADMIN,
         "admin",
         pb::SealTransitionRequest {
+            request_id: String::new(),
             seal_id: seal.seal_id.clone(),
             note: "bench".into(),
         },

@@ -240,6 +240,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             holder_name,
             seal,
             note,
+            request_id,
             ..
         } => cl
             .licences()
@@ -252,6 +253,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                 not_after: time_arg("--not-after", content.not_after.as_deref())?,
                 seal_id: seal.unwrap_or_default(),
                 note,
+                request_id,
             })?)
             .await
             .map_err(explain)?
@@ -262,6 +264,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             not_after,
             seal,
             note,
+            request_id,
             ..
         } => cl
             .licences()
@@ -272,23 +275,38 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                 not_after: time_arg("--not-after", not_after.as_deref())?,
                 seal_id: seal.unwrap_or_default(),
                 note,
+                request_id,
             })?)
             .await
             .map_err(explain)?
             .into_inner(),
         L::Suspend {
-            licence_id, note, ..
+            licence_id,
+            note,
+            request_id,
+            ..
         } => cl
             .licences()
-            .suspend_licence(cl.request(pb::LicenceTransitionRequest { licence_id, note })?)
+            .suspend_licence(cl.request(pb::LicenceTransitionRequest {
+                licence_id,
+                note,
+                request_id,
+            })?)
             .await
             .map_err(explain)?
             .into_inner(),
         L::Reinstate {
-            licence_id, note, ..
+            licence_id,
+            note,
+            request_id,
+            ..
         } => cl
             .licences()
-            .reinstate_licence(cl.request(pb::LicenceTransitionRequest { licence_id, note })?)
+            .reinstate_licence(cl.request(pb::LicenceTransitionRequest {
+                licence_id,
+                note,
+                request_id,
+            })?)
             .await
             .map_err(explain)?
             .into_inner(),
@@ -296,6 +314,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             licence_id,
             reason,
             note,
+            request_id,
             ..
         } => {
             let reason = match reason.as_str() {
@@ -312,6 +331,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                     licence_id,
                     reason: reason as i32,
                     note,
+                    request_id,
                 })?)
                 .await
                 .map_err(explain)?

@@ -113,6 +113,10 @@ pub enum SealCommand {
         /// Where to write the CSR (PEM).
         #[arg(long)]
         csr_out: Option<PathBuf>,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -130,6 +134,10 @@ pub enum SealCommand {
         /// Certificate file, PEM or DER (then any intermediate CA certificates, PEM).
         #[arg(long)]
         certificate: PathBuf,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -140,6 +148,10 @@ pub enum SealCommand {
         /// Why (kept in the history).
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -150,6 +162,10 @@ pub enum SealCommand {
         /// Why (kept in the history).
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -160,6 +176,10 @@ pub enum SealCommand {
         /// Why (kept in the history).
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -176,6 +196,10 @@ pub enum SealCommand {
         /// Why (kept in the history).
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -323,6 +347,10 @@ pub enum LicenceCommand {
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -342,6 +370,10 @@ pub enum LicenceCommand {
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -352,6 +384,10 @@ pub enum LicenceCommand {
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -362,6 +398,10 @@ pub enum LicenceCommand {
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -375,6 +415,10 @@ pub enum LicenceCommand {
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },

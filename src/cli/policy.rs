@@ -47,6 +47,10 @@ pub enum PolicyCommand {
         /// Refuse unless the policy is at this revision (0: none yet).
         #[arg(long)]
         revision: Option<u64>,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -124,6 +128,10 @@ pub enum DeptCertCommand {
         /// Why (written to the audit log).
         #[arg(long)]
         reason: String,
+        /// Request ID (AIP-155; a UUID is recommended): a retry with the same ID and request
+        /// returns the first answer and changes nothing.
+        #[arg(long, default_value = "")]
+        request_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -280,6 +288,7 @@ fn policies(cl: &Client) -> PolicyServiceClient<tonic::transport::Channel> {
 /// The set request that writes `p` back, expecting its revision.
 fn set_request(p: pb::DepartmentPolicy) -> pb::SetDepartmentPolicyRequest {
     pb::SetDepartmentPolicyRequest {
+        request_id: String::new(),
         expected_revision: Some(p.revision),
         department: p.department,
         roles: p.roles,
@@ -366,6 +375,7 @@ pub async fn run(c: PolicyCommand) -> anyhow::Result<()> {
             department,
             file,
             revision,
+            request_id,
             client,
         } => {
             let text = String::from_utf8(read(&file)?)
@@ -398,6 +408,7 @@ pub async fn run(c: PolicyCommand) -> anyhow::Result<()> {
                     })
                     .collect(),
                 expected_revision: revision,
+                request_id,
             };
             let cl = Client::connect(&client).await?;
             let p = policies(&cl)
@@ -523,13 +534,18 @@ pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
         DeptCertCommand::Revoke {
             serial,
             reason,
+            request_id,
             client,
         } => {
             let cl = Client::connect(&client).await?;
             let r = policies(&cl)
-                .revoke_department_certificate(
-                    cl.request(pb::RevokeDepartmentCertificateRequest { serial, reason })?,
-                )
+                .revoke_department_certificate(cl.request(
+                    pb::RevokeDepartmentCertificateRequest {
+                        serial,
+                        reason,
+                        request_id,
+                    },
+                )?)
                 .await
                 .map_err(explain)?
                 .into_inner();

@@ -50,6 +50,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             national_code,
             external_ca,
             csr_out,
+            request_id,
             ..
         } => {
             let algorithm = match algorithm.as_str() {
@@ -69,6 +70,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
                     not_after: time_arg("--not-after", not_after.as_deref())?,
                     national_code,
                     external_ca,
+                    request_id,
                 })?)
                 .await
                 .map_err(explain)?
@@ -96,31 +98,60 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
         S::ImportCert {
             seal_id,
             certificate,
+            request_id,
             ..
         } => cl
             .seals()
             .import_seal_certificate(cl.request(pb::ImportSealCertificateRequest {
                 seal_id,
                 certificate: read(&certificate)?,
+                request_id,
             })?)
             .await
             .map_err(explain)?
             .into_inner(),
-        S::Activate { seal_id, note, .. } => cl
+        S::Activate {
+            seal_id,
+            note,
+            request_id,
+            ..
+        } => cl
             .seals()
-            .activate_seal(cl.request(pb::SealTransitionRequest { seal_id, note })?)
+            .activate_seal(cl.request(pb::SealTransitionRequest {
+                seal_id,
+                note,
+                request_id,
+            })?)
             .await
             .map_err(explain)?
             .into_inner(),
-        S::Suspend { seal_id, note, .. } => cl
+        S::Suspend {
+            seal_id,
+            note,
+            request_id,
+            ..
+        } => cl
             .seals()
-            .suspend_seal(cl.request(pb::SealTransitionRequest { seal_id, note })?)
+            .suspend_seal(cl.request(pb::SealTransitionRequest {
+                seal_id,
+                note,
+                request_id,
+            })?)
             .await
             .map_err(explain)?
             .into_inner(),
-        S::Reinstate { seal_id, note, .. } => cl
+        S::Reinstate {
+            seal_id,
+            note,
+            request_id,
+            ..
+        } => cl
             .seals()
-            .reinstate_seal(cl.request(pb::SealTransitionRequest { seal_id, note })?)
+            .reinstate_seal(cl.request(pb::SealTransitionRequest {
+                seal_id,
+                note,
+                request_id,
+            })?)
             .await
             .map_err(explain)?
             .into_inner(),
@@ -129,6 +160,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             reason,
             compromised_at,
             note,
+            request_id,
             ..
         } => {
             let reason = match reason.as_str() {
@@ -143,6 +175,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
                     reason: reason as i32,
                     compromised_at: time_arg("--compromised-at", compromised_at.as_deref())?,
                     note,
+                    request_id,
                 })?)
                 .await
                 .map_err(explain)?

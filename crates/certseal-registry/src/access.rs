@@ -18,6 +18,7 @@ use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
+use crate::request_ids::{Change, Remembered, RequestDigest, outcome_record, request_id};
 use crate::seals::load_seal;
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -291,17 +292,42 @@ impl Registry {
         department: &str,
         content: &PolicyContent,
         expected_revision: Option<u64>,
+        request_id_text: &str,
     ) -> Result<DepartmentPolicy, RegistryError> {
         const ACTION: &str = "setting the sharing policy";
         self.authorize(actor, Role::Admin, ACTION)?;
         let code = parse_credit_code("department", department)?;
+        let rid = request_id(
+            actor,
+            request_id_text,
+            RequestDigest::new(Change::SetDepartmentPolicy)
+                .text(department)
+                .text(&format!("{content:?}"))
+                .text(&format!("{expected_revision:?}")),
+        )?;
+        let replayed = |outcome: &[u8]| {
+            outcome_record::<DepartmentPolicy>(self.store.as_ref(), "policy", outcome)
+        };
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return replayed(&outcome);
+        }
         let (roles, mut issue, mut read) = content.check()?;
         self.check_grants(&code, &issue, &read)?;
         issue.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         read.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         let actor = actor.clone();
-        self.sequencer
-            .submit(move |txn| {
+        let retention = self.request_id_retention;
+        let outcome = self
+            .sequencer
+            .submit(move |txn| -> Result<Result<DepartmentPolicy, Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Err(outcome));
+                }
                 let dept = load_department(txn, &code)?.ok_or_else(|| {
                     RegistryError::NotFound(format!("department {code} is not registered"))
                 })?;
@@ -341,9 +367,14 @@ impl Registry {
                     &record,
                     BTreeMap::from([("revision".to_owned(), Extra::Uint(policy.revision))]),
                 );
-                Ok(policy)
+                if let Some(rid) = &rid {
+                    rid.remember(txn, &certseal_crypto::sha256(&[&record]));
+                }
+                Ok(Ok(policy))
             })
-            .await
+            .await?;
+        // Err: a concurrent request with the same ID won.
+        outcome.or_else(|outcome| replayed(&outcome))
     }
 
     /// Grants name types that have a template and seals of the department itself.

@@ -57,6 +57,8 @@ pub struct AuditWriter {
     change_seq: u64,
     /// Set when the writer reloaded its state from the store: what is cached may be stale.
     pub(crate) caches_stale: Arc<std::sync::atomic::AtomicBool>,
+    /// Forgets request IDs past their retention.
+    request_ids: crate::request_ids::Pruner,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -82,16 +84,19 @@ impl WriterState for AuditWriter {
     fn committed(&mut self, store: &dyn KvStore) {
         self.records.settled();
         let signed = self.latest.read().expect("lock").checkpoint.size;
-        if self.frontier.size() == signed {
-            return;
-        }
-        match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
-            Ok(cp) => {
-                *self.latest.write().expect("lock") = cp;
-                self.signed_at
-                    .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
+        if self.frontier.size() != signed {
+            match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
+                Ok(cp) => {
+                    *self.latest.write().expect("lock") = cp;
+                    self.signed_at
+                        .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
             }
-            Err(e) => tracing::error!(error = %e, "cannot sign or store a checkpoint"),
+        }
+        // After the checkpoint: the group's callers wait for both.
+        if let Err(e) = self.request_ids.prune(store) {
+            tracing::error!(error = %e, "cannot forget expired request IDs");
         }
     }
 
@@ -281,6 +286,7 @@ pub(crate) fn open_log(
     kek_file: &Path,
     origin: &str,
     records: Arc<crate::cache::Epoch>,
+    request_id_retention: std::time::Duration,
 ) -> Result<OpenedLog, RegistryError> {
     let mut origin = origin.to_owned();
     let key = match store.get(Table::Meta, META_LOG_KEY)? {
@@ -349,6 +355,7 @@ pub(crate) fn open_log(
             signed_at: Arc::new(std::sync::atomic::AtomicI64::new(Timestamp::now().0)),
             change_seq: meta_u64(store, META_CHANGE_SEQ)?,
             caches_stale: Arc::default(),
+            request_ids: crate::request_ids::Pruner::new(request_id_retention),
         },
         latest,
         verifier_key,

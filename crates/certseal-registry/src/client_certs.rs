@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{CLIENT_CA_KEY_OWNER, META_CLIENT_CA_CERT, META_CLIENT_CA_KEY};
 use crate::audit::{RegTxn, append};
 use crate::codec::{decode, encode};
+use crate::request_ids::{Change, Remembered, RequestDigest, outcome_record, request_id};
 use crate::{Registry, RegistryError};
 
 const META_CERT_PREFIX: &[u8] = b"client_cert/";
@@ -300,8 +301,29 @@ impl Registry {
         actor: &Actor,
         serial: &str,
         reason: &str,
+        request_id_text: &str,
     ) -> Result<DepartmentCertificateRecord, RegistryError> {
         self.authorize(actor, Role::Admin, "revoking a department certificate")?;
+        let rid = request_id(
+            actor,
+            request_id_text,
+            RequestDigest::new(Change::RevokeDepartmentCertificate)
+                .text(serial)
+                .text(reason),
+        )?;
+        let replayed = |outcome: &[u8]| {
+            outcome_record::<DepartmentCertificateRecord>(
+                self.store.as_ref(),
+                "department certificate",
+                outcome,
+            )
+        };
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return replayed(&outcome);
+        }
         let mut v = Vec::new();
         let serial = match parse_serial(serial) {
             Ok(s) => Some(s),
@@ -326,50 +348,66 @@ impl Registry {
         };
         let actor = actor.clone();
         let key = record_key(&serial);
+        let retention = self.request_id_retention;
         let record = self
             .sequencer
-            .submit(move |txn| {
-                let mut r: DepartmentCertificateRecord = txn
-                    .get(Table::Meta, &key)?
-                    .map(|b| decode("department certificate", &b))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        RegistryError::NotFound(format!(
-                            "no department certificate with serial {}",
-                            hex(&serial)
-                        ))
-                    })?;
-                if let Some(rev) = &r.revocation {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "the certificate {} was revoked already, at {}",
-                        r.serial,
-                        utc(rev.at)
-                    )));
-                }
-                r.revocation = Some(CertificateRevocation {
-                    at: Timestamp::now(),
-                    by: actor.clone(),
-                    reason: reason.clone(),
-                });
-                let bytes = encode(&r);
-                txn.put(Table::Meta, key, bytes.clone());
-                append(
-                    txn,
-                    &actor,
-                    "client_certificate.revoked",
-                    &r.serial,
-                    &bytes,
-                    BTreeMap::from([
-                        (
-                            "department".to_owned(),
-                            Extra::Text(r.department.to_string()),
-                        ),
-                        ("reason".to_owned(), Extra::Text(reason)),
-                    ]),
-                );
-                Ok(r)
-            })
+            .submit(
+                move |txn| -> Result<Result<DepartmentCertificateRecord, Vec<u8>>, RegistryError> {
+                    if let Some(rid) = &rid
+                        && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                    {
+                        return Ok(Err(outcome));
+                    }
+                    let mut r: DepartmentCertificateRecord = txn
+                        .get(Table::Meta, &key)?
+                        .map(|b| decode("department certificate", &b))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            RegistryError::NotFound(format!(
+                                "no department certificate with serial {}",
+                                hex(&serial)
+                            ))
+                        })?;
+                    if let Some(rev) = &r.revocation {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "the certificate {} was revoked already, at {}",
+                            r.serial,
+                            utc(rev.at)
+                        )));
+                    }
+                    r.revocation = Some(CertificateRevocation {
+                        at: Timestamp::now(),
+                        by: actor.clone(),
+                        reason: reason.clone(),
+                    });
+                    let bytes = encode(&r);
+                    txn.put(Table::Meta, key, bytes.clone());
+                    append(
+                        txn,
+                        &actor,
+                        "client_certificate.revoked",
+                        &r.serial,
+                        &bytes,
+                        BTreeMap::from([
+                            (
+                                "department".to_owned(),
+                                Extra::Text(r.department.to_string()),
+                            ),
+                            ("reason".to_owned(), Extra::Text(reason)),
+                        ]),
+                    );
+                    if let Some(rid) = &rid {
+                        rid.remember(txn, &certseal_crypto::sha256(&[&bytes]));
+                    }
+                    Ok(Ok(r))
+                },
+            )
             .await?;
+        // Err: a concurrent request with the same ID won.
+        let record = match record {
+            Ok(record) => record,
+            Err(outcome) => return replayed(&outcome),
+        };
         let at = record.revocation.as_ref().map_or(Timestamp(0), |r| r.at);
         self.revoked_certs.insert(parse_serial(&record.serial)?, at);
         Ok(record)

@@ -20,6 +20,10 @@ pub enum RegistryError {
     /// The request is valid but the state of the record does not allow it.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// The request ID was used before, within its retention, for another request; nothing
+    /// was changed.
+    #[error("request ID reused: {0}")]
+    RequestIdReused(String),
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(String),

@@ -21,6 +21,7 @@ mod error;
 mod licences;
 mod paging;
 mod public;
+mod request_ids;
 mod seal_ca;
 mod seals;
 mod signing;
@@ -53,6 +54,7 @@ pub use licences::{
 };
 pub use paging::{PageRequest, Paged};
 pub use public::{PUBLIC_PAGE_PURPOSE, PublicField, PublicSeal, PublicView, mask_id, mask_name};
+pub use request_ids::{DEFAULT_REQUEST_ID_RETENTION, MAX_REQUEST_ID};
 pub use seal_ca::ConfiguredCa;
 pub use seals::{
     CertificateRequest, NewSeal, SealFilter, SealUsabilityAnswer, SealView, SignedTrustList,
@@ -92,6 +94,8 @@ pub struct RegistryOptions {
     pub access: AccessOptions,
     /// Bounds on request contents.
     pub input: InputLimits,
+    /// How long a change's request ID is remembered with its outcome.
+    pub request_id_retention: std::time::Duration,
 }
 
 /// Bounds on what one request may carry, at most the built-in maxima.
@@ -135,6 +139,7 @@ impl Default for RegistryOptions {
                 .collect(),
             access: AccessOptions::default(),
             input: InputLimits::default(),
+            request_id_retention: request_ids::DEFAULT_REQUEST_ID_RETENTION,
         }
     }
 }
@@ -177,6 +182,7 @@ pub struct Registry {
     purposes: Vec<String>,
     access: AccessOptions,
     input: InputLimits,
+    request_id_retention: std::time::Duration,
     client_cas: client_certs::ClientCas,
     revoked_certs: Arc<client_certs::RevokedCertificates>,
     signers: std::sync::Mutex<
@@ -238,6 +244,7 @@ impl Registry {
             kek_file,
             &opts.log_origin,
             records.epoch(),
+            opts.request_id_retention,
         )?;
         let seal_ca = seal_ca::open_seal_ca(
             store.as_ref(),
@@ -273,6 +280,7 @@ impl Registry {
             purposes: opts.purposes.clone(),
             access: opts.access.clone(),
             input: opts.input,
+            request_id_retention: opts.request_id_retention,
             client_cas,
             revoked_certs,
             signers: Default::default(),

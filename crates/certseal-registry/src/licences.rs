@@ -28,6 +28,9 @@ use crate::cache::{SigningSealRecord, Stamp};
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
+use crate::request_ids::{
+    Change, Remembered, RequestDigest, outcome_record, outcome_text, request_id,
+};
 use crate::seals::{load_seal_txn, parse_seal_id};
 use crate::status_list::put_status_index;
 use crate::templates::TemplateSelector;
@@ -85,6 +88,9 @@ pub struct ReissueRequest {
     pub seal_id: Option<String>,
     /// Why.
     pub note: String,
+    /// Makes retries safe (AIP-155): empty for none; the same ID with the same request returns
+    /// the licence the first one made.
+    pub request_id: String,
 }
 
 /// Amendment (fields change, same validity by default) or renewal (new validity, same fields).
@@ -970,6 +976,13 @@ impl Registry {
                 format!("at most {} characters", MAX_NOTE - 100),
             ));
         }
+        let rid = request_id(actor, &req.request_id, reissue_digest(how, &req)?)?;
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return self.reissued(&outcome);
+        }
         let old = self.read_licence(&old_id)?;
         if old.licence.issuer != actor.department {
             return Err(self.deny(
@@ -1078,8 +1091,15 @@ impl Registry {
             Reissue::Renew => ("licence.renewed", "renewed"),
         };
         let note = req.note.clone();
-        self.sequencer
-            .submit(move |txn| {
+        let retention = self.request_id_retention;
+        let outcome = self
+            .sequencer
+            .submit(move |txn| -> Result<Option<Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Some(outcome));
+                }
                 let mut old = load_licence_txn(txn, &old_id)?;
                 old.apply(
                     LicenceAction::Supersede,
@@ -1132,10 +1152,25 @@ impl Registry {
                     &old_record,
                     licence_fields(&old, &[("next", licence.id.to_string())]),
                 );
-                Ok(())
+                if let Some(rid) = &rid {
+                    rid.remember(txn, licence.id.as_str().as_bytes());
+                }
+                Ok(None)
             })
             .await?;
-        Ok(self.view(prepared))
+        match outcome {
+            None => Ok(self.view(prepared)),
+            // A concurrent request with the same ID won: answer as a retry would.
+            Some(outcome) => self.reissued(&outcome),
+        }
+    }
+
+    /// The licence an amendment or renewal made, as it was then: its first event only.
+    fn reissued(&self, outcome: &[u8]) -> Result<LicenceView, RegistryError> {
+        let mut view = self.read_licence(&parse_licence_id(outcome_text(outcome)?)?)?;
+        view.licence.history.truncate(1);
+        view.licence.next = None;
+        Ok(view)
     }
 
     /// Suspends, reinstates or revokes a licence. Needs the issuer role of the issuing
@@ -1146,6 +1181,7 @@ impl Registry {
         licence_id: &str,
         action: LicenceAction,
         note: &str,
+        request_id_text: &str,
     ) -> Result<Licence, RegistryError> {
         let access = self.authorize(actor, Role::Issuer, "changing a licence's status")?;
         let id = parse_licence_id(licence_id)?;
@@ -1156,10 +1192,39 @@ impl Registry {
                 "a licence is superseded by amending or renewing it",
             ));
         }
+        let (change, reason) = match action {
+            LicenceAction::Suspend => (Change::SuspendLicence, None),
+            LicenceAction::Reinstate => (Change::ReinstateLicence, None),
+            LicenceAction::Revoke(r) => (Change::RevokeLicence, Some(r)),
+            LicenceAction::Supersede => unreachable!("refused above"),
+        };
+        let rid = request_id(
+            actor,
+            request_id_text,
+            RequestDigest::new(change)
+                .text(licence_id)
+                .bytes(&certseal_core::cbor::to_canonical(&reason).map_err(RegistryError::Corrupt)?)
+                .text(note),
+        )?;
+        let replayed =
+            |outcome: &[u8]| outcome_record::<Licence>(self.store.as_ref(), "licence", outcome);
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return replayed(&outcome);
+        }
         let actor = actor.clone();
         let note = note.to_owned();
-        self.sequencer
-            .submit(move |txn| {
+        let retention = self.request_id_retention;
+        let outcome = self
+            .sequencer
+            .submit(move |txn| -> Result<Result<Licence, Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Err(outcome));
+                }
                 let mut l = load_licence_txn(txn, &id)?;
                 if l.issuer != actor.department {
                     return Err(crate::access::denied(
@@ -1212,10 +1277,34 @@ impl Registry {
                     &record,
                     licence_fields(&l, reason.as_slice()),
                 );
-                Ok(l)
+                if let Some(rid) = &rid {
+                    rid.remember(txn, &sha256(&[&record]));
+                }
+                Ok(Ok(l))
             })
-            .await
+            .await?;
+        // Err: a concurrent request with the same ID won.
+        outcome.or_else(|outcome| replayed(&outcome))
     }
+}
+
+/// What makes two amendments or renewals the same request.
+fn reissue_digest(how: Reissue, req: &ReissueRequest) -> Result<RequestDigest, RegistryError> {
+    let change = match how {
+        Reissue::Amend => Change::AmendLicence,
+        Reissue::Renew => Change::RenewLicence,
+    };
+    Ok(RequestDigest::new(change)
+        .text(&req.licence_id)
+        .bytes(&certseal_core::cbor::to_canonical(&req.fields).map_err(RegistryError::Corrupt)?)
+        .bytes(
+            &certseal_core::cbor::to_canonical(&req.holder_name).map_err(RegistryError::Corrupt)?,
+        )
+        .bytes(&req.template_version.to_be_bytes())
+        .time(req.not_before)
+        .time(req.not_after)
+        .bytes(&certseal_core::cbor::to_canonical(&req.seal_id).map_err(RegistryError::Corrupt)?)
+        .text(&req.note))
 }
 
 /// How a sequenced issue ended.

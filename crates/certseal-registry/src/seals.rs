@@ -28,6 +28,7 @@ use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
+use crate::request_ids::{Change, Remembered, RequestDigest, outcome_record, request_id};
 use crate::seal_ca::{open_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
@@ -74,6 +75,9 @@ pub struct NewSeal {
     pub national_code: String,
     /// Where the certificate comes from.
     pub certificate: CertificateRequest,
+    /// Makes retries safe (AIP-155): empty for none; the same ID with the same request returns
+    /// the seal the first one registered.
+    pub request_id: String,
 }
 
 /// A seal with its image, and its CSR when one was just made.
@@ -290,6 +294,26 @@ impl Registry {
         new: NewSeal,
     ) -> Result<SealView, RegistryError> {
         self.authorize(actor, Role::Admin, "registering a seal")?;
+        let rid = request_id(
+            actor,
+            &new.request_id,
+            RequestDigest::new(Change::RegisterSeal)
+                .text(&new.department)
+                .text(&new.name)
+                .text(&format!("{:?}", new.seal_type))
+                .bytes(&sha256(&[&new.image]))
+                .text(&format!("{:?}", new.algorithm))
+                .time(new.not_before)
+                .time(new.not_after)
+                .text(&new.national_code)
+                .text(&format!("{:?}", new.certificate)),
+        )?;
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return self.registered(actor, &outcome);
+        }
         let now = Timestamp::now();
         if new.image.len() > self.input.max_seal_image_bytes {
             return Err(RegistryError::invalid(
@@ -386,10 +410,17 @@ impl Registry {
         };
         let image = new.image;
         let dept_name = dept.name;
+        let caller = actor;
         let actor = actor.clone();
+        let retention = self.request_id_retention;
         let seal = self
             .sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Err(outcome));
+                }
                 // The certificate names the department as read above; it must still be so.
                 let dept = active_department(
                     load_department(txn, &seal.lifecycle.department)?,
@@ -429,11 +460,37 @@ impl Registry {
                     &record,
                     seal_fields(&seal),
                 );
-                Ok(seal)
+                if let Some(rid) = &rid {
+                    rid.remember(txn, &sha256(&[&record]));
+                }
+                Ok(Ok(seal))
             })
             .await?;
+        // Err: a concurrent request with the same ID won.
+        let seal = match seal {
+            Ok(seal) => seal,
+            Err(outcome) => return self.registered(caller, &outcome),
+        };
         tracing::info!(seal = %seal.id, department = %seal.lifecycle.department, "registered a seal");
         let image = self.seal_image(&seal)?;
+        Ok(SealView { seal, image, csr })
+    }
+
+    /// The seal a remembered registration made, as it was then. Its CSR is made again while
+    /// the seal still waits for its certificate (a CSR is any signed request for the key).
+    fn registered(&self, actor: &Actor, outcome: &[u8]) -> Result<SealView, RegistryError> {
+        let seal: Seal = outcome_record(self.store.as_ref(), "seal", outcome)?;
+        let image = self.seal_image(&seal)?;
+        let csr = if seal.certificate.is_none() {
+            match self.seal_csr(actor, &seal.id.to_string()) {
+                Ok(csr) => Some(csr),
+                // Its certificate was imported since, or it was revoked: no CSR to give.
+                Err(RegistryError::FailedPrecondition(_)) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
         Ok(SealView { seal, image, csr })
     }
 
@@ -483,9 +540,25 @@ impl Registry {
         actor: &Actor,
         seal_id: &str,
         certificate: &[u8],
+        request_id_text: &str,
     ) -> Result<Seal, RegistryError> {
         self.authorize(actor, Role::Admin, "importing a seal certificate")?;
         let id = parse_seal_id(seal_id)?;
+        let rid = request_id(
+            actor,
+            request_id_text,
+            RequestDigest::new(Change::ImportSealCertificate)
+                .text(seal_id)
+                .bytes(&sha256(&[certificate])),
+        )?;
+        let replayed =
+            |outcome: &[u8]| outcome_record::<Seal>(self.store.as_ref(), "seal", outcome);
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return replayed(&outcome);
+        }
         if certificate.is_empty() {
             return Err(RegistryError::invalid(
                 "certificate",
@@ -499,8 +572,15 @@ impl Registry {
         let mut anchors = self.trust_anchors.clone();
         anchors.push(self.seal_ca.cert.clone());
         let actor = actor.clone();
-        self.sequencer
-            .submit(move |txn| {
+        let retention = self.request_id_retention;
+        let outcome = self
+            .sequencer
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Err(outcome));
+                }
                 let mut seal = load_seal_txn(txn, &id)?;
                 if seal.certificate.is_some() {
                     return Err(RegistryError::FailedPrecondition(format!(
@@ -560,9 +640,14 @@ impl Registry {
                     &record,
                     seal_fields(&seal),
                 );
-                Ok(seal)
+                if let Some(rid) = &rid {
+                    rid.remember(txn, &sha256(&[&record]));
+                }
+                Ok(Ok(seal))
             })
-            .await
+            .await?;
+        // Err: a concurrent request with the same ID won.
+        outcome.or_else(|outcome| replayed(&outcome))
     }
 
     /// Moves a seal along its lifecycle: activate (filing; needs a certificate valid now and an
@@ -574,13 +659,42 @@ impl Registry {
         seal_id: &str,
         action: SealAction,
         note: &str,
+        request_id_text: &str,
     ) -> Result<Seal, RegistryError> {
         self.authorize(actor, Role::Admin, "changing a seal's status")?;
         let id = parse_seal_id(seal_id)?;
+        let (change, reason) = match action {
+            SealAction::Activate => (Change::ActivateSeal, None),
+            SealAction::Suspend => (Change::SuspendSeal, None),
+            SealAction::Reinstate => (Change::ReinstateSeal, None),
+            SealAction::Revoke(r) => (Change::RevokeSeal, Some(r)),
+        };
+        let rid = request_id(
+            actor,
+            request_id_text,
+            RequestDigest::new(change)
+                .text(seal_id)
+                .bytes(&certseal_core::cbor::to_canonical(&reason).map_err(RegistryError::Corrupt)?)
+                .text(note),
+        )?;
+        let replayed =
+            |outcome: &[u8]| outcome_record::<Seal>(self.store.as_ref(), "seal", outcome);
+        if let Some(rid) = &rid
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return replayed(&outcome);
+        }
         let actor = actor.clone();
         let note = note.to_owned();
+        let retention = self.request_id_retention;
         let result = self.sequencer
-            .submit(move |txn| {
+            .submit(move |txn| -> Result<Result<Seal, Vec<u8>>, RegistryError> {
+                if let Some(rid) = &rid
+                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                {
+                    return Ok(Err(outcome));
+                }
                 let mut seal = load_seal_txn(txn, &id)?;
                 let now = Timestamp::now();
                 if matches!(action, SealAction::Activate | SealAction::Reinstate) {
@@ -636,13 +750,17 @@ impl Registry {
                     &record,
                     seal_fields(&seal),
                 );
-                Ok(seal)
+                if let Some(rid) = &rid {
+                    rid.remember(txn, &sha256(&[&record]));
+                }
+                Ok(Ok(seal))
             })
             .await;
         // Whatever the change, the next signature opens the key again (a revoked seal's key
         // is gone, so it cannot).
         self.forget_signer(&id);
-        result
+        // Err: a concurrent request with the same ID won.
+        result?.or_else(|outcome| replayed(&outcome))
     }
 
     /// The signing key of a seal, opened once and kept while the seal signs: opening it

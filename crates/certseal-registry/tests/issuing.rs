@@ -53,7 +53,7 @@ async fn issuer(r: &Registry, n: u32) -> (String, String, String) {
         .seal
         .id
         .to_string();
-    r.change_seal_status(&admin, &seal, SealAction::Activate, "filed")
+    r.change_seal_status(&admin, &seal, SealAction::Activate, "filed", "")
         .await
         .unwrap();
     (dept, type_code, seal)
@@ -100,7 +100,7 @@ async fn the_next_issue_sees_every_seal_and_department_change() {
         .await
         .unwrap();
 
-    r.change_seal_status(&admin, &seal, SealAction::Suspend, "lost")
+    r.change_seal_status(&admin, &seal, SealAction::Suspend, "lost", "")
         .await
         .unwrap();
     let m = precondition(
@@ -110,7 +110,7 @@ async fn the_next_issue_sees_every_seal_and_department_change() {
     );
     assert!(m.contains("suspended"), "{m}");
 
-    r.change_seal_status(&admin, &seal, SealAction::Reinstate, "found")
+    r.change_seal_status(&admin, &seal, SealAction::Reinstate, "found", "")
         .await
         .unwrap();
     r.issue_licence(&me, request(&type_code, &seal, "c"))
@@ -175,11 +175,11 @@ async fn no_licence_is_signed_with_a_seal_the_log_shows_suspended() {
     let admin = actor(ADMIN, Role::Admin);
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-        r.change_seal_status(&admin, &seal, SealAction::Suspend, "check")
+        r.change_seal_status(&admin, &seal, SealAction::Suspend, "check", "")
             .await
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-        r.change_seal_status(&admin, &seal, SealAction::Reinstate, "done")
+        r.change_seal_status(&admin, &seal, SealAction::Reinstate, "done", "")
             .await
             .unwrap();
     }

@@ -71,11 +71,17 @@ pub enum Table {
     ReceiptsByLicence,
     /// Sharing policy: department credit code (18) → its roles and grants.
     Policies,
+    /// Request IDs of changes (AIP-155): caller's credit code (18) ‖ request ID → request
+    /// digest (32) ‖ remembered-at ms (u64 BE) ‖ outcome (what rebuilds the first answer).
+    RequestIds,
+    /// Index for pruning request IDs: remembered-at ms (u64 BE) ‖ caller's credit code (18) ‖
+    /// request ID → empty.
+    RequestIdsByTime,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 25] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -99,6 +105,8 @@ impl Table {
         Table::Receipts,
         Table::ReceiptsByLicence,
         Table::Policies,
+        Table::RequestIds,
+        Table::RequestIdsByTime,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -127,6 +135,8 @@ impl Table {
             Table::Receipts => "receipts",
             Table::ReceiptsByLicence => "receipts_by_licence",
             Table::Policies => "policies",
+            Table::RequestIds => "request_ids",
+            Table::RequestIdsByTime => "request_ids_by_time",
         }
     }
 }

@@ -40,5 +40,6 @@ pub fn new_seal(dept: &str) -> NewSeal {
         not_after: None,
         national_code: String::new(),
         certificate: CertificateRequest::SealCa,
+        request_id: String::new(),
     }
 }
