@@ -108,7 +108,13 @@ impl Cluster {
 
     fn kill9(&self, part: &Part) {
         let pid = part.pid.expect("the part runs");
-        assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }
 
@@ -146,6 +152,15 @@ async fn verify(addr: SocketAddr, id: &str) -> pb::VerificationResult {
         .into_inner()
 }
 
+/// A channel to a node that may be down.
+async fn try_connect(node: SocketAddr) -> Option<tonic::transport::Channel> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{node}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10));
+    ep.connect().await.ok()
+}
+
 /// Issues with unique idempotency keys against every node in turn until told to stop,
 /// retrying each key until it is acknowledged; records what each key got.
 fn load(
@@ -164,7 +179,7 @@ fn load(
             loop {
                 let node = nodes[(n + refusals) % nodes.len()];
                 let got = async {
-                    let ch = tokio::time::timeout(Duration::from_secs(2), connect(node)).await.ok()?;
+                    let ch = try_connect(node).await?;
                     LicenceServiceClient::new(ch)
                         .issue_licence(as_actor(&good.dept, "issuer", request(&good, &key)))
                         .await
@@ -174,12 +189,18 @@ fn load(
                 match got {
                     Some(l) => {
                         let l = l.into_inner();
-                        acked.lock().unwrap().insert(key.clone(), (l.licence_id, l.document));
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(key.clone(), (l.licence_id, l.document));
                         break;
                     }
                     None => {
                         refusals += 1;
-                        assert!(started.elapsed() < Duration::from_secs(120), "{key}: writes did not resume");
+                        assert!(
+                            started.elapsed() < Duration::from_secs(120),
+                            "{key}: writes did not resume"
+                        );
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
@@ -194,17 +215,20 @@ fn load(
 async fn writes_resume(node: SocketAddr, good: &Issuer, key: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let ok = match tokio::time::timeout(Duration::from_secs(2), connect(node)).await {
-            Ok(ch) => LicenceServiceClient::new(ch)
+        let ok = match try_connect(node).await {
+            Some(ch) => LicenceServiceClient::new(ch)
                 .issue_licence(as_actor(&good.dept, "issuer", request(good, key)))
                 .await
                 .is_ok(),
-            Err(_) => false,
+            None => false,
         };
         if ok {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "writes did not resume");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "writes did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -225,7 +249,11 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
     let nodes = cluster.certseal();
     assert_eq!(nodes.len(), 3);
     let leader = cluster.leader();
-    let followers: Vec<Part> = nodes.iter().filter(|p| p.name != leader.name).cloned().collect();
+    let followers: Vec<Part> = nodes
+        .iter()
+        .filter(|p| p.name != leader.name)
+        .cloned()
+        .collect();
     assert_eq!(followers.len(), 2, "{nodes:?}");
 
     // Set-up through a follower: every write is forwarded to the leader.
@@ -246,7 +274,10 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((&again.licence_id, &again.document), (&l.licence_id, &l.document));
+    assert_eq!(
+        (&again.licence_id, &again.document),
+        (&l.licence_id, &l.document)
+    );
 
     // A revocation on the leader, checked at once on a follower.
     LicenceServiceClient::new(connect(addr(&leader)).await)
@@ -256,7 +287,7 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
             pb::RevokeLicenceRequest {
                 licence_id: l.licence_id.clone(),
                 reason: pb::LicenceRevocationReason::IssuedInError as i32,
-                note: String::new(),
+                note: "签发有误".into(),
                 request_id: String::new(),
             },
         ))
@@ -303,13 +334,19 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
         let before = acked.lock().unwrap().len();
         cluster.kill9(&victim);
         let took = writes_resume(addr(&survivor), &good, &format!("resume-{round}")).await;
-        eprintln!("{round} killed: writes resumed through {} in {took:?}", survivor.name);
+        eprintln!(
+            "{round} killed: writes resumed through {} in {took:?}",
+            survivor.name
+        );
         resumed.push((round, took));
         cluster.run(&["start-node", &victim.name]);
         // The load goes on after the restart.
         let deadline = Instant::now() + Duration::from_secs(60);
         while acked.lock().unwrap().len() < before + 20 {
-            assert!(Instant::now() < deadline, "the load stalled after {round} came back");
+            assert!(
+                Instant::now() < deadline,
+                "the load stalled after {round} came back"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -318,12 +355,18 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
         c.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    eprintln!("acknowledged {} licences under load; resumed: {resumed:?}", acked.len());
+    eprintln!(
+        "acknowledged {} licences under load; resumed: {resumed:?}",
+        acked.len()
+    );
 
     // No idempotency key gave two licences: each key's retry answers the licence it got.
     let mut by_id: HashMap<&str, &str> = HashMap::new();
     for (k, (id, _)) in &acked {
-        assert!(by_id.insert(id, k).is_none(), "licence {id} acknowledged for two keys");
+        assert!(
+            by_id.insert(id, k).is_none(),
+            "licence {id} acknowledged for two keys"
+        );
     }
     let (some_key, (some_id, some_doc)) = acked.iter().next().unwrap();
     for node in &all {

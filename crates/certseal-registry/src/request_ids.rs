@@ -336,9 +336,11 @@ mod tests {
     #[test]
     fn the_writer_forgets_expired_request_ids_in_bounded_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            certseal_store::RocksStore::open(dir.path(), &certseal_store::RocksOptions::default())
-                .unwrap();
+        let store = certseal_store_rocks::RocksStore::open(
+            dir.path(),
+            &certseal_store_rocks::RocksOptions::default(),
+        )
+        .unwrap();
         let now = Timestamp::now().0;
         let hour = 3_600_000;
         let mut b = Batch::new();

@@ -503,7 +503,7 @@ fn recover<W: WriterState>(
     opts: &SequencerOptions,
     state: &mut W,
     shared: &Shared,
-    stop: WriterStop,
+    mut stop: WriterStop,
 ) -> bool {
     // Short enough that a refusal and a shutdown are prompt.
     const TICK: Duration = Duration::from_millis(50);
@@ -540,8 +540,14 @@ fn recover<W: WriterState>(
             Err(e) => {
                 wait = (wait * 2).min(opts.max_recover_interval.max(opts.recover_interval));
                 next = Instant::now() + wait;
-                // A follower asks for the lease all the time; that is not news.
+                // A follower asks for the lease all the time; that is not news. A writer that
+                // stopped for another cause and finds another node leading now follows it.
                 if matches!(e, StoreError::NotLeader(_)) {
+                    if stop.cause != StopCause::NotLeader {
+                        tracing::info!(error = %e, "another node leads now: this one follows");
+                        stop = WriterStop::new(&e);
+                        shared.set_stop(Some(stop.clone()));
+                    }
                     tracing::debug!(attempts, error = %e, "still a follower");
                     continue;
                 }
