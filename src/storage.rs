@@ -15,11 +15,12 @@ pub fn open(config: &Config) -> Result<Arc<dyn KvStore>, RegistryError> {
     Ok(open_node(config)?.0)
 }
 
+/// The store, and on a database the database store itself (for the lease and forwarding).
+pub type OpenedStore = (Arc<dyn KvStore>, Option<Arc<MysqlStore>>);
+
 /// Opens the configured store; on a database, also the store itself for the cluster's
 /// lease and forwarding.
-pub fn open_node(
-    config: &Config,
-) -> Result<(Arc<dyn KvStore>, Option<Arc<MysqlStore>>), RegistryError> {
+pub fn open_node(config: &Config) -> Result<OpenedStore, RegistryError> {
     certseal_registry::create_private_dir(&config.data_dir)?;
     match &config.storage {
         StorageConfig::Rocks(_) => {

@@ -152,6 +152,9 @@ async fn verify(addr: SocketAddr, id: &str) -> pb::VerificationResult {
         .into_inner()
 }
 
+/// Each idempotency key's acknowledged licence: its ID and document.
+type Acked = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
+
 /// A channel to a node that may be down.
 async fn try_connect(node: SocketAddr) -> Option<tonic::transport::Channel> {
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{node}"))
@@ -167,7 +170,7 @@ fn load(
     nodes: Vec<SocketAddr>,
     good: Arc<Issuer>,
     client: usize,
-    acked: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>,
+    acked: Acked,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {

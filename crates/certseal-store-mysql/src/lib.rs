@@ -340,7 +340,7 @@ impl MysqlStore {
 
     /// The node holding the lease, as the database says now.
     pub fn leader(&self) -> Result<Option<Leader>, StoreError> {
-        self.read(|c| lease::read_leader(c))
+        self.read(lease::read_leader)
     }
 
     /// Tries to take (or keep) the lease; the node holds it afterwards if this answers Ok.
@@ -393,7 +393,7 @@ impl MysqlStore {
 
     /// The registry's identity in the database, created with the schema.
     pub fn registry_id(&self) -> Result<String, StoreError> {
-        self.read(|c| sql::registry_id(c))
+        self.read(sql::registry_id)
     }
 
     fn write_once(&self, batch: &Batch) -> Result<(), WriteError> {
@@ -444,9 +444,9 @@ impl From<mysql::Error> for WriteError {
 }
 
 /// The last change of each key, per table: a batch's order matters only within one key.
-fn collapse(batch: &Batch) -> Vec<(Table, Vec<u8>, Option<&[u8]>)> {
+fn collapse(batch: &Batch) -> Vec<sql::Change<'_>> {
     let mut latest: std::collections::HashMap<(Table, &[u8]), usize> = Default::default();
-    let mut out: Vec<(Table, Vec<u8>, Option<&[u8]>)> = Vec::new();
+    let mut out: Vec<sql::Change<'_>> = Vec::new();
     for op in batch.ops() {
         let (t, k, v) = match op {
             Op::Put(t, k, v) => (*t, k.as_slice(), Some(v.as_slice())),

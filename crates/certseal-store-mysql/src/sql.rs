@@ -15,6 +15,9 @@ pub(crate) const SYNC_WAIT: &str = "SET /*M! SESSION wsrep_sync_wait = 1, */ @ce
 /// A SQL statement's text grows to about this before the next statement starts.
 const STATEMENT_BYTES: usize = 1 << 20;
 
+/// The last change of one key: its table, the key, and the new value (None: deleted).
+pub(crate) type Change<'a> = (Table, Vec<u8>, Option<&'a [u8]>);
+
 pub(crate) fn table_name(t: Table) -> String {
     format!("cs_{}", t.name())
 }
@@ -163,7 +166,7 @@ pub(crate) fn scan<C: Queryable>(
 
 /// The statements that apply the last change of each key: multi-row upserts and deletes per
 /// table, each statement at most about [`STATEMENT_BYTES`] long.
-pub(crate) fn batch_statements(changes: &[(Table, Vec<u8>, Option<&[u8]>)]) -> Vec<String> {
+pub(crate) fn batch_statements(changes: &[Change<'_>]) -> Vec<String> {
     let mut out = Vec::new();
     for t in Table::ALL {
         let name = table_name(t);
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn statements_keep_the_last_change_of_each_key_and_split_long_ones() {
         let big = vec![7u8; 300 * 1024];
-        let changes: Vec<(Table, Vec<u8>, Option<&[u8]>)> = (0..8u8)
+        let changes: Vec<Change<'_>> = (0..8u8)
             .map(|i| (Table::Records, vec![i], Some(big.as_slice())))
             .chain([(Table::Meta, b"gone".to_vec(), None)])
             .collect();

@@ -377,10 +377,10 @@ fn run<W: WriterState>(
     shared: &Shared,
 ) {
     // A cluster follower starts stopped, and takes writes once it takes the lease.
-    if let Some(stop) = shared.stop() {
-        if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
-            return;
-        }
+    if let Some(stop) = shared.stop()
+        && !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop)
+    {
+        return;
     }
     while let Some(stop) = write_groups(store.as_ref(), &mut rx, opts, &mut state, shared) {
         if !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop) {
