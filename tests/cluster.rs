@@ -302,6 +302,30 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
         (pb::Indication::TotalFailed, pb::SubIndication::Revoked),
         "a follower answers from the latest change: {r:?}"
     );
+    // The signed document, checked through the other follower, says the same.
+    let r = VerificationServiceClient::new(connect(addr(&followers[1])).await)
+        .verify_document(as_actor(
+            ADMIN_DEPT,
+            "verifier",
+            pb::VerifyDocumentRequest {
+                document: Some(pb::verify_document_request::Document::Cose(
+                    l.document.clone(),
+                )),
+                purpose: Some(pb::Purpose {
+                    code: "ADMIN_APPROVAL".into(),
+                    text: "集群核验".into(),
+                }),
+                at: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.indication(), r.sub_indication()),
+        (pb::Indication::TotalFailed, pb::SubIndication::Revoked),
+        "{r:?}"
+    );
 
     // Load from three clients against all three nodes while parts are killed in turn.
     let all: Vec<SocketAddr> = nodes.iter().map(addr).collect();
