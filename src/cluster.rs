@@ -232,6 +232,11 @@ where
                 drop(registry);
                 return Ok(forward(&cluster, auth, req).await);
             }
+            // The writer's own state is current: no hop to a blocking thread on its reads.
+            if !registry.must_follow() {
+                drop(registry);
+                return inner.call(req).await;
+            }
             // A follower answers only from state at least as new as the last change the
             // leader acknowledged.
             let caught_up = tokio::task::spawn_blocking(move || registry.follow()).await;
@@ -311,8 +316,9 @@ pub fn spawn_renewal(cluster: Arc<Cluster>, lease: Duration) -> tokio::task::Joi
         let every = (lease / 3).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
-            let c = cluster.clone();
-            if c.store.lease_state().held || c.store.lease_state().epoch > 0 {
+            // Only a node that took the lease asks the database (renew is a no-op otherwise).
+            if cluster.store.lease_state().epoch > 0 {
+                let c = cluster.clone();
                 let _ = tokio::task::spawn_blocking(move || c.store.renew()).await;
             }
         }

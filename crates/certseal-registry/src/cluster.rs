@@ -28,6 +28,12 @@ impl Registry {
             .is_some_and(|s| s.cause == StopCause::NotLeader)
     }
 
+    /// Whether [`Registry::follow`] has anything to do: on a follower always, on the writer
+    /// only just after it took over. Cheap: no I/O.
+    pub fn must_follow(&self) -> bool {
+        self.caches_stale.load(Ordering::SeqCst) || self.following()
+    }
+
     /// Brings what this node keeps in memory up to the database's latest committed changes.
     /// A no-op on the node that writes, unless it has just taken over.
     pub fn follow(&self) -> Result<(), RegistryError> {
