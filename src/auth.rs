@@ -44,14 +44,32 @@ impl Authenticator {
                 Ok(Actor { department, role })
             }
             Authenticator::ClientCert => {
-                let certs = request.peer_certs().ok_or_else(|| {
-                    Status::unauthenticated("no client certificate: present your department's")
-                })?;
-                let der = certs
-                    .first()
-                    .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-                let (code, roles) = certseal_crypto::x509::client_identity(der.as_ref())
+                // A write a node forwarded runs for the caller whose certificate came with it
+                // (the cluster layer checked the node and the certificate).
+                let forwarded = request
+                    .extensions()
+                    .get::<crate::cluster::ForwardedCaller>()
+                    .map(|f| f.0.clone());
+                let certs = request.peer_certs();
+                let der: &[u8] = match (&forwarded, &certs) {
+                    (Some(f), _) => f.as_slice(),
+                    (None, Some(c)) => c
+                        .first()
+                        .ok_or_else(|| Status::unauthenticated("no client certificate"))?
+                        .as_ref(),
+                    (None, None) => {
+                        return Err(Status::unauthenticated(
+                            "no client certificate: present your department's",
+                        ));
+                    }
+                };
+                let (code, roles) = certseal_crypto::x509::client_identity(der)
                     .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
+                if roles.iter().any(|r| r == certseal_core::NODE_ROLE) {
+                    return Err(Status::permission_denied(
+                        "a node certificate acts only for the callers whose writes it forwards, never itself",
+                    ));
+                }
                 let department: CreditCode =
                     code.parse().map_err(|e: certseal_core::IdError| {
                         Status::unauthenticated(format!("client certificate: {e}"))

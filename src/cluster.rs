@@ -22,6 +22,16 @@ use crate::auth::Authenticator;
 /// Metadata a follower adds to a forwarded call: its own node name (for the leader's logs).
 pub const FORWARDED_BY_HEADER: &str = "x-certseal-forwarded-by";
 
+/// Metadata a follower adds to a call it forwards over mutual TLS: the caller's certificate
+/// (DER, base64), which the leader accepts only from a peer whose certificate has the role
+/// `node`, and checks again (chain and revocation) before it takes it as the caller's.
+pub const FORWARDED_CERT_HEADER: &str = "x-certseal-forwarded-client-cert-bin";
+
+/// The certificate of the caller a node forwarded, once the leader accepted it: the identity
+/// the call runs for, in place of the node's own.
+#[derive(Debug, Clone)]
+pub struct ForwardedCaller(pub Arc<Vec<u8>>);
+
 /// The calls that write, by gRPC path: a follower forwards them to the leader. Every check
 /// writes its receipt.
 const WRITES: &[&str] = &[
@@ -100,6 +110,8 @@ pub struct Cluster {
     node: String,
     /// The leader's address and a channel to it, read from the lease row, for a short while.
     leader: Mutex<Option<(String, tonic::transport::Channel, Instant)>>,
+    /// With mutual TLS: the node certificate the forwarding connections present.
+    tls: std::sync::OnceLock<tonic::transport::ClientTlsConfig>,
 }
 
 /// How long a follower trusts the leader's address it read, before it reads it again.
@@ -112,7 +124,14 @@ impl Cluster {
             store,
             node,
             leader: Mutex::new(None),
+            tls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Forwards over mutual TLS with this configuration (the node certificate, the CA of the
+    /// other nodes' server certificates).
+    pub fn set_tls(&self, config: tonic::transport::ClientTlsConfig) {
+        let _ = self.tls.set(config);
     }
 
     /// The store, for the lease's renewal and release.
@@ -147,16 +166,22 @@ impl Cluster {
             *at = Instant::now();
             return Ok(ch.clone());
         }
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", leader.address))
-                .map_err(|e| {
-                    tonic::Status::internal(format!(
-                        "the leader's address '{}': {e}",
-                        leader.address
-                    ))
-                })?
+        let scheme = if self.tls.get().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let bad = |e: &dyn std::fmt::Display| {
+            tonic::Status::internal(format!("the leader's address '{}': {e}", leader.address))
+        };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", leader.address))
+                .map_err(|e| bad(&e))?
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(2));
+        if let Some(tls) = self.tls.get() {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+        }
         let ch = endpoint.connect_lazy();
         tracing::info!(leader = %leader.node, address = %leader.address, epoch = leader.epoch, "forwarding writes to the leader");
         *l = Some((leader.address, ch.clone(), Instant::now()));
@@ -177,6 +202,8 @@ pub struct ClusterLayer {
     pub registry: std::sync::Weak<Registry>,
     /// How callers are identified, checked before a call is forwarded.
     pub auth: Authenticator,
+    /// With mutual TLS: the check of department certificates, run again on a forwarded one.
+    pub clients: Option<Arc<dyn crate::tls::ClientCertVerifier>>,
 }
 
 impl<S> tower::Layer<S> for ClusterLayer {
@@ -215,7 +242,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        if let Err(status) = accept_forwarded(self.layer.clients.as_deref(), &mut req) {
+            return Box::pin(std::future::ready(Ok(status_response(status))));
+        }
         let Some(cluster) = self.layer.cluster.clone() else {
             return Box::pin(self.inner.call(req));
         };
@@ -251,6 +281,67 @@ where
     }
 }
 
+/// On the leader: takes the caller's certificate a node forwarded as the call's identity,
+/// once the peer is proven a node and the certificate passes the handshake's checks again.
+/// The metadata never reaches the API, from a node or from anyone else.
+fn accept_forwarded(
+    clients: Option<&dyn crate::tls::ClientCertVerifier>,
+    req: &mut http::Request<Body>,
+) -> Result<(), tonic::Status> {
+    let Some(value) = req.headers_mut().remove(FORWARDED_CERT_HEADER) else {
+        return Ok(());
+    };
+    // Without mutual TLS (development mode) identities travel as metadata already.
+    let Some(clients) = clients else {
+        return Ok(());
+    };
+    let peer = tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::new(),
+        req.extensions().clone(),
+        (),
+    );
+    let peer = peer
+        .peer_certs()
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
+    let is_node = peer
+        .as_deref()
+        .and_then(|der| certseal_crypto::x509::client_identity(der).ok())
+        .is_some_and(|(_, roles)| roles == [certseal_core::NODE_ROLE]);
+    if !is_node {
+        tracing::warn!("a forwarded caller's certificate from a peer that is not a node: refused");
+        return Err(tonic::Status::permission_denied(format!(
+            "metadata '{FORWARDED_CERT_HEADER}' is accepted only from a cluster node (a certificate with the role node)"
+        )));
+    }
+    use base64::Engine as _;
+    let text = value.to_str().unwrap_or_default().trim_end_matches('=');
+    let der = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .map_err(|_| {
+            tonic::Status::unauthenticated(format!(
+                "metadata '{FORWARDED_CERT_HEADER}': not base64"
+            ))
+        })?;
+    let cert = tokio_rustls::rustls::pki_types::CertificateDer::from(der.as_slice());
+    let now = tokio_rustls::rustls::pki_types::UnixTime::now();
+    clients.verify_client_cert(&cert, &[], now).map_err(|e| {
+        tracing::warn!(error = %e, "a forwarded caller's certificate was refused");
+        tonic::Status::unauthenticated(format!("the forwarded caller's certificate: {e}"))
+    })?;
+    req.extensions_mut().insert(ForwardedCaller(Arc::new(der)));
+    Ok(())
+}
+
+/// The certificate of the caller of `extensions`' call: one a node forwarded, else the peer's.
+fn caller_certificate(extensions: &http::Extensions) -> Option<Vec<u8>> {
+    if let Some(f) = extensions.get::<ForwardedCaller>() {
+        return Some(f.0.as_ref().clone());
+    }
+    tonic::Request::from_parts(tonic::metadata::MetadataMap::new(), extensions.clone(), ())
+        .peer_certs()
+        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+}
+
 /// Sends a write to the leader and hands back its answer, or UNAVAILABLE.
 async fn forward(
     cluster: &Cluster,
@@ -270,11 +361,33 @@ async fn forward(
     if let Ok(v) = http::HeaderValue::from_str(&cluster.node) {
         parts.headers.insert(FORWARDED_BY_HEADER, v);
     }
+    // Over mutual TLS the leader sees this node's certificate: the caller's goes along.
+    if cluster.tls.get().is_some() {
+        use base64::Engine as _;
+        let Some(der) = caller_certificate(&parts.extensions) else {
+            return status_response(tonic::Status::unauthenticated(
+                "no client certificate: present your department's",
+            ));
+        };
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(der);
+        match http::HeaderValue::from_str(&b64) {
+            Ok(v) => {
+                parts.headers.insert(FORWARDED_CERT_HEADER, v);
+            }
+            Err(e) => return status_response(tonic::Status::internal(e.to_string())),
+        }
+    }
     let channel = match cluster.leader_channel() {
         Ok(c) => c,
         Err(s) => return status_response(s),
     };
-    let mut uri = http::Uri::builder().scheme("http").authority("leader");
+    let mut uri = http::Uri::builder()
+        .scheme(if cluster.tls.get().is_some() {
+            "https"
+        } else {
+            "http"
+        })
+        .authority("leader");
     if let Some(pq) = parts.uri.path_and_query() {
         uri = uri.path_and_query(pq.clone());
     }

@@ -57,6 +57,31 @@ pub struct RawCluster {
     pub advertise: Option<String>,
     /// How long the write lease lasts without renewal, in milliseconds.
     pub lease_ms: Option<u64>,
+    /// With `[tls]`: this node's certificate (role `node`, from the registry's client CA), PEM,
+    /// which it presents to the leader when it forwards a write.
+    pub node_cert_file: Option<PathBuf>,
+    /// The key of `node_cert_file`, PEM.
+    pub node_key_file: Option<PathBuf>,
+    /// The CA of the other nodes' server certificates, PEM (default: the registry's client
+    /// CAs, which `certseal dept-cert bootstrap` issues them from).
+    pub server_ca_file: Option<PathBuf>,
+}
+
+/// How a node forwards writes to the leader over mutual TLS.
+#[derive(Clone)]
+pub struct NodeTls {
+    /// The node's certificate (role `node`), PEM.
+    pub cert_pem: Vec<u8>,
+    /// Its key, PEM.
+    pub key_pem: Vec<u8>,
+    /// The CA of the other nodes' server certificates, if not the registry's client CAs.
+    pub server_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeTls(..)")
+    }
 }
 
 /// `[public_page]` section: the citizens' verification page.
@@ -316,6 +341,8 @@ pub struct Config {
     pub limits: Limits,
     /// Mutual TLS, when configured.
     pub tls: Option<TlsFiles>,
+    /// On a database with `[tls]`: the node's certificate for forwarding writes.
+    pub node_tls: Option<NodeTls>,
 }
 
 /// Which store the registry runs on, with that backend's settings.
@@ -852,6 +879,37 @@ impl RawConfig {
                 ));
             }
         };
+        let c = &self.cluster;
+        let node_tls = match (&storage, &tls, &c.node_cert_file, &c.node_key_file) {
+            (StorageConfig::Mysql(_), Some(_), Some(cert), Some(key)) => Some(NodeTls {
+                cert_pem: read("cluster.node_cert_file", cert)?,
+                key_pem: read("cluster.node_key_file", key)?,
+                server_ca_pem: c
+                    .server_ca_file
+                    .as_ref()
+                    .map(|ca| read("cluster.server_ca_file", ca))
+                    .transpose()?,
+            }),
+            (StorageConfig::Mysql(_), Some(_), _, _) => {
+                return Err(invalid(
+                    "cluster.node_cert_file",
+                    "a cluster with [tls] forwards writes to the leader over mutual TLS: set node_cert_file and node_key_file to this node's certificate with the role node (certseal dept-cert bootstrap --node NAME, or certseal dept-cert issue --role node)".into(),
+                ));
+            }
+            (_, _, None, None) if c.server_ca_file.is_none() => None,
+            (StorageConfig::Mysql(_), None, _, _) => {
+                return Err(invalid(
+                    "cluster.node_cert_file",
+                    "node certificates are for a cluster with [tls]; without it (development mode) the nodes forward callers' metadata as they are".into(),
+                ));
+            }
+            (StorageConfig::Rocks(_), _, _, _) => {
+                return Err(invalid(
+                    "cluster.node_cert_file",
+                    "node certificates are for backend = \"mysql\" (a cluster)".into(),
+                ));
+            }
+        };
         Ok(Config {
             listen,
             metrics_listen,
@@ -884,6 +942,7 @@ impl RawConfig {
             },
             limits,
             tls,
+            node_tls,
         })
     }
 }

@@ -162,18 +162,46 @@ pub fn serve_on(
         client_roots.push(b'\n');
         client_roots.extend_from_slice(external);
     }
-    let tls = config
+    let clients = config
         .tls
         .as_ref()
-        .map(|t| {
-            crate::tls::server_config(
-                &t.cert_pem,
-                &t.key_pem,
-                &client_roots,
-                registry.revoked_certificates(),
-            )
-        })
+        .map(|_| crate::tls::client_verifier(&client_roots, registry.revoked_certificates()))
         .transpose()?;
+    let tls = match (&config.tls, &clients) {
+        (Some(t), Some(c)) => Some(crate::tls::server_config(
+            &t.cert_pem,
+            &t.key_pem,
+            c.clone(),
+        )?),
+        _ => None,
+    };
+    // A node forwards writes to the leader over mutual TLS with its node certificate,
+    // trusting the server certificates of the registry's client CAs unless told otherwise.
+    if let (Some((c, _)), Some(n)) = (&cluster, &config.node_tls) {
+        let ca = n
+            .server_ca_pem
+            .clone()
+            .unwrap_or_else(|| client_roots.clone());
+        c.set_tls(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .identity(tonic::transport::Identity::from_pem(
+                    &n.cert_pem,
+                    &n.key_pem,
+                )),
+        );
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        let (_, roles) = certseal_crypto::x509::client_identity(
+            &tokio_rustls::rustls::pki_types::CertificateDer::from_pem_slice(&n.cert_pem)
+                .context("[cluster] node_cert_file: not a PEM certificate")?,
+        )
+        .context("[cluster] node_cert_file")?;
+        if roles != [certseal_core::NODE_ROLE] {
+            anyhow::bail!(
+                "[cluster] node_cert_file: a node certificate names the role node alone, not {roles:?} (certseal dept-cert bootstrap --node NAME)"
+            );
+        }
+    }
     let limits = config.limits;
     let max = config.max_message_bytes;
     let departments =
@@ -269,6 +297,7 @@ pub fn serve_on(
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             registry: Arc::downgrade(&registry),
             auth,
+            clients,
         };
         let metrics_task = metrics_server.map(tokio::spawn);
         let public_task = public_page.map(tokio::spawn);

@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::server::danger::ClientCertVerified;
+pub use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio_rustls::server::TlsStream;
 
@@ -83,34 +84,40 @@ impl ClientCertVerifier for RevocationChecking {
     }
 }
 
-/// The server's TLS configuration: its certificate chain and key (PEM), the client CAs it
-/// trusts (PEM, one or more), and the revoked set every handshake checks. A caller without a
-/// certificate completes the handshake and gets UNAUTHENTICATED from the API.
-pub fn server_config(
-    cert_pem: &[u8],
-    key_pem: &[u8],
+/// The check of a department certificate: its chain to one of the client CAs (PEM, one or
+/// more), then the revoked set. The handshake runs it, and a leader runs it again on the
+/// certificate a node forwards with a caller's write.
+pub fn client_verifier(
     client_roots_pem: &[u8],
     revoked: Arc<RevokedCertificates>,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .context("[tls] cert_file: not a PEM certificate chain")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).context("[tls] key_file: not a PEM key")?;
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(client_roots_pem) {
         roots
             .add(c.context("client CA: not a PEM certificate")?)
             .context("client CA")?;
     }
-    let chain_verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+    let chain = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()
         .context("client CAs")?;
+    Ok(Arc::new(RevocationChecking { chain, revoked }))
+}
+
+/// The server's TLS configuration: its certificate chain and key (PEM) and the check of
+/// client certificates. A caller without a certificate completes the handshake and gets
+/// UNAUTHENTICATED from the API.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    clients: Arc<dyn ClientCertVerifier>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("[tls] cert_file: not a PEM certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context("[tls] key_file: not a PEM key")?;
     let mut config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(Arc::new(RevocationChecking {
-            chain: chain_verifier,
-            revoked,
-        }))
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)
         .context("[tls] cert_file and key_file")?;
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -313,48 +313,17 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     use certseal::pb::verification_service_client::VerificationServiceClient;
 
     let dir = tempfile::tempdir().unwrap();
-    let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
-    let policy_toml = format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n");
-    std::fs::write(dir.path().join("bootstrap.toml"), &policy_toml).unwrap();
-
-    // Offline bootstrap: the server certificate and the first administrator's.
-    let boot = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-        .args([
-            "dept-cert",
-            "bootstrap",
-            "--host",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--config")
-        .arg(dir.path().join("bootstrap.toml"))
-        .arg("--out")
-        .arg(&pki)
-        .output()
-        .unwrap();
-    succeeded(boot);
-    #[cfg(unix)]
-    for key in ["server.key", "admin.key"] {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(pki.join(key))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "{key} is readable by others");
-    }
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{policy_toml}[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            pki.join("server.pem").display(),
-            pki.join("server.key").display()
-        ),
-    )
-    .unwrap();
-    let server = ChildServer::spawn_args(&data, &["--config", config.to_str().unwrap()]);
-    let addr = server.addr;
+    // With CERTSEAL_TEST_CLUSTER (a cluster of scripts/cluster up --tls): against a follower of
+    // its registry, whose writes go to the leader with the caller's certificate; else one
+    // server of its own.
+    let cluster = test_cluster().filter(|c| c.tls);
+    let (addr, pki, single) = match cluster {
+        Some(c) => (c.follower(), c.dir.join("tls"), None),
+        None => {
+            let (server, pki, data) = bootstrap_and_spawn(dir.path());
+            (server.addr, pki, Some((server, data)))
+        }
+    };
     let ca = std::fs::read_to_string(pki.join("client-ca.pem")).unwrap();
     let pem = |name: &str| {
         (
@@ -787,10 +756,12 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     let kinds = export(d_ch.clone()).await.unwrap();
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     assert_eq!(count("policy.changed"), 4, "{kinds:?}");
+    // In a cluster the bootstrap also issued the three nodes' certificates.
+    let nodes = if cluster.is_some() { 3 } else { 0 };
     assert_eq!(
         count("client_certificate.issued"),
-        5,
-        "admin, A, B, C, D: {kinds:?}"
+        5 + nodes,
+        "admin, A, B, C, D and the nodes: {kinds:?}"
     );
     // The auditor checks nothing.
     expect_code(
@@ -854,9 +825,16 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
     };
     assert!(refused, "a certificate from an unknown CA is refused");
 
-    // Every denial is in the server's log, with the department and the reason.
-    drop(server);
-    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    // Every denial is in the server's log, with the department and the reason (in a
+    // cluster, the follower's for what it refused itself, the leader's for forwarded writes).
+    let log = match (single, cluster) {
+        (Some((server, data)), _) => {
+            drop(server);
+            std::fs::read_to_string(data.with_extension("log")).unwrap()
+        }
+        (None, Some(c)) => c.logs(),
+        (None, None) => unreachable!(),
+    };
     let denials: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("permission denied"))
@@ -882,6 +860,53 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             "no denial of {who} logged with '{why}': {denials:#?}"
         );
     }
+}
+
+/// The single-server setup: offline bootstrap into `dir`/pki, then a server over `dir`/data
+/// with its TLS certificate.
+fn bootstrap_and_spawn(dir: &Path) -> (ChildServer, std::path::PathBuf, std::path::PathBuf) {
+    let (data, pki) = (dir.join("data"), dir.join("pki"));
+    let policy_toml = format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n");
+    std::fs::write(dir.join("bootstrap.toml"), &policy_toml).unwrap();
+
+    // Offline bootstrap: the server certificate and the first administrator's.
+    let boot = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args([
+            "dept-cert",
+            "bootstrap",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--config")
+        .arg(dir.join("bootstrap.toml"))
+        .arg("--out")
+        .arg(&pki)
+        .output()
+        .unwrap();
+    succeeded(boot);
+    #[cfg(unix)]
+    for key in ["server.key", "admin.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{key} is readable by others");
+    }
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{policy_toml}[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pki.join("server.pem").display(),
+            pki.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let server = ChildServer::spawn_args(&data, &["--config", config.to_str().unwrap()]);
+    (server, pki, data)
 }
 
 /// `certseal dept-cert bootstrap` into `out`, offline.
@@ -1312,5 +1337,146 @@ async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
             .unwrap_err(),
         Code::NotFound,
     );
+    server.stop().await.unwrap();
+}
+
+/// A node certificate (role node) forwards other callers' certificates and acts for nobody
+/// itself; a forwarded certificate passes the handshake's checks again (chain, revocation);
+/// only a node may forward one; only the registry operator gets node certificates.
+#[tokio::test]
+async fn node_certificates_forward_callers_and_act_for_nobody() {
+    use tonic::metadata::BinaryMetadataValue;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
+    let boot = dir.path().join("bootstrap.toml");
+    std::fs::write(
+        &boot,
+        format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
+    )
+    .unwrap();
+    succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(["dept-cert", "bootstrap", "--host", "127.0.0.1"])
+            .args(["--node", "node-1", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&boot)
+            .arg("--out")
+            .arg(&pki)
+            .output()
+            .unwrap(),
+    );
+    let server = start_tls(&data, &pki).await;
+    let addr = server.addr;
+    let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
+    let ca = read("client-ca.pem");
+    let (admin, node) = (
+        (read("admin.pem"), read("admin.key")),
+        (read("node-1.pem"), read("node-1.key")),
+    );
+    let der = |pem: &str| {
+        x509::certificate_from_pem_or_der(pem.as_bytes())
+            .unwrap()
+            .der
+    };
+    let node_ch = channel(addr, &ca, Some(&node)).await.unwrap();
+    let admin_ch = channel(addr, &ca, Some(&admin)).await.unwrap();
+    let for_caller = |cert: &[u8], m: pb::RegisterDepartmentRequest| {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut().insert_bin(
+            "x-certseal-forwarded-client-cert-bin",
+            BinaryMetadataValue::from_bytes(cert),
+        );
+        r
+    };
+    let dept = |n: u32| pb::RegisterDepartmentRequest {
+        credit_code: dept_code(n),
+        name: "某局".into(),
+        region_code: "350200".into(),
+    };
+
+    // The node alone is nobody.
+    let e = DepartmentServiceClient::new(node_ch.clone())
+        .register_department(dept(31))
+        .await
+        .unwrap_err();
+    expect_code(e.clone(), Code::PermissionDenied);
+    assert!(e.message().contains("node certificate"), "{e:?}");
+
+    // With the administrator's certificate it acts as the administrator, and only as that.
+    let d = DepartmentServiceClient::new(node_ch.clone())
+        .register_department(for_caller(&der(&admin.0), dept(31)))
+        .await
+        .unwrap()
+        .into_inner();
+    let by = d.record.unwrap().created_by.unwrap();
+    assert_eq!(by.department, ADMIN_DEPT);
+    assert_eq!(by.role, pb::Role::Admin as i32);
+
+    // A certificate from another CA, or another node's, is refused however it comes.
+    let stranger = Pki::new("another CA").client(ADMIN_DEPT, &["admin"]);
+    let e = DepartmentServiceClient::new(node_ch.clone())
+        .register_department(for_caller(&der(&stranger.0), dept(32)))
+        .await
+        .unwrap_err();
+    expect_code(e, Code::Unauthenticated);
+    let e = DepartmentServiceClient::new(node_ch.clone())
+        .register_department(for_caller(&der(&node.0), dept(32)))
+        .await
+        .unwrap_err();
+    expect_code(e, Code::PermissionDenied);
+
+    // Only a node forwards: a department that sends a certificate along is refused.
+    let e = DepartmentServiceClient::new(admin_ch.clone())
+        .register_department(for_caller(&der(&admin.0), dept(32)))
+        .await
+        .unwrap_err();
+    expect_code(e.clone(), Code::PermissionDenied);
+    assert!(e.message().contains("only from a cluster node"), "{e:?}");
+
+    // Node certificates: the role node alone, for the registry operator only.
+    let mut policies = PolicyServiceClient::new(admin_ch.clone());
+    expect_code(
+        certify(
+            &mut policies,
+            ADMIN_DEPT,
+            &[pb::Role::Node, pb::Role::Admin],
+        )
+        .await
+        .unwrap_err(),
+        Code::InvalidArgument,
+    );
+    expect_code(
+        certify(&mut policies, &dept_code(31), &[pb::Role::Node])
+            .await
+            .unwrap_err(),
+        Code::FailedPrecondition,
+    );
+    let (second, _) = certify(&mut policies, ADMIN_DEPT, &[pb::Role::Node])
+        .await
+        .unwrap();
+    let (_, roles) = x509::client_identity(&der(&second)).unwrap();
+    assert_eq!(roles, ["node"]);
+
+    // A revoked certificate is refused when a node forwards it, as in a handshake.
+    let serial: String = x509::certificate_serial(&der(&admin.0))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    policies
+        .revoke_department_certificate(pb::RevokeDepartmentCertificateRequest {
+            serial,
+            reason: "the administrator's key is replaced".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let e = DepartmentServiceClient::new(node_ch.clone())
+        .register_department(for_caller(&der(&admin.0), dept(33)))
+        .await
+        .unwrap_err();
+    expect_code(e.clone(), Code::Unauthenticated);
+    assert!(e.message().contains("forwarded caller"), "{e:?}");
     server.stop().await.unwrap();
 }

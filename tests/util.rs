@@ -16,17 +16,60 @@ use tonic_types::StatusExt;
 /// The department the tests act as when they administer the registry.
 pub const ADMIN_DEPT: &str = "11100000000013338W";
 
-/// A server in this process with its own data folder.
+/// A server in this process with its own data folder. With `CERTSEAL_TEST_CLUSTER` set (see
+/// [`test_cluster`]) it is a follower of a two-node registry of the test's own on the cluster's
+/// database: every write the test makes is forwarded to the leader, and every read is answered
+/// by the follower.
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub dir: TempDir,
+    cluster: Option<Pair>,
+}
+
+/// The leader a follower [`TestServer`] forwards to, and what the follower is started with.
+struct Pair {
+    leader: Option<RunningServer>,
+    leader_dir: TempDir,
+    urls: Vec<String>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = Some(start_in(dir.path(), true).await);
-        Self { server, dir }
+        let Some(c) = test_cluster() else {
+            let server = Some(start_in(dir.path(), true).await);
+            return Self {
+                server,
+                dir,
+                cluster: None,
+            };
+        };
+        let urls = c.new_database();
+        let leader_dir = tempfile::tempdir().unwrap();
+        let kek = leader_dir.path().join("kek");
+        let leader = server::start(&node_config(leader_dir.path(), &urls, &kek, "leader"))
+            .await
+            .unwrap();
+        let server = server::start(&node_config(dir.path(), &urls, &kek, "follower"))
+            .await
+            .unwrap();
+        // The test talks to a follower, not to a second writer.
+        let writer =
+            certseal::pb::admin_service_client::AdminServiceClient::new(connect(server.addr).await)
+                .get_writer_state(admin(pb::GetWriterStateRequest {}))
+                .await
+                .unwrap()
+                .into_inner();
+        assert_eq!(writer.cause, "not_leader", "{writer:?}");
+        Self {
+            server: Some(server),
+            dir,
+            cluster: Some(Pair {
+                leader: Some(leader),
+                leader_dir,
+                urls,
+            }),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -45,17 +88,164 @@ impl TestServer {
         TemplateServiceClient::new(self.channel().await)
     }
 
-    /// Stops the server and starts a new one on the same data folder.
+    /// Stops the server and starts a new one on the same data folder (in a cluster: the
+    /// follower, on the same database).
     pub async fn restart(&mut self) {
         self.server.take().unwrap().stop().await.unwrap();
-        self.server = Some(start_in(self.dir.path(), true).await);
+        self.server = Some(match &self.cluster {
+            None => start_in(self.dir.path(), true).await,
+            Some(p) => {
+                let kek = p.leader_dir.path().join("kek");
+                server::start(&node_config(self.dir.path(), &p.urls, &kek, "follower"))
+                    .await
+                    .unwrap()
+            }
+        });
     }
 
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await.unwrap();
         }
+        if let Some(l) = self.cluster.as_mut().and_then(|p| p.leader.take()) {
+            l.stop().await.unwrap();
+        }
     }
+}
+
+/// A cluster that `scripts/cluster up --dir DIR` started, named by `CERTSEAL_TEST_CLUSTER=DIR`:
+/// `scripts/test` starts one and runs a named subset of these tests against its followers.
+pub struct TestCluster {
+    pub dir: PathBuf,
+    /// Started with `--tls`: its certseal nodes forward over mutual TLS with node certificates.
+    pub tls: bool,
+    password: String,
+    databases: Vec<String>,
+}
+
+/// The cluster of `CERTSEAL_TEST_CLUSTER`, if set.
+pub fn test_cluster() -> Option<&'static TestCluster> {
+    static CLUSTER: std::sync::OnceLock<Option<TestCluster>> = std::sync::OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            let dir =
+                PathBuf::from(std::env::var_os("CERTSEAL_TEST_CLUSTER").filter(|d| !d.is_empty())?);
+            let env = std::fs::read_to_string(dir.join("cluster.env"))
+                .expect("CERTSEAL_TEST_CLUSTER names a folder of scripts/cluster up");
+            let var = |name: &str| {
+                env.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let status = cluster_status(&dir);
+            let databases = status["database"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["address"].as_str().unwrap().to_owned())
+                .collect();
+            Some(TestCluster {
+                tls: var("TLS") == "1",
+                password: var("DB_PASSWORD"),
+                databases,
+                dir,
+            })
+        })
+        .as_ref()
+}
+
+/// `scripts/cluster status --dir DIR --json`.
+fn cluster_status(dir: &Path) -> serde_json::Value {
+    let out = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster"))
+        .args(["status", "--json", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/cluster status: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+impl TestCluster {
+    /// A database of its own on the cluster's database nodes: their URLs, the write node first.
+    pub fn new_database(&self) -> Vec<String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!(
+            "certseal_t{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let urls: Vec<String> = self
+            .databases
+            .iter()
+            .map(|a| format!("mysql://certseal:{}@{a}/{name}", self.password))
+            .collect();
+        certseal_store_mysql::create_database(&urls[0]).unwrap();
+        urls
+    }
+
+    /// The gRPC address of one of the cluster's own certseal nodes that follows.
+    pub fn follower(&self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = cluster_status(&self.dir);
+            let found = status["certseal"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["role"] == "follower" && n["pid"].is_u64());
+            if let Some(n) = found {
+                return n["grpc"].as_str().unwrap().parse().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no follower: {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Every certseal node's log, one after the other.
+    pub fn logs(&self) -> String {
+        (1..=3)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.join(format!("certseal-{n}/log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// The config of a node named `node` of a test's own two-node registry on `urls`.
+fn node_config(
+    data_dir: &Path,
+    urls: &[String],
+    kek: &Path,
+    node: &str,
+) -> certseal::config::Config {
+    let listen = free_addr();
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    let toml = format!(
+        "[storage]\nbackend = \"mysql\"\nurls = [{}]\npool_size = 4\n\
+         [cluster]\nnode = \"{node}\"\nadvertise = \"{listen}\"\nlease_ms = 2000\n\
+         [keys]\nkek_file = {:?}\n",
+        urls.join(", "),
+        kek.display().to_string(),
+    );
+    RawConfig::parse(&toml)
+        .unwrap()
+        .validate(Overrides {
+            listen: Some(listen),
+            data_dir: Some(data_dir.to_owned()),
+            dev_auth: true,
+            ..Overrides::default()
+        })
+        .unwrap()
 }
 
 /// Starts a server on a free loopback port over `data_dir`.

@@ -444,7 +444,11 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
         .await
         .ok()
         .map(|r| r.into_inner());
-    let stopped = writer.as_ref().is_some_and(|w| w.stopped);
+    // A cluster's follower has no writer of its own: it forwards writes to the leader.
+    let follower = writer
+        .as_ref()
+        .is_some_and(|w| w.stopped && w.cause == "not_leader");
+    let stopped = writer.as_ref().is_some_and(|w| w.stopped) && !follower;
     if args.json {
         let mut v = serde_json::json!({
             "serving": serving,
@@ -513,7 +517,9 @@ async fn status(args: ClientArgs) -> anyhow::Result<()> {
                 println!("WRITES REFUSED: {}", r.refusal);
             }
         }
-        if let Some(w) = writer.as_ref().filter(|w| w.stopped) {
+        if follower {
+            println!("cluster:    a follower: writes are forwarded to the node holding the lease");
+        } else if let Some(w) = writer.as_ref().filter(|w| w.stopped) {
             println!(
                 "WRITES STOPPED since {} ({}): {}",
                 prost_types::Timestamp {

@@ -167,6 +167,10 @@ pub enum DeptCertCommand {
         /// Validity in days (at most 825).
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// A cluster node's name: also write NAME.pem and NAME.key, its node certificate
+        /// (role node) for forwarding writes to the leader; repeat for several.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
         /// Folder for server.pem, server.key, admin.pem, admin.key and client-ca.pem.
         #[arg(long)]
         out: PathBuf,
@@ -213,7 +217,10 @@ fn role_value(name: &str) -> anyhow::Result<i32> {
         "issuer" => pb::Role::Issuer,
         "verifier" => pb::Role::Verifier,
         "auditor" => pb::Role::Auditor,
-        other => bail!("unknown role '{other}': expected admin, issuer, verifier or auditor"),
+        "node" => pb::Role::Node,
+        other => bail!(
+            "unknown role '{other}': expected admin, issuer, verifier, auditor or (certificates only) node"
+        ),
     } as i32)
 }
 
@@ -598,6 +605,7 @@ pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
             admin_name,
             admin_region,
             days,
+            nodes,
             out,
         } => {
             bootstrap(
@@ -606,6 +614,7 @@ pub async fn dept_cert(c: DeptCertCommand) -> anyhow::Result<()> {
                 &hosts,
                 (&admin_name, &admin_region),
                 days,
+                &nodes,
                 &out,
             )
             .await?
@@ -652,9 +661,24 @@ async fn bootstrap(
     hosts: &[String],
     (admin_name, admin_region): (&str, &str),
     days: u32,
+    nodes: &[String],
     out: &Path,
 ) -> anyhow::Result<()> {
     use certseal_crypto::x509::{self, KeyAlgorithm};
+    for n in nodes {
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            || n.starts_with('.')
+            || ["server", "admin", "client-ca"].contains(&n.as_str())
+        {
+            bail!(
+                "--node '{n}': a node name of 1 to 64 letters, digits, '-', '_' or '.', not server, admin or client-ca (it names the files NAME.pem and NAME.key)"
+            );
+        }
+    }
     let (registry, actor) = open_as_admin(data_dir, config)?;
     let admin = actor.department.clone();
     let err = |e: certseal_registry::RegistryError| anyhow::anyhow!("{e}");
@@ -687,6 +711,27 @@ async fn bootstrap(
     write_private(&out.join("server.key"), &x509::pkcs8_pem(&server_key.pkcs8))?;
     write(&out.join("admin.pem"), admin_cert.pem().as_bytes())?;
     write_private(&out.join("admin.key"), &x509::pkcs8_pem(&admin_key.pkcs8))?;
+    for n in nodes {
+        let key = new_key()?;
+        let csr =
+            x509::client_csr(&key.pkcs8, admin.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cert = registry
+            .issue_client_certificate(
+                &actor,
+                admin.as_str(),
+                &[certseal_core::NODE_ROLE.to_owned()],
+                &csr,
+                days,
+            )
+            .await
+            .map_err(err)?;
+        write(&out.join(format!("{n}.pem")), cert.pem().as_bytes())?;
+        write_private(&out.join(format!("{n}.key")), &x509::pkcs8_pem(&key.pkcs8))?;
+        println!(
+            "wrote {}/{n}.pem and {n}.key: node {n}'s certificate (role node)",
+            out.display()
+        );
+    }
     // Every client CA the server trusts: during a rotation the server's certificate and the
     // departments' may come from either.
     let cas: String = registry

@@ -60,6 +60,11 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The role in a department certificate that makes it a cluster node's: a node forwards other
+/// callers' writes to the leader with their certificates and never acts itself, so it is no
+/// [`Role`] and no policy grants it.
+pub const NODE_ROLE: &str = "node";
+
 /// Who performs a call: a department acting in one role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Actor {

@@ -20,7 +20,7 @@ pub mod trust_list;
 mod uuid_id;
 pub mod verification;
 
-pub use department::{Actor, Department, DepartmentStatus, Role, Timestamp};
+pub use department::{Actor, Department, DepartmentStatus, NODE_ROLE, Role, Timestamp};
 pub use error::{Error, FieldViolation};
 pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
 pub use licence::{

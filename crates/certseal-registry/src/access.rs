@@ -452,7 +452,18 @@ impl Registry {
         let code = parse_credit_code("department", department)?;
         let mut v = Vec::new();
         let mut wanted = BTreeSet::new();
+        // A node certificate: the registry operator's, for a cluster node, and nothing else.
+        let node = roles.iter().any(|r| r.trim() == certseal_core::NODE_ROLE);
+        if node && roles.len() > 1 {
+            v.push(certseal_core::FieldViolation::new(
+                "roles",
+                "a node certificate names the role node alone: a node never acts itself",
+            ));
+        }
         for (i, r) in roles.iter().enumerate() {
+            if r.trim() == certseal_core::NODE_ROLE {
+                continue;
+            }
             match r.trim().parse::<Role>() {
                 Ok(role) => {
                     wanted.insert(role);
@@ -494,7 +505,13 @@ impl Registry {
                 "department {code} is deactivated"
             )));
         }
-        if self.access.enforce_policy {
+        if node {
+            if self.access.enforce_policy && self.access.admin_department.as_ref() != Some(&code) {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "node certificates are the registry operator's: issue them to the administrator department ([policy] admin_department), not to {code}"
+                )));
+            }
+        } else if self.access.enforce_policy {
             let mut held = load_policy(self.store.as_ref(), &code)?
                 .map(|p| p.roles)
                 .unwrap_or_default();
@@ -513,7 +530,11 @@ impl Registry {
             &self.kek,
             META_CLIENT_CA_SEALED,
         )?;
-        let names: Vec<&str> = wanted.iter().map(|r| r.as_str()).collect();
+        let names: Vec<&str> = if node {
+            vec![certseal_core::NODE_ROLE]
+        } else {
+            wanted.iter().map(|r| r.as_str()).collect()
+        };
         let now = Timestamp::now().0 / 1000;
         let cert = x509::issue_client_certificate_for_csr(
             &self.client_cas.current,

@@ -983,6 +983,32 @@ impl Registry {
         {
             return self.reissued(&outcome);
         }
+        // The same request racing this one (a retry on another node) may make the change
+        // between the look-up above and the checks below, which then refuse it: look again.
+        let again = rid.clone();
+        let attempt = self
+            .reissue_once(actor, how, req, access, old_id, rid)
+            .await;
+        if attempt.is_err()
+            && let Some(rid) = &again
+            && let Remembered::Done(outcome) =
+                rid.lookup(self.store.as_ref(), self.request_id_retention)?
+        {
+            return self.reissued(&outcome);
+        }
+        attempt
+    }
+
+    /// One amendment or renewal, past its request ID's first look-up.
+    async fn reissue_once(
+        &self,
+        actor: &Actor,
+        how: Reissue,
+        req: ReissueRequest,
+        access: crate::access::Access,
+        old_id: LicenceId,
+        rid: Option<crate::request_ids::RequestId>,
+    ) -> Result<LicenceView, RegistryError> {
         let old = self.read_licence(&old_id)?;
         if old.licence.issuer != actor.department {
             return Err(self.deny(
