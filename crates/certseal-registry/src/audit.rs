@@ -322,20 +322,26 @@ pub(crate) fn open_log(
     let origin = origin.as_str();
     let verifier_key = VerifierKey::new(origin, key.public_key())
         .map_err(|e| RegistryError::invalid("log.origin", e.to_string()))?;
-    let size = meta_u64(store, META_LOG_SIZE)?;
-    let frontier = Frontier::load(&StoredNodes(store), size).map_err(log_err)?;
-    let last_time = last_entry_time(store, size)?;
-    let stored = store.scan(Table::LogCheckpoints, b"", None, 1, Direction::Reverse)?;
+    // One snapshot: in a cluster the leader appends while a follower opens, and the size,
+    // the tree and the latest checkpoint must be read as of one commit.
+    let snapshot = store.snapshot();
+    let view = snapshot.as_ref();
+    let size = meta_u64(view, META_LOG_SIZE)?;
+    let frontier = Frontier::load(&StoredNodes(view), size).map_err(log_err)?;
+    let last_time = last_entry_time(view, size)?;
+    let change_seq = meta_u64(view, META_CHANGE_SEQ)?;
+    let stored = view.scan(Table::LogCheckpoints, b"", None, 1, Direction::Reverse)?;
     let latest = match stored.items.first() {
         Some((_, note)) => {
             let note = String::from_utf8(note.clone())
                 .map_err(|_| RegistryError::Corrupt("checkpoint is not text".into()))?;
             let checkpoint = Checkpoint::open(&note, &verifier_key).map_err(log_err)?;
-            check_agrees(store, &checkpoint, &frontier)?;
+            check_agrees(view, &checkpoint, &frontier)?;
             Some(SignedCheckpoint { checkpoint, note })
         }
         None => None,
     };
+    drop(snapshot);
     let latest = match latest {
         Some(cp) if cp.checkpoint.size == size => cp,
         // A cluster follower signs nothing: the leader signs the size it committed.
@@ -353,7 +359,7 @@ pub(crate) fn open_log(
             latest: latest.clone(),
             records,
             signed_at: Arc::new(std::sync::atomic::AtomicI64::new(Timestamp::now().0)),
-            change_seq: meta_u64(store, META_CHANGE_SEQ)?,
+            change_seq,
             caches_stale: Arc::default(),
             request_ids: crate::request_ids::Pruner::new(request_id_retention),
         },
@@ -382,7 +388,7 @@ pub(crate) fn open_log_key(
 
 /// A stored checkpoint must be a prefix of the stored tree: the same root at its size.
 fn check_agrees(
-    store: &dyn KvStore,
+    store: &dyn Read,
     cp: &Checkpoint,
     frontier: &Frontier,
 ) -> Result<(), RegistryError> {

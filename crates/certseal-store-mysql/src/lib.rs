@@ -110,6 +110,54 @@ pub struct MysqlStore {
     current: AtomicUsize,
     opts: MysqlOptions,
     lease: lease::Lease,
+    /// What the writer read and wrote while it held the lease.
+    cache: Mutex<WriterCache>,
+}
+
+/// The leader is the only writer while it holds the lease (every commit is fenced on its
+/// epoch), so what its writer read and committed at one epoch stays true until it writes it
+/// again: the writer reads it here, not over the network. Only the writer's thread uses it;
+/// it is emptied at another epoch and after any failed write.
+#[derive(Debug, Default)]
+struct WriterCache {
+    epoch: u64,
+    map: std::collections::HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// The writer cache's bound; past it the cache starts again empty (the hot state, templates,
+/// seals, policies and the log's right edge, comes back within a group).
+const WRITER_CACHE_BYTES: usize = 64 << 20;
+
+impl WriterCache {
+    fn at(&mut self, epoch: u64) -> &mut Self {
+        if self.epoch != epoch {
+            self.clear();
+            self.epoch = epoch;
+        }
+        self
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+
+    fn put(&mut self, table: Table, key: &[u8], value: Option<&[u8]>) {
+        let size = |k: &[u8], v: Option<&[u8]>| k.len() + v.map_or(0, <[u8]>::len) + 64;
+        if self.bytes + size(key, value) > WRITER_CACHE_BYTES {
+            self.clear();
+        }
+        self.bytes += size(key, value);
+        if let Some(old) = self
+            .map
+            .insert((table, key.to_vec()), value.map(<[u8]>::to_vec))
+        {
+            self.bytes -= size(key, old.as_deref());
+        }
+    }
 }
 
 impl fmt::Debug for MysqlStore {
@@ -243,6 +291,7 @@ impl MysqlStore {
             current: AtomicUsize::new(0),
             opts: opts.clone(),
             lease: lease::Lease::new(opts),
+            cache: Mutex::new(WriterCache::default()),
         };
         let mut conn = store.conn().map_err(|e| match e {
             StoreError::Backend(m) => OpenError::Unreachable(m),
@@ -463,9 +512,38 @@ fn collapse(batch: &Batch) -> Vec<sql::Change<'_>> {
     out
 }
 
+impl MysqlStore {
+    fn cache(&self) -> std::sync::MutexGuard<'_, WriterCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The epoch whose cache the calling thread may use: the writer's, while the lease holds.
+    fn cache_epoch(&self) -> Option<u64> {
+        if !certseal_store::on_writer_thread() || !self.lease.state().held {
+            return None;
+        }
+        self.lease.fence_epoch()
+    }
+}
+
 impl Read for MysqlStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|c| sql::get(c, table, key))
+        let Some(epoch) = self.cache_epoch() else {
+            return self.read(|c| sql::get(c, table, key));
+        };
+        {
+            let mut c = self.cache();
+            let c = c.at(epoch);
+            if let Some(v) = c.map.get(&(table, key.to_vec())) {
+                let v = v.clone();
+                c.hits += 1;
+                return Ok(v);
+            }
+            c.misses += 1;
+        }
+        let v = self.read(|c| sql::get(c, table, key))?;
+        self.cache().at(epoch).put(table, key, v.as_deref());
+        Ok(v)
     }
 
     fn scan(
@@ -561,7 +639,8 @@ impl KvStore for MysqlStore {
                 )));
             }
         }
-        off_runtime(|| {
+        let epoch = self.lease.fence_epoch();
+        let written = off_runtime(|| {
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -589,7 +668,18 @@ impl KvStore for MysqlStore {
                     }
                 }
             }
-        })
+        });
+        let mut cache = self.cache();
+        match (&written, epoch) {
+            (Ok(()), Some(e)) => {
+                let cache = cache.at(e);
+                for (t, k, v) in collapse(batch) {
+                    cache.put(t, &k, v);
+                }
+            }
+            _ => cache.clear(),
+        }
+        written
     }
 
     fn writable(&self) -> Result<(), StoreError> {
@@ -607,12 +697,19 @@ impl KvStore for MysqlStore {
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
+        let (hits, misses, bytes) = {
+            let c = self.cache();
+            (c.hits, c.misses, c.bytes as u64)
+        };
         vec![
             (
                 "mysql.current_node",
                 self.current.load(Ordering::Relaxed) as u64,
             ),
             ("mysql.lease_epoch", self.lease.state().epoch),
+            ("mysql.writer_cache_hits", hits),
+            ("mysql.writer_cache_misses", misses),
+            ("mysql.writer_cache_bytes", bytes),
         ]
     }
 }

@@ -186,6 +186,8 @@ fn mysql_store_conforms_and_fences_a_deposed_leader() {
     b.release();
     a.recover().expect("a takes the released lease");
 
+    writer_cache_follows_the_lease(&db);
+
     // The database's schema version is checked at open.
     let mut c = mysql::Conn::new(mysql::Opts::from_url(&url).unwrap()).unwrap();
     mysql::prelude::Queryable::query_drop(&mut c, "UPDATE cs_schema SET version = 99").unwrap();
@@ -199,4 +201,63 @@ fn mysql_store_conforms_and_fences_a_deposed_leader() {
         err.to_string().contains("no database node answers"),
         "{err}"
     );
+}
+
+/// The leader's writer reads what it read and committed from memory, but never across a
+/// change of lease: what another node wrote meanwhile is read from the database.
+fn writer_cache_follows_the_lease(db: &MariaDb) {
+    use certseal_store::{Sequencer, SequencerOptions};
+    let url = db.url("cs_cache_case");
+    certseal_store_mysql::create_database(&url).unwrap();
+    let a = Arc::new(MysqlStore::open(&options(url.clone(), "node-a")).unwrap());
+    let b = MysqlStore::open(&options(url, "node-b")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seq = Sequencer::start(a.clone(), SequencerOptions::default());
+    let read = |seq: &Sequencer| {
+        rt.block_on(seq.submit(|txn| txn.get(Table::Meta, b"k")))
+            .unwrap()
+    };
+    let hits = |s: &MysqlStore| {
+        s.properties()
+            .into_iter()
+            .find(|(n, _)| *n == "mysql.writer_cache_hits")
+            .unwrap()
+            .1
+    };
+    rt.block_on(seq.submit(|txn| {
+        txn.put(Table::Meta, b"k".to_vec(), b"a1".to_vec());
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    let before = hits(&a);
+    assert_eq!(read(&seq).as_deref(), Some(&b"a1"[..]));
+    assert_eq!(
+        hits(&a),
+        before + 1,
+        "the writer reads its own commit from memory"
+    );
+    // Reads by anyone else go to the database.
+    assert_eq!(
+        a.get(Table::Meta, b"k").unwrap().as_deref(),
+        Some(&b"a1"[..])
+    );
+    assert_eq!(hits(&a), before + 1);
+
+    // b leads for a while and changes k; a leads again, at a new epoch.
+    a.release();
+    b.recover().expect("b takes the released lease");
+    let mut batch = Batch::new();
+    batch.put(Table::Meta, b"k".to_vec(), b"b1".to_vec());
+    b.write(&batch, true).unwrap();
+    b.release();
+    a.recover().expect("a takes the lease again");
+    assert_eq!(
+        read(&seq).as_deref(),
+        Some(&b"b1"[..]),
+        "a's writer sees what b wrote under its lease"
+    );
+    drop(seq);
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub use sequencer::{
     Sequencer, SequencerOptions, SequencerStats, StopCause, Txn, WriterState, WriterStop,
+    on_writer_thread,
 };
 
 /// A kind of record; each is its own column family.

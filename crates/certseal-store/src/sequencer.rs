@@ -123,6 +123,17 @@ impl std::fmt::Display for WriterStop {
     }
 }
 
+thread_local! {
+    static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a sequencer's writer. A store whose reads are round trips
+/// (a database) may keep in memory what the writer read and wrote while nothing else can
+/// write (a lease), and answer the writer's reads from it.
+pub fn on_writer_thread() -> bool {
+    WRITER.with(std::cell::Cell::get)
+}
+
 /// What an operation hands back to the writer: a callback to run once its group's write has
 /// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -376,6 +387,7 @@ fn run<W: WriterState>(
     mut state: W,
     shared: &Shared,
 ) {
+    WRITER.with(|w| w.set(true));
     // A cluster follower starts stopped, and takes writes once it takes the lease.
     if let Some(stop) = shared.stop()
         && !recover(store.as_ref(), &mut rx, opts, &mut state, shared, stop)
