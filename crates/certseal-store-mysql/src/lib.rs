@@ -68,16 +68,33 @@ impl Default for MysqlOptions {
     }
 }
 
-/// One database node: its address (without the password, for messages) and its pool.
+/// One database node: its address (without the password, for messages) and its pools: one
+/// for reads, and a small one of the writer's own (its batches, its reads, the lease), so that
+/// a flood of reads never holds up a commit or a lease renewal.
 struct Node {
     shown: String,
     opts: Opts,
     pool: Mutex<Option<Pool>>,
+    writer: Mutex<Option<Pool>>,
+}
+
+/// Connections of the writer's pool on each node: the sequencer's, the renewal's, and one spare.
+const WRITER_POOL: usize = 3;
+
+/// Which pool a connection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Read,
+    Write,
 }
 
 impl Node {
-    fn pool(&self, size: usize, timeout: Duration) -> Result<Pool, mysql::Error> {
-        let mut p = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+    fn pool(&self, use_: Use, size: usize, timeout: Duration) -> Result<Pool, mysql::Error> {
+        let (slot, size) = match use_ {
+            Use::Read => (&self.pool, size),
+            Use::Write => (&self.writer, WRITER_POOL),
+        };
+        let mut p = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = p.as_ref() {
             return Ok(pool.clone());
         }
@@ -100,6 +117,7 @@ impl Node {
 
     fn forget(&self) {
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -284,6 +302,7 @@ impl MysqlStore {
                 shown,
                 opts: o,
                 pool: Mutex::new(None),
+                writer: Mutex::new(None),
             });
         }
         let store = Self {
@@ -293,7 +312,7 @@ impl MysqlStore {
             lease: lease::Lease::new(opts),
             cache: Mutex::new(WriterCache::default()),
         };
-        let mut conn = store.conn().map_err(|e| match e {
+        let mut conn = store.conn(Use::Write).map_err(|e| match e {
             StoreError::Backend(m) => OpenError::Unreachable(m),
             other => OpenError::Database(other.to_string()),
         })?;
@@ -305,16 +324,35 @@ impl MysqlStore {
     }
 
     /// A connection to the current database node, failing over in the configured order.
-    fn conn(&self) -> Result<PooledConn, StoreError> {
+    fn conn(&self, use_: Use) -> Result<PooledConn, StoreError> {
         let n = self.nodes.len();
         let start = self.current.load(Ordering::Relaxed);
         let mut errors = Vec::new();
         for i in 0..n {
             let at = (start + i) % n;
             let node = &self.nodes[at];
-            let got = node
-                .pool(self.opts.pool_size, self.opts.connect_timeout)
-                .and_then(|p| p.try_get_conn(self.opts.connect_timeout));
+            let mut busy = 0;
+            let got = loop {
+                let got = node
+                    .pool(use_, self.opts.pool_size, self.opts.connect_timeout)
+                    .and_then(|p| p.try_get_conn(self.opts.connect_timeout));
+                // Every connection busy is load, not a dead node: wait on, without failing over.
+                match got {
+                    Err(mysql::Error::DriverError(mysql::DriverError::Timeout)) if busy < 10 => {
+                        busy += 1;
+                        tracing::debug!(node = %node.shown, busy, "every pooled connection is busy");
+                    }
+                    Err(mysql::Error::DriverError(mysql::DriverError::Timeout)) => {
+                        return Err(StoreError::Backend(format!(
+                            "every connection to {} stayed busy for {} s ([storage] pool_size = {})",
+                            node.shown,
+                            busy * self.opts.connect_timeout.as_secs(),
+                            self.opts.pool_size
+                        )));
+                    }
+                    other => break other,
+                }
+            };
             match got {
                 Ok(c) => {
                     if at != start
@@ -347,8 +385,13 @@ impl MysqlStore {
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut last = None;
+            let use_ = if certseal_store::on_writer_thread() {
+                Use::Write
+            } else {
+                Use::Read
+            };
             for _ in 0..self.nodes.len() {
-                let mut c = self.conn()?;
+                let mut c = self.conn(use_)?;
                 match f(&mut c) {
                     Ok(v) => return Ok(v),
                     Err(e) if is_connection_error(&e) => {
@@ -395,7 +438,7 @@ impl MysqlStore {
     /// Tries to take (or keep) the lease; the node holds it afterwards if this answers Ok.
     fn try_lead(&self) -> Result<(), StoreError> {
         off_runtime(|| {
-            let mut c = self.conn()?;
+            let mut c = self.conn(Use::Write)?;
             match self.lease.acquire(&mut c) {
                 Ok(r) => r,
                 Err(e) => {
@@ -412,7 +455,7 @@ impl MysqlStore {
     /// whether this node still holds it.
     pub fn renew(&self) -> bool {
         let r = off_runtime(|| {
-            let mut c = self.conn()?;
+            let mut c = self.conn(Use::Write)?;
             self.lease.renew(&mut c).map_err(|e| {
                 if is_connection_error(&e) {
                     self.failed(&e);
@@ -432,7 +475,7 @@ impl MysqlStore {
     /// Gives the lease up (a clean shutdown), so another node takes it at once.
     pub fn release(&self) {
         let r = off_runtime(|| -> Result<(), StoreError> {
-            let mut c = self.conn()?;
+            let mut c = self.conn(Use::Write)?;
             self.lease.release(&mut c).map_err(backend)
         });
         if let Err(e) = r {
@@ -449,7 +492,7 @@ impl MysqlStore {
         let Some(epoch) = self.lease.fence_epoch() else {
             return Err(WriteError::Fenced);
         };
-        let mut c = self.conn().map_err(WriteError::NoConnection)?;
+        let mut c = self.conn(Use::Write).map_err(WriteError::NoConnection)?;
         c.query_drop("BEGIN /*T! PESSIMISTIC */")?;
         let run = |c: &mut PooledConn| -> Result<bool, mysql::Error> {
             c.query_drop(lease::fence_sql(epoch))?;
@@ -611,7 +654,7 @@ impl Drop for Snapshot {
 impl KvStore for MysqlStore {
     fn snapshot(&self) -> Box<dyn Read + '_> {
         let opened = off_runtime(|| -> Result<PooledConn, StoreError> {
-            let mut c = self.conn()?;
+            let mut c = self.conn(Use::Read)?;
             c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 .map_err(backend)?;
             Ok(c)
