@@ -911,6 +911,11 @@ fn bootstrap_and_spawn(dir: &Path) -> (ChildServer, std::path::PathBuf, std::pat
 
 /// `certseal dept-cert bootstrap` into `out`, offline.
 fn bootstrap(data: &Path, config: &Path, out: &Path) {
+    bootstrap_with(data, config, out, &[]);
+}
+
+/// The same with more arguments (e.g. `--node NAME`).
+fn bootstrap_with(data: &Path, config: &Path, out: &Path, extra: &[&str]) {
     succeeded(
         std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
             .args([
@@ -921,6 +926,7 @@ fn bootstrap(data: &Path, config: &Path, out: &Path) {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .arg("--config")
             .arg(config)
             .arg("--out")
@@ -1354,18 +1360,7 @@ async fn node_certificates_forward_callers_and_act_for_nobody() {
         format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
     )
     .unwrap();
-    succeeded(
-        std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
-            .args(["dept-cert", "bootstrap", "--host", "127.0.0.1"])
-            .args(["--node", "node-1", "--data-dir"])
-            .arg(&data)
-            .arg("--config")
-            .arg(&boot)
-            .arg("--out")
-            .arg(&pki)
-            .output()
-            .unwrap(),
-    );
+    bootstrap_with(&data, &boot, &pki, &["--node", "node-1"]);
     let server = start_tls(&data, &pki).await;
     let addr = server.addr;
     let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
