@@ -214,14 +214,25 @@ impl Collector for StateCollector {
             s.groups.stops,
         )?;
         for (name, value) in s.store {
-            gauge(
-                e,
-                &format!("rocksdb_{name}"),
-                "RocksDB, summed over the registry's tables",
-                value as i64,
-            )?;
+            let (metric, help) = store_metric(name);
+            gauge(e, &metric, help, value as i64)?;
         }
         Ok(())
+    }
+}
+
+/// The metric name and help of a store's figure. A database store's figures are named
+/// `mysql.…`; metric names have no dots.
+fn store_metric(name: &str) -> (String, &'static str) {
+    match name.strip_prefix("mysql.") {
+        Some(rest) => (
+            format!("mysql_{rest}"),
+            "The database store: the node in use, the lease epoch, the writer's memory",
+        ),
+        None => (
+            format!("rocksdb_{name}"),
+            "RocksDB, summed over the registry's tables",
+        ),
     }
 }
 
@@ -359,4 +370,29 @@ pub fn bind(
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     })
+}
+
+#[cfg(test)]
+mod store_metric_tests {
+    use super::store_metric;
+
+    #[test]
+    fn store_figures_get_valid_metric_names() {
+        let valid = |n: &str| {
+            n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        };
+        for (figure, want) in [
+            ("mysql.writer_cache_hits", "mysql_writer_cache_hits"),
+            ("mysql.lease_epoch", "mysql_lease_epoch"),
+            ("estimated_keys", "rocksdb_estimated_keys"),
+        ] {
+            let (name, _) = store_metric(figure);
+            assert_eq!(name, want);
+            assert!(valid(&name), "{name}");
+        }
+    }
 }
