@@ -295,15 +295,7 @@ fn accept_forwarded(
     let Some(clients) = clients else {
         return Ok(());
     };
-    let peer = tonic::Request::from_parts(
-        tonic::metadata::MetadataMap::new(),
-        req.extensions().clone(),
-        (),
-    );
-    let peer = peer
-        .peer_certs()
-        .and_then(|c| c.first().map(|c| c.as_ref().to_vec()));
-    let is_node = peer
+    let is_node = peer_certificate(req.extensions())
         .as_deref()
         .and_then(|der| certseal_crypto::x509::client_identity(der).ok())
         .is_some_and(|(_, roles)| roles == [certseal_core::NODE_ROLE]);
@@ -337,6 +329,11 @@ fn caller_certificate(extensions: &http::Extensions) -> Option<Vec<u8>> {
     if let Some(f) = extensions.get::<ForwardedCaller>() {
         return Some(f.0.as_ref().clone());
     }
+    peer_certificate(extensions)
+}
+
+/// The TLS peer's own certificate (DER), as tonic keeps it in the connection's extensions.
+fn peer_certificate(extensions: &http::Extensions) -> Option<Vec<u8>> {
     tonic::Request::from_parts(tonic::metadata::MetadataMap::new(), extensions.clone(), ())
         .peer_certs()
         .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))

@@ -909,12 +909,18 @@ fn bootstrap_and_spawn(dir: &Path) -> (ChildServer, std::path::PathBuf, std::pat
     (server, pki, data)
 }
 
-/// `certseal dept-cert bootstrap` into `out`, offline.
-fn bootstrap(data: &Path, config: &Path, out: &Path) {
-    bootstrap_with(data, config, out, &[]);
+/// `dir/bootstrap.toml`, naming the administrator department for the offline bootstrap.
+fn boot_toml(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("bootstrap.toml");
+    std::fs::write(
+        &path,
+        format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
+    )
+    .unwrap();
+    path
 }
 
-/// The same with more arguments (e.g. `--node NAME`).
+/// `certseal dept-cert bootstrap` into `out`, offline, with more arguments (e.g. `--node NAME`).
 fn bootstrap_with(data: &Path, config: &Path, out: &Path, extra: &[&str]) {
     succeeded(
         std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
@@ -1016,13 +1022,8 @@ fn crl_lists(dir: &Path, crl: &str, ca: &str, serial: &str) -> bool {
 async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
     let dir = tempfile::tempdir().unwrap();
     let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
-    let boot_toml = dir.path().join("bootstrap.toml");
-    std::fs::write(
-        &boot_toml,
-        format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
-    )
-    .unwrap();
-    bootstrap(&data, &boot_toml, &pki);
+    let boot_toml = boot_toml(dir.path());
+    bootstrap_with(&data, &boot_toml, &pki, &[]);
     let mut server = start_tls(&data, &pki).await;
     let ca = std::fs::read_to_string(pki.join("client-ca.pem")).unwrap();
     let admin_id = (
@@ -1219,7 +1220,7 @@ async fn department_certificates_are_revoked_and_the_client_ca_rotated() {
             && String::from_utf8_lossy(&second.stderr).contains("retire the previous"),
         "one rotation at a time"
     );
-    bootstrap(&data, &boot_toml, &pki2);
+    bootstrap_with(&data, &boot_toml, &pki2, &[]);
     let both = std::fs::read_to_string(pki2.join("client-ca.pem")).unwrap();
     assert_eq!(both.matches("BEGIN CERTIFICATE").count(), 2, "{both}");
     assert_eq!(
@@ -1354,13 +1355,7 @@ async fn node_certificates_forward_callers_and_act_for_nobody() {
     use tonic::metadata::BinaryMetadataValue;
     let dir = tempfile::tempdir().unwrap();
     let (data, pki) = (dir.path().join("data"), dir.path().join("pki"));
-    let boot = dir.path().join("bootstrap.toml");
-    std::fs::write(
-        &boot,
-        format!("[policy]\nadmin_department = \"{ADMIN_DEPT}\"\n"),
-    )
-    .unwrap();
-    bootstrap_with(&data, &boot, &pki, &["--node", "node-1"]);
+    bootstrap_with(&data, &boot_toml(dir.path()), &pki, &["--node", "node-1"]);
     let server = start_tls(&data, &pki).await;
     let addr = server.addr;
     let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
