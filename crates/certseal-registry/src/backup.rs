@@ -103,6 +103,20 @@ impl GatedSequencer {
         F: FnOnce(&mut RegTxn<'_>) -> Result<T, RegistryError> + Send + 'static,
         T: Send + 'static,
     {
+        self.submit_reading(Vec::new(), op).await
+    }
+
+    /// [`GatedSequencer::submit`] for an operation that will read `reads` (see
+    /// [`Sequencer::submit_reading`]).
+    pub(crate) async fn submit_reading<T, F>(
+        &self,
+        reads: Vec<(Table, Vec<u8>)>,
+        op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnOnce(&mut RegTxn<'_>) -> Result<T, RegistryError> + Send + 'static,
+        T: Send + 'static,
+    {
         let refused = self
             .restore
             .read()
@@ -112,7 +126,7 @@ impl GatedSequencer {
         if let Some(why) = refused {
             return Err(RegistryError::FailedPrecondition(why));
         }
-        self.inner.submit(op).await
+        self.inner.submit_reading(reads, op).await
     }
 
     pub(crate) fn stats(&self) -> SequencerStats {

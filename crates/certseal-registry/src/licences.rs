@@ -29,7 +29,7 @@ use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
 use crate::paging::scan_page;
 use crate::request_ids::{
-    Change, Remembered, RequestDigest, outcome_record, outcome_text, request_id,
+    Change, Remembered, RequestDigest, RequestId, outcome_record, outcome_text, request_id,
 };
 use crate::seals::{load_seal_txn, parse_seal_id};
 use crate::status_list::put_status_index;
@@ -762,9 +762,14 @@ impl Registry {
             let licence = prepared.licence.clone();
             let document = prepared.document.clone();
             let idem = idem.clone();
+            // Both should be absent: nothing the writer holds can tell it so.
+            let reads = vec![
+                (Table::LicenceIdempotency, idem.clone()),
+                (Table::Licences, licence.id.as_str().as_bytes().to_vec()),
+            ];
             let outcome = self
                 .sequencer
-                .submit(move |txn| -> Result<Issued, RegistryError> {
+                .submit_reading(reads, move |txn| -> Result<Issued, RegistryError> {
                     if let Some(stored) = txn.get(Table::LicenceIdempotency, &idem)? {
                         return Ok(Issued::Replay(stored));
                     }
@@ -1007,7 +1012,7 @@ impl Registry {
         req: ReissueRequest,
         access: crate::access::Access,
         old_id: LicenceId,
-        rid: Option<crate::request_ids::RequestId>,
+        rid: Option<RequestId>,
     ) -> Result<LicenceView, RegistryError> {
         let old = self.read_licence(&old_id)?;
         if old.licence.issuer != actor.department {
@@ -1118,71 +1123,81 @@ impl Registry {
         };
         let note = req.note.clone();
         let retention = self.request_id_retention;
+        let reads = [
+            (Table::Licences, old_id.as_str().as_bytes().to_vec()),
+            (Table::Licences, licence.id.as_str().as_bytes().to_vec()),
+        ]
+        .into_iter()
+        .chain(rid.as_ref().map(RequestId::read))
+        .collect();
         let outcome = self
             .sequencer
-            .submit(move |txn| -> Result<Option<Vec<u8>>, RegistryError> {
-                if let Some(rid) = &rid
-                    && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
-                {
-                    return Ok(Some(outcome));
-                }
-                let mut old = load_licence_txn(txn, &old_id)?;
-                old.apply(
-                    LicenceAction::Supersede,
-                    actor.clone(),
-                    licence.issued_at,
-                    &match note.trim() {
-                        "" => format!("{verb} by {}", licence.id),
-                        n => format!("{verb} by {}: {n}", licence.id),
-                    },
-                )?;
-                old.next = Some(licence.id.clone());
-                check_still_issuable(txn, &licence)?;
-                if txn
-                    .get(Table::Licences, licence.id.as_str().as_bytes())?
-                    .is_some()
-                {
-                    return Err(RegistryError::FailedPrecondition(format!(
-                        "licence {} exists already",
-                        licence.id
-                    )));
-                }
-                write_new(txn, &licence);
-                let old_record = encode(&old);
-                txn.put(
-                    Table::Licences,
-                    old.id.as_str().as_bytes().to_vec(),
-                    old_record.clone(),
-                );
-                put_status_index(txn, &old);
-                append(
-                    txn,
-                    &actor,
-                    kind,
-                    licence.id.as_str(),
-                    &document,
-                    licence_fields(
-                        &licence,
-                        &[
-                            ("prev", old.id.to_string()),
-                            ("seal", licence.seal.to_string()),
-                            ("tv", licence.template_version.to_string()),
-                        ],
-                    ),
-                );
-                append(
-                    txn,
-                    &actor,
-                    "licence.superseded",
-                    old.id.as_str(),
-                    &old_record,
-                    licence_fields(&old, &[("next", licence.id.to_string())]),
-                );
-                if let Some(rid) = &rid {
-                    rid.remember(txn, licence.id.as_str().as_bytes());
-                }
-                Ok(None)
-            })
+            .submit_reading(
+                reads,
+                move |txn| -> Result<Option<Vec<u8>>, RegistryError> {
+                    if let Some(rid) = &rid
+                        && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
+                    {
+                        return Ok(Some(outcome));
+                    }
+                    let mut old = load_licence_txn(txn, &old_id)?;
+                    old.apply(
+                        LicenceAction::Supersede,
+                        actor.clone(),
+                        licence.issued_at,
+                        &match note.trim() {
+                            "" => format!("{verb} by {}", licence.id),
+                            n => format!("{verb} by {}: {n}", licence.id),
+                        },
+                    )?;
+                    old.next = Some(licence.id.clone());
+                    check_still_issuable(txn, &licence)?;
+                    if txn
+                        .get(Table::Licences, licence.id.as_str().as_bytes())?
+                        .is_some()
+                    {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "licence {} exists already",
+                            licence.id
+                        )));
+                    }
+                    write_new(txn, &licence);
+                    let old_record = encode(&old);
+                    txn.put(
+                        Table::Licences,
+                        old.id.as_str().as_bytes().to_vec(),
+                        old_record.clone(),
+                    );
+                    put_status_index(txn, &old);
+                    append(
+                        txn,
+                        &actor,
+                        kind,
+                        licence.id.as_str(),
+                        &document,
+                        licence_fields(
+                            &licence,
+                            &[
+                                ("prev", old.id.to_string()),
+                                ("seal", licence.seal.to_string()),
+                                ("tv", licence.template_version.to_string()),
+                            ],
+                        ),
+                    );
+                    append(
+                        txn,
+                        &actor,
+                        "licence.superseded",
+                        old.id.as_str(),
+                        &old_record,
+                        licence_fields(&old, &[("next", licence.id.to_string())]),
+                    );
+                    if let Some(rid) = &rid {
+                        rid.remember(txn, licence.id.as_str().as_bytes());
+                    }
+                    Ok(None)
+                },
+            )
             .await?;
         match outcome {
             None => Ok(self.view(prepared)),
@@ -1243,9 +1258,12 @@ impl Registry {
         let actor = actor.clone();
         let note = note.to_owned();
         let retention = self.request_id_retention;
+        let reads = std::iter::once((Table::Licences, id.as_str().as_bytes().to_vec()))
+            .chain(rid.as_ref().map(RequestId::read))
+            .collect();
         let outcome = self
             .sequencer
-            .submit(move |txn| -> Result<Result<Licence, Vec<u8>>, RegistryError> {
+            .submit_reading(reads, move |txn| -> Result<Result<Licence, Vec<u8>>, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {

@@ -128,6 +128,11 @@ pub(crate) fn request_id(
 }
 
 impl RequestId {
+    /// What [`RequestId::lookup_txn`] reads, to declare to the writer ahead.
+    pub(crate) fn read(&self) -> (Table, Vec<u8>) {
+        (Table::RequestIds, self.key.clone())
+    }
+
     /// The remembered outcome of this request, from the committed state.
     pub(crate) fn lookup(
         &self,

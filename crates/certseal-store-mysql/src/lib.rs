@@ -143,6 +143,9 @@ struct WriterCache {
     bytes: usize,
     hits: u64,
     misses: u64,
+    /// Keys loaded ahead of the reads, and the round trips that loaded them.
+    prefetched: u64,
+    prefetches: u64,
 }
 
 /// The writer cache's bound; past it the cache starts again empty (the hot state, templates,
@@ -725,6 +728,49 @@ impl KvStore for MysqlStore {
         written
     }
 
+    fn prefetch(&self, keys: &[(Table, Vec<u8>)]) {
+        let Some(epoch) = self.cache_epoch() else {
+            return;
+        };
+        let missing: Vec<(Table, Vec<u8>)> = {
+            let mut c = self.cache();
+            let c = c.at(epoch);
+            keys.iter()
+                .filter(|k| !c.map.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let (tables, statements) = sql::get_many_statements(&missing);
+        let mut found: Vec<(Table, Vec<u8>, Vec<u8>)> = Vec::with_capacity(missing.len());
+        for q in &statements {
+            let rows = self.read(|c| c.query::<(usize, Vec<u8>, Vec<u8>), _>(q.as_str()));
+            match rows {
+                Ok(rows) => found.extend(
+                    rows.into_iter()
+                        .filter_map(|(tag, k, v)| tables.get(tag).map(|&t| (t, k, v))),
+                ),
+                Err(e) => {
+                    // The reads themselves go to the database, and fail there if they must.
+                    tracing::debug!(error = %e, "prefetch failed");
+                    return;
+                }
+            }
+        }
+        let mut c = self.cache();
+        let c = c.at(epoch);
+        c.prefetches += statements.len() as u64;
+        c.prefetched += missing.len() as u64;
+        let found: std::collections::HashMap<(Table, Vec<u8>), Vec<u8>> =
+            found.into_iter().map(|(t, k, v)| ((t, k), v)).collect();
+        for key in missing {
+            let v = found.get(&key).map(Vec::as_slice);
+            c.put(key.0, &key.1, v);
+        }
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         if self.lease.state().held {
             Ok(())
@@ -740,9 +786,9 @@ impl KvStore for MysqlStore {
     }
 
     fn properties(&self) -> Vec<(&'static str, u64)> {
-        let (hits, misses, bytes) = {
+        let (hits, misses, bytes, prefetched, prefetches) = {
             let c = self.cache();
-            (c.hits, c.misses, c.bytes as u64)
+            (c.hits, c.misses, c.bytes as u64, c.prefetched, c.prefetches)
         };
         vec![
             (
@@ -753,6 +799,8 @@ impl KvStore for MysqlStore {
             ("mysql.writer_cache_hits", hits),
             ("mysql.writer_cache_misses", misses),
             ("mysql.writer_cache_bytes", bytes),
+            ("mysql.writer_prefetched_keys", prefetched),
+            ("mysql.writer_prefetch_round_trips", prefetches),
         ]
     }
 }

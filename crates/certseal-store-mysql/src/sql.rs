@@ -114,6 +114,47 @@ pub(crate) fn get<C: Queryable>(
     )
 }
 
+/// The statements that read many keys at once: one `SELECT` per about [`STATEMENT_BYTES`] of
+/// keys, each a `UNION ALL` of one `k IN (…)` per table, its rows tagged with the table's
+/// place in `keys`' order of tables.
+pub(crate) fn get_many_statements(keys: &[(Table, Vec<u8>)]) -> (Vec<Table>, Vec<String>) {
+    let tables: Vec<Table> = Table::ALL
+        .into_iter()
+        .filter(|t| keys.iter().any(|(tt, _)| tt == t))
+        .collect();
+    let mut out = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut size = 0;
+    for (tag, &t) in tables.iter().enumerate() {
+        let mut list = String::new();
+        for (_, k) in keys.iter().filter(|(tt, _)| *tt == t) {
+            list.push_str(if list.is_empty() { "" } else { "," });
+            hex_literal(&mut list, k);
+            if size + list.len() >= STATEMENT_BYTES {
+                parts.push(select_in(tag, t, &std::mem::take(&mut list)));
+                out.push(parts.join(" UNION ALL "));
+                parts.clear();
+                size = 0;
+            }
+        }
+        if !list.is_empty() {
+            size += list.len();
+            parts.push(select_in(tag, t, &list));
+        }
+    }
+    if !parts.is_empty() {
+        out.push(parts.join(" UNION ALL "));
+    }
+    (tables, out)
+}
+
+fn select_in(tag: usize, t: Table, keys: &str) -> String {
+    format!(
+        "SELECT {tag}, k, v FROM {} WHERE k IN ({keys})",
+        table_name(t)
+    )
+}
+
 /// The first key after every key that starts with `prefix`, if there is one.
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -215,6 +256,40 @@ fn delete(name: &str, keys: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_keys_are_read_in_one_statement_per_table_set() {
+        let keys = vec![
+            (Table::Licences, b"a".to_vec()),
+            (Table::Meta, b"m".to_vec()),
+            (Table::Licences, b"b".to_vec()),
+        ];
+        let (tables, statements) = get_many_statements(&keys);
+        assert_eq!(statements.len(), 1);
+        let licences = tables.iter().position(|t| *t == Table::Licences).unwrap();
+        let meta = tables.iter().position(|t| *t == Table::Meta).unwrap();
+        assert!(
+            statements[0].contains(&format!(
+                "SELECT {licences}, k, v FROM cs_licences WHERE k IN (X'61',X'62')"
+            )),
+            "{}",
+            statements[0]
+        );
+        assert!(
+            statements[0].contains(&format!(
+                "UNION ALL SELECT {meta}, k, v FROM cs_meta WHERE k IN (X'6D')"
+            )) || statements[0].starts_with(&format!("SELECT {meta}, k, v FROM cs_meta"))
+        );
+        // Past the statement bound, more statements; every key still asked once.
+        let many: Vec<_> = (0..40_000u32)
+            .map(|i| (Table::Licences, format!("{i:020}").into_bytes()))
+            .collect();
+        let (_, statements) = get_many_statements(&many);
+        assert!(statements.len() > 1);
+        let asked: usize = statements.iter().map(|s| s.matches("X'").count()).sum();
+        assert_eq!(asked, 40_000);
+        assert!(statements.iter().all(|s| s.len() < 2 * STATEMENT_BYTES));
+    }
 
     #[test]
     fn prefix_end_is_the_next_key_after_the_prefix() {

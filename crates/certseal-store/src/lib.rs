@@ -272,6 +272,12 @@ pub trait KvStore: Read + Send + Sync + fmt::Debug + 'static {
     /// Writes all of `batch` or none of it.
     fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError>;
 
+    /// The writer is about to read `keys`: a store whose reads are network round trips loads
+    /// them now, in as few as it can, so that the reads that follow are answered from memory.
+    /// A hint only: a store may ignore it, and a failed load leaves the reads to fail or
+    /// succeed on their own.
+    fn prefetch(&self, _keys: &[(Table, Vec<u8>)]) {}
+
     /// Figures for monitoring (name, value); none by default.
     fn properties(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

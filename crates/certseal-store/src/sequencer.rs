@@ -138,7 +138,13 @@ pub fn on_writer_thread() -> bool {
 /// succeeded or failed, or nothing when the operation itself failed (and wrote nothing).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// An operation, run on the writer with its view, or refused with the reason.
-type Job<W> = Box<dyn FnOnce(Result<&mut Txn<'_, W>, StoreError>) -> Option<Completion> + Send>;
+type Run<W> = Box<dyn FnOnce(Result<&mut Txn<'_, W>, StoreError>) -> Option<Completion> + Send>;
+
+/// An operation and the keys it says it will read, loaded for the whole group at once.
+struct Job<W> {
+    reads: Vec<(Table, Vec<u8>)>,
+    run: Run<W>,
+}
 
 /// State the writer thread owns and hands to every operation (the audit log's right edge, for
 /// one). An operation that fails, and a group whose write fails, leave it as it was before them.
@@ -342,11 +348,24 @@ impl<W: WriterState> Sequencer<W> {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.submit_reading(Vec::new(), op).await
+    }
+
+    /// Like [`Sequencer::submit`], for an operation that will read `reads` (keys it cannot
+    /// know the writer holds, such as one that should be absent): the writer asks the store
+    /// to [`KvStore::prefetch`] them together with the other operations' before it runs the
+    /// group, so a networked store reads them in one round trip, not one per operation.
+    pub async fn submit_reading<T, E, F>(&self, reads: Vec<(Table, Vec<u8>)>, op: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Txn<'_, W>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         if let Some(stop) = self.stopped() {
             return Err(StoreError::WritesStopped(stop).into());
         }
         let (done, result) = oneshot::channel::<Result<T, E>>();
-        let job: Job<W> = Box::new(move |txn| {
+        let run: Run<W> = Box::new(move |txn| {
             let txn = match txn {
                 Ok(txn) => txn,
                 Err(refused) => {
@@ -365,7 +384,10 @@ impl<W: WriterState> Sequencer<W> {
             }
         });
         let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
-        queue.send(job).await.map_err(|_| self.refused())?;
+        queue
+            .send(Job { reads, run })
+            .await
+            .map_err(|_| self.refused())?;
         result.await.map_err(|_| self.refused())?
     }
 }
@@ -414,44 +436,26 @@ fn write_groups<W: WriterState>(
     let mut group = GroupView::default();
     while let Some(first) = rx.blocking_recv() {
         let group_start = state.clone();
-        let mut next = Some(first);
         // Every operation taken counts, failed ones too, so a flood of refusals cannot hold
         // back the acknowledgement of the operations already in the group.
         let mut taken = 0usize;
-        // Take whatever else is already waiting: that is the group.
-        while let Some(job) = next.take() {
-            let before = state.clone();
-            let mut txn = Txn {
-                store,
-                group: &group,
-                batch: Batch::new(),
-                state: &mut *state,
-            };
-            // A panicking operation fails alone (its caller sees the store as closed for it);
-            // the writer and the rest of the group go on.
-            let completion = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job(Ok(&mut txn))
-            })) {
-                Ok(c) => c,
-                Err(_) => {
-                    tracing::error!(
-                        "an operation panicked in the sequencer; nothing of it is written"
-                    );
-                    txn.batch = Batch::new();
-                    None
+        let mut ready = vec![first];
+        // Take whatever else is already waiting, and again after running it, until nothing
+        // waits: that is the group. Each round's reads are loaded before it runs.
+        loop {
+            while taken + ready.len() < max_group {
+                match rx.try_recv() {
+                    Ok(job) => ready.push(job),
+                    Err(_) => break,
                 }
-            };
-            let batch = txn.batch;
-            if completion.is_none() {
-                *state = before;
             }
-            if let Some(c) = completion {
-                group.extend(batch);
-                pending.push(c);
+            if ready.is_empty() {
+                break;
             }
-            taken += 1;
-            if taken < max_group {
-                next = rx.try_recv().ok();
+            prefetch(store, &group, &ready);
+            for job in ready.drain(..) {
+                run_one(job, store, &mut group, state, &mut pending);
+                taken += 1;
             }
         }
         if pending.is_empty() {
@@ -507,6 +511,59 @@ fn write_groups<W: WriterState>(
     None
 }
 
+/// Asks the store to load, in one go, the keys a round of operations will read that the group
+/// has not written.
+fn prefetch<W>(store: &dyn KvStore, group: &GroupView, jobs: &[Job<W>]) {
+    let mut keys: Vec<(Table, Vec<u8>)> = jobs
+        .iter()
+        .flat_map(|j| j.reads.iter())
+        .filter(|k| !group.latest.contains_key(*k))
+        .cloned()
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    keys.sort();
+    keys.dedup();
+    store.prefetch(&keys);
+}
+
+/// Runs one operation against the group so far; keeps its writes and state if it succeeds.
+fn run_one<W: WriterState>(
+    job: Job<W>,
+    store: &dyn KvStore,
+    group: &mut GroupView,
+    state: &mut W,
+    pending: &mut Vec<Completion>,
+) {
+    let before = state.clone();
+    let mut txn = Txn {
+        store,
+        group,
+        batch: Batch::new(),
+        state: &mut *state,
+    };
+    // A panicking operation fails alone (its caller sees the store as closed for it); the
+    // writer and the rest of the group go on.
+    let completion =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(Ok(&mut txn)))) {
+            Ok(c) => c,
+            Err(_) => {
+                tracing::error!("an operation panicked in the sequencer; nothing of it is written");
+                txn.batch = Batch::new();
+                None
+            }
+        };
+    let batch = txn.batch;
+    match completion {
+        Some(c) => {
+            group.extend(batch);
+            pending.push(c);
+        }
+        None => *state = before,
+    }
+}
+
 /// While stopped: refuses every operation, and asks the store to recover, waiting longer after
 /// each refusal. Returns whether writes resume (false: the sequencer was dropped).
 fn recover<W: WriterState>(
@@ -526,7 +583,7 @@ fn recover<W: WriterState>(
         loop {
             match rx.try_recv() {
                 Ok(job) => {
-                    let _ = job(Err(StoreError::WritesStopped(stop.clone())));
+                    let _ = (job.run)(Err(StoreError::WritesStopped(stop.clone())));
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,

@@ -53,6 +53,10 @@ pub const CASES: &[(&str, Case)] = &[
         "sequencer_stops_on_a_failed_write_and_resumes",
         sequencer_stops_on_a_failed_write_and_resumes,
     ),
+    (
+        "sequencer_loads_a_groups_reads_at_once",
+        sequencer_loads_a_groups_reads_at_once,
+    ),
 ];
 
 /// Runs every case, each in its own subfolder of `base`; panics naming the case that failed.
@@ -550,4 +554,148 @@ fn sequencer_stops_on_a_failed_write_and_resumes(open: Opener<'_>, dir: &Path) {
         assert_eq!(add(&seq).await.unwrap(), 3);
     });
     assert_eq!(collect_departments(store.as_ref()), 4);
+}
+
+/// A store that records what the writer asks it to prefetch, and passes everything on.
+#[derive(Debug)]
+struct PrefetchRecorder {
+    inner: Arc<dyn KvStore>,
+    asked: std::sync::Mutex<Vec<Vec<(Table, Vec<u8>)>>>,
+}
+
+impl Read for PrefetchRecorder {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Page, StoreError> {
+        self.inner.scan(table, prefix, after, limit, direction)
+    }
+}
+
+impl KvStore for PrefetchRecorder {
+    fn snapshot(&self) -> Box<dyn Read + '_> {
+        self.inner.snapshot()
+    }
+
+    fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
+        self.inner.write(batch, durable)
+    }
+
+    fn prefetch(&self, keys: &[(Table, Vec<u8>)]) {
+        self.asked.lock().unwrap().push(keys.to_vec());
+        self.inner.prefetch(keys);
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        self.inner.writable()
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        self.inner.recover()
+    }
+}
+
+/// The reads that operations declare are asked of the store once for all the operations
+/// waiting together, and what the operations then read is what is stored, or what an earlier
+/// operation of the same group wrote.
+fn sequencer_loads_a_groups_reads_at_once(open: Opener<'_>, dir: &Path) {
+    let store = Arc::new(PrefetchRecorder {
+        inner: open(dir),
+        asked: Default::default(),
+    });
+    fill(store.as_ref(), b"p", 5);
+    let seq = Arc::new(Sequencer::start(store.clone(), SequencerOptions::default()));
+    let rt = runtime();
+    // Hold the writer in one operation while the others queue behind it.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let held = {
+        let seq = seq.clone();
+        rt.spawn(async move {
+            seq.submit(move |_txn| {
+                started_tx.send(()).unwrap();
+                gate.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .await
+        })
+    };
+    started.recv().unwrap();
+    let (queued_tx, queued) = std::sync::mpsc::channel::<()>();
+    let mut ops = Vec::new();
+    // Operation i reads p<i> (stored for i < 5, absent after) and writes q<i>; operation 9
+    // also reads q0, which operation 0 writes in the same group.
+    for i in 0..10u64 {
+        let seq = seq.clone();
+        let queued_tx = queued_tx.clone();
+        let mut reads = vec![(Table::Templates, key(b"p", i))];
+        if i == 9 {
+            reads.push((Table::Templates, key(b"q", 0)));
+        }
+        ops.push(rt.spawn(async move {
+            let op = seq.submit_reading(reads, move |txn| {
+                let p = txn.get(Table::Templates, &key(b"p", i))?;
+                let q0 = txn.get(Table::Templates, &key(b"q", 0))?;
+                txn.put(Table::Templates, key(b"q", i), b"x".to_vec());
+                Ok::<_, StoreError>((p, q0))
+            });
+            // Queued once the first poll returns pending.
+            let mut op = std::pin::pin!(op);
+            let first = futures_poll_once(op.as_mut()).await;
+            queued_tx.send(()).unwrap();
+            match first {
+                Some(done) => done,
+                None => op.await,
+            }
+        }));
+        // One at a time, so the queue holds them in order.
+        queued.recv().unwrap();
+    }
+    release.send(()).unwrap();
+    rt.block_on(held).unwrap().unwrap();
+    for (i, op) in ops.into_iter().enumerate() {
+        let (p, q0) = rt.block_on(op).unwrap().unwrap();
+        let i = i as u64;
+        let expected = (i < 5).then(|| i.to_be_bytes().to_vec());
+        assert_eq!(p, expected, "operation {i} reads p{i} as stored");
+        if i > 0 {
+            assert_eq!(q0.as_deref(), Some(&b"x"[..]), "operation {i} sees q0");
+        }
+    }
+    let asked = store.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked.len(),
+        1,
+        "one request for the whole group's reads: {asked:?}"
+    );
+    assert_eq!(asked[0].len(), 11, "every declared key once: {asked:?}");
+    drop(seq);
+    assert_eq!(
+        store
+            .scan(Table::Templates, b"q", None, 100, Direction::Forward)
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+}
+
+/// Polls `f` once: its output if it is ready, or `None` (it may be polled again later).
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(move |cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
