@@ -556,11 +556,13 @@ fn sequencer_stops_on_a_failed_write_and_resumes(open: Opener<'_>, dir: &Path) {
     assert_eq!(collect_departments(store.as_ref()), 4);
 }
 
+type Keys = Vec<(Table, Vec<u8>)>;
+
 /// A store that records what the writer asks it to prefetch, and passes everything on.
 #[derive(Debug)]
 struct PrefetchRecorder {
     inner: Arc<dyn KvStore>,
-    asked: std::sync::Mutex<Vec<Vec<(Table, Vec<u8>)>>>,
+    asked: std::sync::Mutex<Vec<Keys>>,
 }
 
 impl Read for PrefetchRecorder {
