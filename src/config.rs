@@ -284,7 +284,7 @@ pub struct RawStorage {
     pub backend: Option<String>,
     /// The database nodes: the write node first, then the fail-over order.
     pub urls: Vec<String>,
-    /// Connections per database node.
+    /// Connections per database node for reads, and as many again for snapshots.
     pub pool_size: Option<usize>,
 }
 

@@ -231,7 +231,7 @@ fn node_config(
     let listen = free_addr();
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     let toml = format!(
-        "[storage]\nbackend = \"mysql\"\nurls = [{}]\npool_size = 4\n\
+        "[storage]\nbackend = \"mysql\"\nurls = [{}]\npool_size = 2\n\
          [cluster]\nnode = \"{node}\"\nadvertise = \"{listen}\"\nlease_ms = 2000\n\
          [keys]\nkek_file = {:?}\n",
         urls.join(", "),

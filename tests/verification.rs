@@ -943,6 +943,46 @@ async fn forged_and_superseded_documents_get_their_sub_indications() {
 /// A check that fails applies the reading rule of one that passes: a stored licence whose
 /// document can no longer be read (a 70 KB document from before issuing bounded it) is refused
 /// to a department whose read grant is for another type, not answered with its holder.
+/// Checks read the licence, its document and the seals of its key ID from one snapshot. On a
+/// database a snapshot holds a connection, so checks that also read outside it would, many at
+/// once, take every connection and each wait for one more (the test cluster has 2 per pool).
+/// Each licence here is sealed by a seal of its own, so no check finds its seals in memory, and
+/// the servers run on several threads, as `certseal serve` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_checks_at_once_on_a_cold_cache_all_pass() {
+    const N: usize = 8;
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let mut ids = Vec::new();
+    for n in 0..N {
+        let i = issuer(addr, 1 + n as u32, pb::SealAlgorithm::Ed25519).await;
+        ids.push(issue(addr, &i, "cold", None, None).await.licence_id);
+    }
+    let mut checkers = Vec::new();
+    for _ in 0..N {
+        checkers.push(Checker::new(addr).await);
+    }
+    let go = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let mut checks = Vec::new();
+    for (mut c, id) in checkers.into_iter().zip(ids) {
+        let go = go.clone();
+        checks.push(tokio::spawn(async move {
+            go.wait().await;
+            let started = std::time::Instant::now();
+            let r = c.by_id(&id, None).await;
+            (says(&r), r.reason, started.elapsed())
+        }));
+    }
+    for c in checks {
+        let (result, reason, took) = c.await.unwrap();
+        assert_eq!(
+            result,
+            (pb::Indication::TotalPassed, pb::SubIndication::Unspecified),
+            "{reason} (after {took:?})"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_failed_check_shows_no_more_than_a_passed_one() {
     use certseal::pb::policy_service_client::PolicyServiceClient;

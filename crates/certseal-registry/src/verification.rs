@@ -121,10 +121,10 @@ impl Registry {
     /// and the trust anchors.
     /// The seals whose certificate has `kid`, from memory while no seal changes: checking a
     /// chain costs a signature verification.
-    fn seal_candidates(&self, stamp: &Stamp, kid: &[u8]) -> Vec<SealCandidate> {
+    fn seal_candidates(&self, snap: &dyn Read, stamp: &Stamp, kid: &[u8]) -> Vec<SealCandidate> {
         match self
             .records
-            .seal_candidates(stamp, kid, || self.load_seal_candidates(kid))
+            .seal_candidates(stamp, kid, || self.load_seal_candidates(snap, kid))
         {
             Ok(candidates) => (*candidates).clone(),
             Err(e) => {
@@ -135,8 +135,11 @@ impl Registry {
         }
     }
 
-    fn load_seal_candidates(&self, kid: &[u8]) -> Result<Vec<SealCandidate>, RegistryError> {
-        let snap = self.store.as_ref();
+    fn load_seal_candidates(
+        &self,
+        snap: &dyn Read,
+        kid: &[u8],
+    ) -> Result<Vec<SealCandidate>, RegistryError> {
         let page = snap.scan(Table::SealsByKid, kid, None, 16, Direction::Forward)?;
         let mut out = Vec::new();
         for (k, _) in page.items {
@@ -421,6 +424,9 @@ impl Registry {
         subject: Subject,
         at: Timestamp,
     ) -> Result<(String, Outcome, Option<Licence>), RegistryError> {
+        // The stamp first: what is read from the snapshot is then at least as new as it, and
+        // may be cached under it. Every read of the check is from the snapshot.
+        let stamp = self.records.stamp();
         let snap = self.store.snapshot();
         let (asked, outcome, licence) = match subject {
             Subject::Id(id) => {
@@ -437,13 +443,13 @@ impl Registry {
                                 .ok_or_else(|| {
                                     RegistryError::Corrupt(format!("document of licence {id}"))
                                 })?;
-                        let o = self.check(snap.as_ref(), &doc, Some(&l), at);
+                        let o = self.check(snap.as_ref(), &stamp, &doc, Some(&l), at);
                         (id.to_string(), o, Some(l))
                     }
                 }
             }
             Subject::Document(bytes) => {
-                let o = self.check(snap.as_ref(), &bytes, None, at);
+                let o = self.check(snap.as_ref(), &stamp, &bytes, None, at);
                 let licence = match &o.claims {
                     Some(c) => load_licence(snap.as_ref(), &c.id)?,
                     None => None,
@@ -457,7 +463,7 @@ impl Registry {
             }
             Subject::Qr(text) => match qr::decode(&text) {
                 Ok(bytes) => {
-                    let o = self.check(snap.as_ref(), &bytes, None, at);
+                    let o = self.check(snap.as_ref(), &stamp, &bytes, None, at);
                     let licence = match &o.claims {
                         Some(c) => load_licence(snap.as_ref(), &c.id)?,
                         None => None,
@@ -479,23 +485,24 @@ impl Registry {
         Ok((asked, outcome, licence))
     }
 
-    /// Checks a document; `known` is its licence if already read from `snap`.
+    /// Checks a document; `known` is its licence if already read from `snap`, taken after
+    /// `stamp`.
     fn check(
         &self,
         snap: &dyn Read,
+        stamp: &Stamp,
         document: &[u8],
         known: Option<&Licence>,
         at: Timestamp,
     ) -> Outcome {
         let digest = sha256(&[document]);
-        let stamp = self.records.stamp();
         let read = |id: &LicenceId| match known {
             Some(l) if l.id == *id => Ok(Some(l.clone())),
             _ => load_licence(snap, id),
         };
         check_document(
             document,
-            |kid| self.seal_candidates(&stamp, kid),
+            |kid| self.seal_candidates(snap, stamp, kid),
             |claims| match read(&claims.id) {
                 Ok(Some(l)) => LicenceFacts::Registered {
                     status_at: status_at(&l, at),

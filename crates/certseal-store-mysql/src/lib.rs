@@ -69,12 +69,15 @@ impl Default for MysqlOptions {
 }
 
 /// One database node: its address (without the password, for messages) and its pools: one
-/// for reads, and a small one of the writer's own (its batches, its reads, the lease), so that
-/// a flood of reads never holds up a commit or a lease renewal.
+/// for reads, one for snapshots, and a small one of the writer's own (its batches, its reads,
+/// the lease), so that a flood of reads never holds up a commit or a lease renewal. A snapshot
+/// holds its connection until dropped, and its holder may read the latest state meanwhile: from
+/// one pool, enough such holders would take every connection and each wait for one more.
 struct Node {
     shown: String,
     opts: Opts,
     pool: Mutex<Option<Pool>>,
+    snapshots: Mutex<Option<Pool>>,
     writer: Mutex<Option<Pool>>,
 }
 
@@ -85,6 +88,7 @@ const WRITER_POOL: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
     Read,
+    Snapshot,
     Write,
 }
 
@@ -92,6 +96,7 @@ impl Node {
     fn pool(&self, use_: Use, size: usize, timeout: Duration) -> Result<Pool, mysql::Error> {
         let (slot, size) = match use_ {
             Use::Read => (&self.pool, size),
+            Use::Snapshot => (&self.snapshots, size),
             Use::Write => (&self.writer, WRITER_POOL),
         };
         let mut p = slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,6 +122,7 @@ impl Node {
 
     fn forget(&self) {
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
@@ -305,6 +311,7 @@ impl MysqlStore {
                 shown,
                 opts: o,
                 pool: Mutex::new(None),
+                snapshots: Mutex::new(None),
                 writer: Mutex::new(None),
             });
         }
@@ -657,7 +664,7 @@ impl Drop for Snapshot {
 impl KvStore for MysqlStore {
     fn snapshot(&self) -> Box<dyn Read + '_> {
         let opened = off_runtime(|| -> Result<PooledConn, StoreError> {
-            let mut c = self.conn(Use::Read)?;
+            let mut c = self.conn(Use::Snapshot)?;
             c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 .map_err(backend)?;
             Ok(c)
