@@ -435,12 +435,27 @@ fn recover_keeps_data_and_waits_for_snapshots(open: Opener<'_>, dir: &Path) {
     assert_eq!(collect_pages(s, b"s", 10, Direction::Forward).len(), 5);
 }
 
-/// A store whose writes fail with a full disk while `full` is set.
+type Keys = Vec<(Table, Vec<u8>)>;
+
+/// A store around another whose writes fail with a full disk while `full` is set, and which
+/// records what the writer asks it to prefetch.
 #[derive(Debug)]
 struct FillingStore {
     inner: Arc<dyn KvStore>,
     full: AtomicBool,
     recoveries: AtomicU64,
+    prefetched: std::sync::Mutex<Vec<Keys>>,
+}
+
+impl FillingStore {
+    fn new(inner: Arc<dyn KvStore>) -> Self {
+        Self {
+            inner,
+            full: AtomicBool::new(false),
+            recoveries: AtomicU64::new(0),
+            prefetched: Default::default(),
+        }
+    }
 }
 
 impl FillingStore {
@@ -484,6 +499,15 @@ impl KvStore for FillingStore {
         self.recoveries.fetch_add(1, Ordering::SeqCst);
         self.inner.recover()
     }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        self.inner.writable()
+    }
+
+    fn prefetch(&self, keys: &[(Table, Vec<u8>)]) {
+        self.prefetched.lock().unwrap().push(keys.to_vec());
+        self.inner.prefetch(keys);
+    }
 }
 
 /// A state the writer reloads from the store: the number of stored items.
@@ -505,11 +529,7 @@ impl WriterState for Stored {
 }
 
 fn sequencer_stops_on_a_failed_write_and_resumes(open: Opener<'_>, dir: &Path) {
-    let store = Arc::new(FillingStore {
-        inner: open(dir),
-        full: AtomicBool::new(false),
-        recoveries: AtomicU64::new(0),
-    });
+    let store = Arc::new(FillingStore::new(open(dir)));
     let state = Stored::default();
     let reloads = state.reloads.clone();
     let opts = SequencerOptions {
@@ -556,63 +576,11 @@ fn sequencer_stops_on_a_failed_write_and_resumes(open: Opener<'_>, dir: &Path) {
     assert_eq!(collect_departments(store.as_ref()), 4);
 }
 
-type Keys = Vec<(Table, Vec<u8>)>;
-
-/// A store that records what the writer asks it to prefetch, and passes everything on.
-#[derive(Debug)]
-struct PrefetchRecorder {
-    inner: Arc<dyn KvStore>,
-    asked: std::sync::Mutex<Vec<Keys>>,
-}
-
-impl Read for PrefetchRecorder {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        direction: Direction,
-    ) -> Result<Page, StoreError> {
-        self.inner.scan(table, prefix, after, limit, direction)
-    }
-}
-
-impl KvStore for PrefetchRecorder {
-    fn snapshot(&self) -> Box<dyn Read + '_> {
-        self.inner.snapshot()
-    }
-
-    fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
-        self.inner.write(batch, durable)
-    }
-
-    fn prefetch(&self, keys: &[(Table, Vec<u8>)]) {
-        self.asked.lock().unwrap().push(keys.to_vec());
-        self.inner.prefetch(keys);
-    }
-
-    fn writable(&self) -> Result<(), StoreError> {
-        self.inner.writable()
-    }
-
-    fn recover(&self) -> Result<(), StoreError> {
-        self.inner.recover()
-    }
-}
-
 /// The reads that operations declare are asked of the store once for all the operations
 /// waiting together, and what the operations then read is what is stored, or what an earlier
 /// operation of the same group wrote.
 fn sequencer_loads_a_groups_reads_at_once(open: Opener<'_>, dir: &Path) {
-    let store = Arc::new(PrefetchRecorder {
-        inner: open(dir),
-        asked: Default::default(),
-    });
+    let store = Arc::new(FillingStore::new(open(dir)));
     fill(store.as_ref(), b"p", 5);
     let seq = Arc::new(Sequencer::start(store.clone(), SequencerOptions::default()));
     let rt = runtime();
@@ -672,7 +640,7 @@ fn sequencer_loads_a_groups_reads_at_once(open: Opener<'_>, dir: &Path) {
             assert_eq!(q0.as_deref(), Some(&b"x"[..]), "operation {i} sees q0");
         }
     }
-    let asked = store.asked.lock().unwrap().clone();
+    let asked = store.prefetched.lock().unwrap().clone();
     assert_eq!(
         asked.len(),
         1,
