@@ -8,6 +8,7 @@
 
 pub mod cose;
 mod custody;
+pub mod sm;
 pub mod x509;
 
 use std::fmt;
