@@ -9,6 +9,7 @@
 pub mod cose;
 mod custody;
 pub mod sm;
+pub mod sm_x509;
 pub mod x509;
 
 use std::fmt;

@@ -128,6 +128,10 @@ impl Sm2Key {
             .map_err(|e| CryptoError::InvalidKey(format!("SM2 PKCS#8: {e}")))
     }
 
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// The public key, uncompressed (0x04 ‖ x ‖ y).
     pub fn public_key(&self) -> &[u8] {
         &self.public

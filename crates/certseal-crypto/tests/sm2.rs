@@ -137,3 +137,126 @@ fn openssl_verifies_our_signatures_and_digests() {
     assert!(ok, "{out}");
     assert!(out.starts_with(&hex::encode(sm::sm3(&[msg]))), "{out}");
 }
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// An SM2 seal CA and a seal certificate it issues: the seal profile, signed with SM2-with-SM3,
+/// checked by x509-parser and our SM2 verification, and by `openssl verify`.
+#[test]
+fn sm2_seal_certificates_in_the_seal_profile() {
+    use certseal_crypto::sm_x509;
+    use certseal_crypto::x509::SealSubject;
+    use x509_parser::prelude::*;
+
+    let now = 1_780_000_000;
+    let (ca_key, _) = Sm2Key::generate().unwrap();
+    let ca = sm_x509::create_ca(
+        "certseal seal CA (SM2)",
+        &ca_key,
+        now - 60,
+        now + 86_400 * 3650,
+    )
+    .unwrap();
+    let (seal_key, _) = Sm2Key::generate().unwrap();
+    let subject = SealSubject {
+        department_name: "某市市场监督管理局, 第一分局",
+        credit_code: "11100000000013338W",
+        seal_name: "行政审批专用章",
+    };
+    let seal = sm_x509::issue_seal_certificate(
+        &ca,
+        &ca_key,
+        &seal_key.public_key_der().unwrap(),
+        &subject,
+        now - 60,
+        now + 86_400 * 365,
+    )
+    .unwrap();
+
+    let (_, cert) = X509Certificate::from_der(&seal.der).unwrap();
+    assert_eq!(
+        cert.signature_algorithm.algorithm.to_id_string(),
+        "1.2.156.10197.1.501"
+    );
+    let org_id: Vec<_> = cert
+        .subject()
+        .iter_attributes()
+        .filter(|a| a.attr_type().to_id_string() == "2.5.4.97")
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(org_id, ["NTRCN-11100000000013338W"]);
+    assert_eq!(
+        cert.subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        subject.department_name
+    );
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert_eq!(eku.other.len(), 1);
+    assert_eq!(eku.other[0].to_id_string(), "1.3.6.1.5.5.7.3.36");
+    let ku = cert.key_usage().unwrap().unwrap().value;
+    assert!(ku.digital_signature() && ku.non_repudiation() && !ku.key_cert_sign());
+    assert!(!cert.is_ca());
+    // The SM2 signature over the TBS verifies with the CA's key, and not with the seal's.
+    let tbs = cert.tbs_certificate.as_ref();
+    let sig = cert.signature_value.data.as_ref();
+    sm::verify_sm2(ca_key.public_key(), tbs, sig).unwrap();
+    assert!(sm::verify_sm2(seal_key.public_key(), tbs, sig).is_err());
+    let (_, ca_parsed) = X509Certificate::from_der(&ca.der).unwrap();
+    assert!(ca_parsed.is_ca());
+    assert_eq!(cert.issuer(), ca_parsed.subject());
+
+    // OpenSSL accepts the chain, and refuses it under another CA of the same name. OpenSSL 3
+    // verifies SM2 certificate signatures with the default distinguishing ID only when told
+    // (`-vfyopt distid:…`); without it, it fails them, ours and other implementations' alike.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), pem(&ca.der)).unwrap();
+    std::fs::write(dir.path().join("seal.pem"), pem(&seal.der)).unwrap();
+    let (ok, out) = openssl(
+        &[
+            "verify",
+            "-vfyopt",
+            "distid:1234567812345678",
+            "-CAfile",
+            "ca.pem",
+            "-purpose",
+            "any",
+            "seal.pem",
+        ],
+        dir.path(),
+    );
+    assert!(ok && out.contains("seal.pem: OK"), "{out}");
+    let (other_key, _) = Sm2Key::generate().unwrap();
+    let other =
+        sm_x509::create_ca("certseal seal CA (SM2)", &other_key, now - 60, now + 86_400).unwrap();
+    std::fs::write(dir.path().join("other.pem"), pem(&other.der)).unwrap();
+    let (ok, out) = openssl(
+        &[
+            "verify",
+            "-vfyopt",
+            "distid:1234567812345678",
+            "-CAfile",
+            "other.pem",
+            "-purpose",
+            "any",
+            "seal.pem",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "OpenSSL accepted the seal under another CA: {out}");
+}
