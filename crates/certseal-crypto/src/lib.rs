@@ -8,6 +8,7 @@
 
 pub mod cose;
 mod custody;
+pub mod ses;
 pub mod sm;
 pub mod sm_x509;
 pub mod x509;

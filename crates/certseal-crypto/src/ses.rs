@@ -1,0 +1,362 @@
+//! GB/T 38540 electronic-seal data: the seal (SESeal, version 4, and the older GM/T 0031
+//! version 1 layout) and the signature a seal makes on a document (SES_Signature, version 4).
+//!
+//! Read with a small DER walker: the structures are plain SEQUENCEs of universal types, and
+//! the two seal versions differ in a field and a nesting, which typed decoding would make
+//! two copies of everything for.
+
+use crate::CryptoError;
+
+/// SM2-with-SM3 (GM/T 0006), the signature algorithm of every SM2 seal and signature.
+pub const SM2_WITH_SM3_OID: &str = "1.2.156.10197.1.501";
+
+fn bad(what: impl Into<String>) -> CryptoError {
+    CryptoError::Format(format!("GB/T 38540: {}", what.into()))
+}
+
+/// One DER element: its tag byte, its whole encoding and its contents.
+#[derive(Debug, Clone, Copy)]
+struct Tlv<'a> {
+    tag: u8,
+    der: &'a [u8],
+    value: &'a [u8],
+}
+
+const SEQUENCE: u8 = 0x30;
+const INTEGER: u8 = 0x02;
+const BIT_STRING: u8 = 0x03;
+const OCTET_STRING: u8 = 0x04;
+const OID: u8 = 0x06;
+const UTF8_STRING: u8 = 0x0c;
+const IA5_STRING: u8 = 0x16;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+
+/// Reads one element from the front of `input`; returns it and what follows.
+fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CryptoError> {
+    let (&tag, rest) = input.split_first().ok_or_else(|| bad("truncated"))?;
+    if tag & 0x1f == 0x1f {
+        return Err(bad("a multi-byte tag"));
+    }
+    let (&first, rest) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err(bad("a bad length"));
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err(bad("truncated"));
+    }
+    let header = input.len() - rest.len();
+    Ok((
+        Tlv {
+            tag,
+            der: &input[..header + len],
+            value: &rest[..len],
+        },
+        &rest[len..],
+    ))
+}
+
+/// The DER of a SEQUENCE with `content`.
+fn der_sequence(content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![SEQUENCE];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The elements of a constructed element.
+fn children<'a>(t: &Tlv<'a>, what: &str) -> Result<Vec<Tlv<'a>>, CryptoError> {
+    if t.tag != SEQUENCE {
+        return Err(bad(format!("{what} is not a SEQUENCE")));
+    }
+    let mut out = Vec::new();
+    let mut rest = t.value;
+    while !rest.is_empty() {
+        let (c, r) = tlv(rest)?;
+        out.push(c);
+        rest = r;
+    }
+    Ok(out)
+}
+
+fn expect<'a>(t: Option<&Tlv<'a>>, tag: u8, what: &str) -> Result<Tlv<'a>, CryptoError> {
+    match t {
+        Some(t) if t.tag == tag => Ok(*t),
+        Some(t) => Err(bad(format!("{what}: tag 0x{:02x}, not 0x{tag:02x}", t.tag))),
+        None => Err(bad(format!("{what} is missing"))),
+    }
+}
+
+fn text(t: Option<&Tlv<'_>>, tag: u8, what: &str) -> Result<String, CryptoError> {
+    let t = expect(t, tag, what)?;
+    String::from_utf8(t.value.to_vec()).map_err(|_| bad(format!("{what} is not text")))
+}
+
+fn integer(t: Option<&Tlv<'_>>, what: &str) -> Result<i64, CryptoError> {
+    let t = expect(t, INTEGER, what)?;
+    if t.value.is_empty() || t.value.len() > 8 {
+        return Err(bad(format!(
+            "{what}: an integer of {} bytes",
+            t.value.len()
+        )));
+    }
+    let neg = t.value[0] & 0x80 != 0;
+    Ok(t.value.iter().fold(if neg { -1i64 } else { 0 }, |acc, b| {
+        (acc << 8) | i64::from(*b)
+    }))
+}
+
+fn time(t: Option<&Tlv<'_>>, what: &str) -> Result<String, CryptoError> {
+    match t {
+        Some(t) if t.tag == UTC_TIME || t.tag == GENERALIZED_TIME => {
+            String::from_utf8(t.value.to_vec()).map_err(|_| bad(format!("{what} is not a time")))
+        }
+        _ => Err(bad(format!("{what} is not a time"))),
+    }
+}
+
+fn oid(t: Option<&Tlv<'_>>, what: &str) -> Result<String, CryptoError> {
+    let t = expect(t, OID, what)?;
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut acc = 0u64;
+    for (i, b) in t.value.iter().enumerate() {
+        acc = (acc << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            if arcs.is_empty() {
+                let first = (acc / 40).min(2);
+                arcs.push(first);
+                arcs.push(acc - first * 40);
+            } else {
+                arcs.push(acc);
+            }
+            acc = 0;
+        } else if i + 1 == t.value.len() {
+            return Err(bad(format!("{what}: a truncated OID")));
+        }
+    }
+    Ok(arcs
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+fn bits(t: Option<&Tlv<'_>>, what: &str) -> Result<Vec<u8>, CryptoError> {
+    let t = expect(t, BIT_STRING, what)?;
+    match t.value.split_first() {
+        Some((0, bytes)) => Ok(bytes.to_vec()),
+        _ => Err(bad(format!("{what} is not a whole number of bytes"))),
+    }
+}
+
+/// The seal's picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealPicture {
+    /// Its format: "PNG", "JPG", "GIF", "BMP", "SVG" or "OFD".
+    pub kind: String,
+    /// The image.
+    pub data: Vec<u8>,
+    /// Width and height in millimetres.
+    pub width_mm: i64,
+    /// See `width_mm`.
+    pub height_mm: i64,
+}
+
+/// An electronic seal (SESeal), of either version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeSeal {
+    /// 4 (GB/T 38540) or 1 (GM/T 0031).
+    pub version: i64,
+    /// The seal maker's vendor ID.
+    pub vid: String,
+    /// The seal's ID (esID).
+    pub es_id: String,
+    /// The seal's type (1 official seal, 2 special-purpose seal, …).
+    pub seal_type: i64,
+    /// The seal's name.
+    pub name: String,
+    /// The certificates of the seal's holder (DER).
+    pub cert_list: Vec<Vec<u8>>,
+    /// When the seal was made, and its validity, as written (UTCTime or GeneralizedTime).
+    pub created: String,
+    /// See `created`.
+    pub valid_start: String,
+    /// See `created`.
+    pub valid_end: String,
+    /// The seal's picture.
+    pub picture: SealPicture,
+    /// The seal maker's certificate (DER).
+    pub maker_cert: Vec<u8>,
+    /// The maker's signature algorithm (an OID).
+    pub signature_algorithm: String,
+    /// The maker's signature (DER r, s).
+    pub signature: Vec<u8>,
+    /// What the maker signed (see [`SeSeal::from_der`]).
+    pub signed_data: Vec<u8>,
+}
+
+impl SeSeal {
+    /// Reads a seal from its DER. `signed_data` is what the maker signed, as the
+    /// implementations in use sign it: for version 4 the DER of SES_SealInfo, for version 1
+    /// the DER of SEQUENCE { SES_SealInfo, cert, signatureAlgorithm }.
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let (top, rest) = tlv(der)?;
+        if !rest.is_empty() {
+            return Err(bad("bytes after the seal"));
+        }
+        let parts = children(&top, "SESeal")?;
+        let info = expect(parts.first(), SEQUENCE, "SES_SealInfo")?;
+        let fields = children(&info, "SES_SealInfo")?;
+        let header = children(
+            &expect(fields.first(), SEQUENCE, "SES_Header")?,
+            "SES_Header",
+        )?;
+        let id = text(header.first(), IA5_STRING, "SES_Header.ID")?;
+        if id != "ES" {
+            return Err(bad(format!("SES_Header.ID is {id:?}, not \"ES\"")));
+        }
+        let version = integer(header.get(1), "SES_Header.version")?;
+        let vid = text(header.get(2), IA5_STRING, "SES_Header.Vid")?;
+        let es_id = text(fields.get(1), IA5_STRING, "esID")?;
+        let property = children(
+            &expect(fields.get(2), SEQUENCE, "SES_ESPropertyInfo")?,
+            "SES_ESPropertyInfo",
+        )?;
+        // Version 4 adds certListType (1: certificates) before certList.
+        let list_at = if version >= 4 {
+            let list_type = integer(property.get(2), "certListType")?;
+            if list_type != 1 {
+                return Err(bad(format!(
+                    "certListType {list_type}: only certificates (1) are read"
+                )));
+            }
+            3
+        } else {
+            2
+        };
+        let cert_list = children(
+            &expect(property.get(list_at), SEQUENCE, "certList")?,
+            "certList",
+        )?
+        .iter()
+        .map(|c| {
+            expect(Some(c), OCTET_STRING, "a certificate of certList").map(|c| c.value.to_vec())
+        })
+        .collect::<Result<_, _>>()?;
+        let picture = children(
+            &expect(fields.get(3), SEQUENCE, "SES_ESPictrueInfo")?,
+            "SES_ESPictrueInfo",
+        )?;
+        let picture = SealPicture {
+            kind: text(picture.first(), IA5_STRING, "picture type")?,
+            data: expect(picture.get(1), OCTET_STRING, "picture data")?
+                .value
+                .to_vec(),
+            width_mm: integer(picture.get(2), "picture width")?,
+            height_mm: integer(picture.get(3), "picture height")?,
+        };
+        // Version 4: cert, signAlgID, signedValue follow the information; version 1 nests
+        // them in SES_SignInfo.
+        // What the maker signed, as the implementations in use sign it (checked on ofdrw's
+        // seals): version 4, the DER of SES_SealInfo; version 1, the DER of
+        // SEQUENCE { SES_SealInfo, cert, signatureAlgorithm }.
+        let (sign, signed_data) = if version >= 4 {
+            (parts[1..].to_vec(), info.der.to_vec())
+        } else {
+            let info_sign = expect(parts.get(1), SEQUENCE, "SES_SignInfo")?;
+            let sign = children(&info_sign, "SES_SignInfo")?;
+            let content: Vec<u8> = std::iter::once(&info)
+                .chain(sign.iter().take(2))
+                .flat_map(|p| p.der.iter().copied())
+                .collect();
+            (sign, der_sequence(&content))
+        };
+        Ok(Self {
+            version,
+            vid,
+            es_id,
+            seal_type: integer(property.first(), "seal type")?,
+            name: text(property.get(1), UTF8_STRING, "seal name")?,
+            cert_list,
+            created: time(property.get(list_at + 1), "createDate")?,
+            valid_start: time(property.get(list_at + 2), "validStart")?,
+            valid_end: time(property.get(list_at + 3), "validEnd")?,
+            picture,
+            maker_cert: expect(sign.first(), OCTET_STRING, "the maker's certificate")?
+                .value
+                .to_vec(),
+            signature_algorithm: oid(sign.get(1), "signAlgID")?,
+            signature: bits(sign.get(2), "signedValue")?,
+            signed_data,
+        })
+    }
+}
+
+/// A seal's signature on a document (SES_Signature, version 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesSignature {
+    /// The seal that signed.
+    pub seal: SeSeal,
+    /// When, as written (GeneralizedTime).
+    pub time: String,
+    /// The digest of the signed data (SM3 of `Signature.xml` in an OFD file).
+    pub data_hash: Vec<u8>,
+    /// What the signature covers, e.g. the path of `Signature.xml`.
+    pub property_info: String,
+    /// The signer's certificate (DER).
+    pub cert: Vec<u8>,
+    /// The signature algorithm (an OID).
+    pub signature_algorithm: String,
+    /// The signature (DER r, s) over `tbs`.
+    pub signature: Vec<u8>,
+    /// The DER of TBS_Sign, which the signature covers.
+    pub tbs: Vec<u8>,
+}
+
+impl SesSignature {
+    /// Reads a signature from its DER (an OFD file's `SignedValue.dat`).
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let (top, rest) = tlv(der)?;
+        if !rest.is_empty() {
+            return Err(bad("bytes after the signature"));
+        }
+        let parts = children(&top, "SES_Signature")?;
+        let tbs = expect(parts.first(), SEQUENCE, "TBS_Sign")?;
+        let fields = children(&tbs, "TBS_Sign")?;
+        let version = integer(fields.first(), "TBS_Sign.version")?;
+        if version != 4 {
+            return Err(bad(format!("TBS_Sign version {version}: only 4 is read")));
+        }
+        let seal = expect(fields.get(1), SEQUENCE, "eseal")?;
+        Ok(Self {
+            seal: SeSeal::from_der(seal.der)?,
+            time: time(fields.get(2), "timeInfo")?,
+            data_hash: bits(fields.get(3), "dataHash")?,
+            property_info: text(fields.get(4), IA5_STRING, "propertyInfo")?,
+            cert: expect(parts.get(1), OCTET_STRING, "cert")?.value.to_vec(),
+            signature_algorithm: oid(parts.get(2), "signatureAlgID")?,
+            signature: bits(parts.get(3), "signature")?,
+            tbs: tbs.der.to_vec(),
+        })
+    }
+}
