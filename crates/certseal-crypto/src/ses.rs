@@ -360,3 +360,205 @@ impl SesSignature {
         })
     }
 }
+
+/// DER of one element.
+fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = der_sequence(content);
+    out[0] = tag;
+    out
+}
+
+fn encode_integer(v: i64) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    // The shortest two's-complement form.
+    let mut start = 0;
+    while start < 7
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    encode(INTEGER, &bytes[start..])
+}
+
+fn encode_bits(bytes: &[u8]) -> Vec<u8> {
+    encode(BIT_STRING, &[&[0u8][..], bytes].concat())
+}
+
+fn encode_oid(dotted: &str) -> Result<Vec<u8>, CryptoError> {
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad(format!("OID {dotted:?}")))?;
+    let [a, b, rest @ ..] = arcs.as_slice() else {
+        return Err(bad(format!("OID {dotted:?}")));
+    };
+    let mut out = Vec::new();
+    for arc in std::iter::once(a * 40 + b).chain(rest.iter().copied()) {
+        let mut chunk = vec![(arc & 0x7f) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            chunk.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        out.extend(chunk.iter().rev());
+    }
+    Ok(encode(OID, &out))
+}
+
+fn generalized_time(unix_s: i64) -> Result<Vec<u8>, CryptoError> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .map_err(|_| bad(format!("time {unix_s}")))?;
+    let s = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    Ok(encode(GENERALIZED_TIME, s.as_bytes()))
+}
+
+fn ia5(s: &str, what: &str) -> Result<Vec<u8>, CryptoError> {
+    if !s.is_ascii() {
+        return Err(bad(format!("{what} must be ASCII (IA5String)")));
+    }
+    Ok(encode(IA5_STRING, s.as_bytes()))
+}
+
+/// What a version 4 seal says (see [`SeSeal`]); times are Unix seconds.
+#[derive(Debug, Clone)]
+pub struct NewSeal<'a> {
+    /// The seal maker's vendor ID.
+    pub vid: &'a str,
+    /// The seal's ID (esID), ASCII.
+    pub es_id: &'a str,
+    /// The seal's type (1 official seal, 2 special-purpose seal, …).
+    pub seal_type: i64,
+    /// The seal's name.
+    pub name: &'a str,
+    /// The certificates of the seal's holder (DER).
+    pub cert_list: &'a [Vec<u8>],
+    /// When it was made.
+    pub created: i64,
+    /// Its validity.
+    pub valid_start: i64,
+    /// See `valid_start`.
+    pub valid_end: i64,
+    /// Its picture.
+    pub picture: &'a SealPicture,
+}
+
+/// Makes a version 4 seal (SESeal), signed by the seal maker `maker` (SM2) whose certificate
+/// is `maker_cert`, over the DER of SES_SealInfo as [`SeSeal::from_der`] checks it.
+pub fn make_seal(
+    seal: &NewSeal<'_>,
+    maker: &crate::sm::Sm2Key,
+    maker_cert: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let header = encode(
+        SEQUENCE,
+        &[ia5("ES", "ID")?, encode_integer(4), ia5(seal.vid, "Vid")?].concat(),
+    );
+    let certs: Vec<u8> = seal
+        .cert_list
+        .iter()
+        .flat_map(|c| encode(OCTET_STRING, c))
+        .collect();
+    let property = encode(
+        SEQUENCE,
+        &[
+            encode_integer(seal.seal_type),
+            encode(UTF8_STRING, seal.name.as_bytes()),
+            encode_integer(1),
+            encode(SEQUENCE, &certs),
+            generalized_time(seal.created)?,
+            generalized_time(seal.valid_start)?,
+            generalized_time(seal.valid_end)?,
+        ]
+        .concat(),
+    );
+    let picture = encode(
+        SEQUENCE,
+        &[
+            ia5(&seal.picture.kind, "picture type")?,
+            encode(OCTET_STRING, &seal.picture.data),
+            encode_integer(seal.picture.width_mm),
+            encode_integer(seal.picture.height_mm),
+        ]
+        .concat(),
+    );
+    let info = encode(
+        SEQUENCE,
+        &[header, ia5(seal.es_id, "esID")?, property, picture].concat(),
+    );
+    let signature = maker.sign_der(&info);
+    Ok(encode(
+        SEQUENCE,
+        &[
+            info,
+            encode(OCTET_STRING, maker_cert),
+            encode_oid(SM2_WITH_SM3_OID)?,
+            encode_bits(&signature),
+        ]
+        .concat(),
+    ))
+}
+
+/// Signs a document with a seal: a version 4 SES_Signature whose TBS_Sign carries the seal
+/// `seal_der`, the time, `data_hash` (in an OFD file, SM3 of `Signature.xml`) and
+/// `property_info`, signed with SM2 over the DER of TBS_Sign by `signer`, whose certificate
+/// `signer_cert` it carries.
+pub fn sign(
+    seal_der: &[u8],
+    at: i64,
+    data_hash: &[u8],
+    property_info: &str,
+    signer: &crate::sm::Sm2Key,
+    signer_cert: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    SeSeal::from_der(seal_der)?;
+    let tbs = encode(
+        SEQUENCE,
+        &[
+            encode_integer(4),
+            seal_der.to_vec(),
+            generalized_time(at)?,
+            encode_bits(data_hash),
+            ia5(property_info, "propertyInfo")?,
+        ]
+        .concat(),
+    );
+    let signature = signer.sign_der(&tbs);
+    Ok(encode(
+        SEQUENCE,
+        &[
+            tbs,
+            encode(OCTET_STRING, signer_cert),
+            encode_oid(SM2_WITH_SM3_OID)?,
+            encode_bits(&signature),
+        ]
+        .concat(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_and_oids_encode_as_der() {
+        assert_eq!(encode_integer(4), [2, 1, 4]);
+        assert_eq!(encode_integer(128), [2, 2, 0, 128]);
+        assert_eq!(encode_integer(-1), [2, 1, 0xff]);
+        assert_eq!(encode_integer(40), [2, 1, 40]);
+        let oid = encode_oid(SM2_WITH_SM3_OID).unwrap();
+        assert_eq!(oid, [6, 8, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 1, 0x83, 0x75]);
+        let (t, _) = tlv(&oid).unwrap();
+        assert_eq!(super::oid(Some(&t), "x").unwrap(), SM2_WITH_SM3_OID);
+        assert_eq!(der_sequence(&[0; 200])[..3], [0x30, 0x81, 200]);
+    }
+}
