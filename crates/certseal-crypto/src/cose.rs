@@ -36,10 +36,16 @@ fn cose_err(msg: impl Into<String>) -> CryptoError {
     CryptoError::Format(msg.into())
 }
 
-fn cose_alg(alg: KeyAlgorithm) -> iana::Algorithm {
+/// The COSE algorithm certseal gives SM2 with SM3 (no value is registered): the first of the
+/// private-use range. The signature is raw r ‖ s over ToBeSigned, with Z_A of the default
+/// distinguishing ID.
+pub const SM2_ALG: i64 = -65537;
+
+fn cose_alg(alg: KeyAlgorithm) -> RegisteredLabelWithPrivate<iana::Algorithm> {
     match alg {
-        KeyAlgorithm::Ed25519 => iana::Algorithm::EdDSA,
-        KeyAlgorithm::EcdsaP256 => iana::Algorithm::ES256,
+        KeyAlgorithm::Ed25519 => RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA),
+        KeyAlgorithm::EcdsaP256 => RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES256),
+        KeyAlgorithm::Sm2 => RegisteredLabelWithPrivate::PrivateUse(SM2_ALG),
     }
 }
 
@@ -52,14 +58,15 @@ pub fn sign1(
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut h = HeaderBuilder::new()
-        .algorithm(cose_alg(signer.algorithm()))
         .key_id(kid.to_vec())
         .content_type(content_type.to_owned());
     if let Some(der) = x5chain {
         h = h.value(X5CHAIN, ciborium::Value::Bytes(der.to_vec()));
     }
+    let mut header = h.build();
+    header.alg = Some(cose_alg(signer.algorithm()));
     CoseSign1Builder::new()
-        .protected(h.build())
+        .protected(header)
         .payload(payload)
         .try_create_signature(&[], |tbs| signer.sign(tbs))?
         .build()
@@ -86,6 +93,7 @@ pub fn parse_sign1(bytes: &[u8], max_len: usize) -> Result<Sign1, CryptoError> {
         Some(RegisteredLabelWithPrivate::Assigned(a)) if *a == iana::Algorithm::ES256 => {
             KeyAlgorithm::EcdsaP256
         }
+        Some(RegisteredLabelWithPrivate::PrivateUse(SM2_ALG)) => KeyAlgorithm::Sm2,
         Some(other) => return Err(cose_err(format!("unsupported algorithm {other:?}"))),
         None => return Err(cose_err("no algorithm in the protected header")),
     };
@@ -124,16 +132,28 @@ impl Sign1 {
             .map_err(|_| CryptoError::Certificate("not a DER X.509 certificate".into()))?;
         let spki = cert.public_key();
         let key_alg = spki.algorithm.algorithm.to_id_string();
-        let algorithm: &dyn signature::VerificationAlgorithm = match (self.alg, key_alg.as_str()) {
-            (KeyAlgorithm::Ed25519, "1.3.101.112") => &signature::ED25519,
-            (KeyAlgorithm::EcdsaP256, "1.2.840.10045.2.1") => &signature::ECDSA_P256_SHA256_FIXED,
-            (alg, key) => {
+        let curve = crate::x509::ec_curve(spki);
+        let key = spki.subject_public_key.data.as_ref();
+        let algorithm: &dyn signature::VerificationAlgorithm = match (self.alg, curve.as_deref()) {
+            (KeyAlgorithm::Ed25519, _) if key_alg == "1.3.101.112" => &signature::ED25519,
+            (KeyAlgorithm::EcdsaP256, Some("1.2.840.10045.3.1.7")) => {
+                &signature::ECDSA_P256_SHA256_FIXED
+            }
+            (KeyAlgorithm::Sm2, Some(crate::sm::CURVE_OID)) => {
+                return self.inner.verify_signature(&[], |sig, tbs| {
+                    if sig.len() != 64 {
+                        return Err(CryptoError::BadSignature);
+                    }
+                    crate::sm::verify_sm2(key, tbs, sig)
+                });
+            }
+            (alg, curve) => {
                 return Err(cose_err(format!(
-                    "the header names {alg:?} but the certificate holds a {key} key"
+                    "the header names {alg:?} but the certificate holds a {key_alg} key{}",
+                    curve.map(|c| format!(" on curve {c}")).unwrap_or_default()
                 )));
             }
         };
-        let key = spki.subject_public_key.data.as_ref();
         self.inner.verify_signature(&[], |sig, tbs| {
             UnparsedPublicKey::new(algorithm, key)
                 .verify(tbs, sig)
@@ -143,7 +163,11 @@ impl Sign1 {
 
     /// The COSE algorithm number of the header.
     pub fn cose_alg(&self) -> i64 {
-        cose_alg(self.alg).to_i64()
+        match self.alg {
+            KeyAlgorithm::Ed25519 => iana::Algorithm::EdDSA.to_i64(),
+            KeyAlgorithm::EcdsaP256 => iana::Algorithm::ES256.to_i64(),
+            KeyAlgorithm::Sm2 => SM2_ALG,
+        }
     }
 
     /// Re-encodes the document (for comparing with stored bytes).

@@ -231,6 +231,7 @@ pub fn load_signer(alg: KeyAlgorithm, pkcs8: &[u8]) -> Result<Box<dyn Signer>, C
     Ok(match alg {
         KeyAlgorithm::Ed25519 => Box::new(Ed25519Key::from_pkcs8(pkcs8)?),
         KeyAlgorithm::EcdsaP256 => Box::new(EcdsaP256Key::from_pkcs8(pkcs8)?),
+        KeyAlgorithm::Sm2 => Box::new(sm::Sm2Key::from_pkcs8(pkcs8)?),
     })
 }
 

@@ -18,6 +18,9 @@ use crate::{CryptoError, SecretBytes};
 /// OpenSSL assume when none is given).
 pub const DEFAULT_DISTID: &str = "1234567812345678";
 
+/// The SM2 curve (GM/T 0006), as certificates name it.
+pub const CURVE_OID: &str = "1.2.156.10197.1.301";
+
 /// The curve's parameters a, b, xG, yG (GB/T 32918.5), as Z_A hashes them.
 const CURVE: [&str; 4] = [
     "FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC",
@@ -186,4 +189,19 @@ pub fn verify_sm2_digest(public_key: &[u8], e: &[u8], sig: &[u8]) -> Result<(), 
     verifying_key(public_key)?
         .verify_prehash(e, &signature(sig)?)
         .map_err(|_| CryptoError::BadSignature)
+}
+
+impl crate::Signer for Sm2Key {
+    fn algorithm(&self) -> crate::x509::KeyAlgorithm {
+        crate::x509::KeyAlgorithm::Sm2
+    }
+
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// Raw r ‖ s, as COSE carries ECDSA-style signatures.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(Sm2Key::sign(self, message))
+    }
 }

@@ -29,13 +29,17 @@ pub enum KeyAlgorithm {
     Ed25519,
     /// ECDSA P-256 with SHA-256 (COSE alg -7).
     EcdsaP256,
+    /// SM2 with SM3 and the default distinguishing ID (COSE alg -65537, private use; see
+    /// [`crate::cose::SM2_ALG`]). Certificates come from [`crate::sm_x509`]: rcgen cannot
+    /// make them.
+    Sm2,
 }
 
 /// A freshly generated key: its PKCS#8 document (seal it before storing) and raw public key.
 pub struct NewKey {
     /// PKCS#8 v1/v2 document.
     pub pkcs8: SecretBytes,
-    /// Raw public key (Ed25519: 32 bytes; P-256: uncompressed point, 65 bytes).
+    /// Raw public key (Ed25519: 32 bytes; P-256 and SM2: uncompressed point, 65 bytes).
     pub public_key: Vec<u8>,
 }
 
@@ -47,11 +51,26 @@ impl std::fmt::Debug for NewKey {
     }
 }
 
-/// Generates a key pair with ring.
+/// The named curve of an id-ecPublicKey key, if it is one.
+pub(crate) fn ec_curve(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<String> {
+    (spki.algorithm.algorithm.to_id_string() == "1.2.840.10045.2.1")
+        .then(|| spki.algorithm.parameters.as_ref()?.as_oid().ok())
+        .flatten()
+        .map(|c| c.to_id_string())
+}
+
+/// Generates a key pair (from ring's generator).
 pub fn generate_key(alg: KeyAlgorithm) -> Result<NewKey, CryptoError> {
     let rng = ring::rand::SystemRandom::new();
     let bad = |e: ring::error::KeyRejected| CryptoError::InvalidKey(e.to_string());
     match alg {
+        KeyAlgorithm::Sm2 => {
+            let (key, pkcs8) = crate::sm::Sm2Key::generate()?;
+            Ok(NewKey {
+                public_key: key.public_key().to_vec(),
+                pkcs8,
+            })
+        }
         KeyAlgorithm::Ed25519 => {
             let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| CryptoError::Rng)?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(bad)?;
@@ -682,15 +701,8 @@ pub fn check_seal_certificate(
     let spki = x.public_key();
     let key_kind_ok = match check.algorithm {
         KeyAlgorithm::Ed25519 => spki.algorithm.algorithm.to_id_string() == "1.3.101.112",
-        KeyAlgorithm::EcdsaP256 => {
-            spki.algorithm.algorithm.to_id_string() == "1.2.840.10045.2.1"
-                && spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .is_some_and(|c| c.to_id_string() == "1.2.840.10045.3.1.7")
-        }
+        KeyAlgorithm::EcdsaP256 => ec_curve(spki) == Some("1.2.840.10045.3.1.7".into()),
+        KeyAlgorithm::Sm2 => ec_curve(spki) == Some(crate::sm::CURVE_OID.into()),
     };
     if spki.subject_public_key.data.as_ref() != check.public_key || !key_kind_ok {
         return Err(cert_err("the certificate is for another public key"));

@@ -260,3 +260,80 @@ fn sm2_seal_certificates_in_the_seal_profile() {
     );
     assert!(!ok, "OpenSSL accepted the seal under another CA: {out}");
 }
+
+/// COSE_Sign1 with an SM2 key: alg -65537 (private use), raw r ‖ s, checked against the SM2
+/// seal certificate, and refused against a certificate of another kind.
+#[test]
+fn cose_sign1_with_sm2() {
+    use certseal_crypto::x509::{self, KeyAlgorithm, SealSubject};
+    use certseal_crypto::{cose, load_signer, sm_x509};
+
+    let now = 1_780_000_000;
+    let (ca_key, _) = Sm2Key::generate().unwrap();
+    let ca = sm_x509::create_ca("seal CA", &ca_key, now - 60, now + 86_400).unwrap();
+    let new = x509::generate_key(KeyAlgorithm::Sm2).unwrap();
+    let signer = load_signer(KeyAlgorithm::Sm2, &new.pkcs8).unwrap();
+    assert_eq!(signer.public_key(), new.public_key.as_slice());
+    let spki = Sm2Key::from_pkcs8(&new.pkcs8)
+        .unwrap()
+        .public_key_der()
+        .unwrap();
+    let subject = SealSubject {
+        department_name: "某局",
+        credit_code: "11100000000013338W",
+        seal_name: "章",
+    };
+    let cert =
+        sm_x509::issue_seal_certificate(&ca, &ca_key, &spki, &subject, now - 60, now + 86_400)
+            .unwrap();
+    let doc = cose::sign1(
+        signer.as_ref(),
+        b"kid00001",
+        "application/test",
+        None,
+        b"payload".to_vec(),
+    )
+    .unwrap();
+    let parsed = cose::parse_sign1(&doc, 65_536).unwrap();
+    assert_eq!(parsed.alg, KeyAlgorithm::Sm2);
+    assert_eq!(parsed.cose_alg(), cose::SM2_ALG);
+    parsed.verify_with_certificate(&cert.der).unwrap();
+    // Another payload under the same signature fails.
+    let at = doc.windows(7).position(|w| w == b"payload").unwrap();
+    let mut tampered = doc.clone();
+    tampered[at] = b'P';
+    let t = cose::parse_sign1(&tampered, 65_536).unwrap();
+    assert_eq!(
+        t.verify_with_certificate(&cert.der),
+        Err(certseal_crypto::CryptoError::BadSignature)
+    );
+    // An SM2 document against a P-256 certificate, and the reverse, are refused by kind.
+    let p256_ca = x509::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let p256_ca_cert = x509::create_ca("p256 CA", &p256_ca.pkcs8, now - 60, now + 86_400).unwrap();
+    let p256 = x509::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let p256_cert = x509::issue_seal_certificate(
+        &p256_ca_cert,
+        &p256_ca.pkcs8,
+        &p256.pkcs8,
+        &subject,
+        now - 60,
+        now + 86_400,
+    )
+    .unwrap();
+    let err = parsed.verify_with_certificate(&p256_cert.der).unwrap_err();
+    assert!(err.to_string().contains("Sm2"), "{err}");
+    let p256_doc = cose::sign1(
+        load_signer(KeyAlgorithm::EcdsaP256, &p256.pkcs8)
+            .unwrap()
+            .as_ref(),
+        b"kid00002",
+        "application/test",
+        None,
+        b"payload".to_vec(),
+    )
+    .unwrap();
+    let p = cose::parse_sign1(&p256_doc, 65_536).unwrap();
+    p.verify_with_certificate(&p256_cert.der).unwrap();
+    let err = p.verify_with_certificate(&cert.der).unwrap_err();
+    assert!(err.to_string().contains("1.2.156.10197.1.301"), "{err}");
+}

@@ -62,9 +62,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| LicenceId::new(&c0.type_code, &c0.issuer, black_box("MZ3K8Q2P0001"), 1).unwrap())
     });
     g.bench_function("claims_encode", |b| b.iter(|| black_box(&c0).encode()));
-    for (alg, name) in [
-        (KeyAlgorithm::Ed25519, "ed25519"),
-        (KeyAlgorithm::EcdsaP256, "p256"),
+    for (alg, seal_alg, name) in [
+        (
+            KeyAlgorithm::Ed25519,
+            certseal_core::SealAlgorithm::Ed25519,
+            "ed25519",
+        ),
+        (
+            KeyAlgorithm::EcdsaP256,
+            certseal_core::SealAlgorithm::EcdsaP256,
+            "p256",
+        ),
     ] {
         let key = x509::generate_key(alg).unwrap();
         let subject = SealSubject {
@@ -141,10 +149,7 @@ fn bench(c: &mut Criterion) {
                 department: c0.issuer.clone(),
                 name: "行政审批专用章".into(),
                 seal_type: certseal_core::SealType::SpecialPurpose,
-                alg: match alg {
-                    KeyAlgorithm::Ed25519 => certseal_core::SealAlgorithm::Ed25519,
-                    KeyAlgorithm::EcdsaP256 => certseal_core::SealAlgorithm::EcdsaP256,
-                },
+                alg: seal_alg,
                 kid: kid.to_vec(),
                 cert: cert.der.clone(),
                 chain: Vec::new(),
