@@ -62,6 +62,8 @@ const WRITES: &[&str] = &[
     "/certseal.v1.VerificationService/VerifyLicence",
     "/certseal.v1.VerificationService/VerifyDocument",
     "/certseal.v1.VerificationService/VerifyLicences",
+    // Its first call for a licence of an SM2 seal seals the file and logs it.
+    "/certseal.v1.LicenceService/GetLicenceFile",
 ];
 
 /// The calls a node answers itself, from the database.

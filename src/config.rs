@@ -45,6 +45,19 @@ pub struct RawConfig {
     pub public_page: RawPublicPage,
     /// `[cluster]`
     pub cluster: RawCluster,
+    /// `[ofd]`
+    pub ofd: RawOfd,
+}
+
+/// `[ofd]` section: licence files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOfd {
+    /// The CJK TrueType font (file or collection) whose subset licence files embed; default
+    /// Debian's fonts-wqy-zenhei.
+    pub font_file: Option<PathBuf>,
+    /// The face in a collection; default 1 (WenQuanYi Zen Hei Mono).
+    pub font_index: Option<usize>,
 }
 
 /// `[cluster]` section: this node's part in a registry of several nodes on one database.
@@ -939,12 +952,31 @@ impl RawConfig {
                     max_seal_image_bytes,
                 },
                 request_id_retention,
+                ofd: ofd_options(&self.ofd)?,
             },
             limits,
             tls,
             node_tls,
         })
     }
+}
+
+/// Licence files: a font given in the file must be readable now; the default one is looked
+/// for when the first file is made (a registry without it still serves everything else).
+fn ofd_options(raw: &RawOfd) -> Result<certseal_registry::OfdOptions, ConfigError> {
+    let mut o = certseal_registry::OfdOptions {
+        qr_png: |text| crate::qr_image::png(text).map_err(|e| e.to_string()),
+        ..Default::default()
+    };
+    if let Some(i) = raw.font_index {
+        o.font_index = i;
+    }
+    if let Some(path) = &raw.font_file {
+        certseal_ofd::Font::load(path, o.font_index)
+            .map_err(|e| invalid("ofd.font_file", e.to_string()))?;
+        o.font_file = path.clone();
+    }
+    Ok(o)
 }
 
 /// The MySQL backend's settings, checked.

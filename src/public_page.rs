@@ -602,6 +602,9 @@ fn verdict(view: &PublicView) -> (&'static str, &'static str, &'static str, &'st
             SubIndication::TryLater => {
                 "暂时无法判断，请稍后再试。It cannot be decided now; try again later."
             }
+            SubIndication::HashFailure => {
+                "文件内容已被改动。A part of the sealed file was changed after sealing."
+            }
         },
     };
     (class, mark, title, why)

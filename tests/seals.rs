@@ -1284,7 +1284,7 @@ fn private_keys_never_appear_in_the_data_folder_or_logs_and_rewrap_moves_them_to
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 8 key(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-sealed 9 key(s)"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -57,3 +57,6 @@ mod cluster;
 // A full disk: writes stop and say so (health, status, metrics, errors), and resume once
 // space is freed, with nothing acknowledged lost and nothing issued twice.
 mod disk_full;
+// National formats: SM2 seals (chain checked by OpenSSL), GB/T 38540 seals, SM2 licence
+// documents (COSE v=2) checked by the service and offline, an external SM2 CA.
+mod national;

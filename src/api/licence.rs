@@ -343,6 +343,39 @@ impl LicenceService for LicenceApi {
         Ok(Response::new(licence_to_pb(v)))
     }
 
+    async fn get_licence_file(
+        &self,
+        request: Request<pb::GetLicenceFileRequest>,
+    ) -> Result<Response<pb::LicenceFile>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let r = request.into_inner();
+        let format = match pb::LicenceFileFormat::try_from(r.format) {
+            Ok(pb::LicenceFileFormat::Unspecified | pb::LicenceFileFormat::Ofd) => {
+                pb::LicenceFileFormat::Ofd
+            }
+            Err(_) => {
+                return Err(to_status(certseal_registry::RegistryError::invalid(
+                    "format",
+                    "unknown file format; OFD is the one there is",
+                )));
+            }
+        };
+        let f = self
+            .0
+            .registry
+            .licence_file(&actor, &r.licence_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::LicenceFile {
+            licence_id: r.licence_id,
+            format: format as i32,
+            sha256: certseal_crypto::sha256(&[&f.bytes]).to_vec(),
+            content: f.bytes,
+            sealed: f.sealed,
+            log_index: f.log_index.unwrap_or_default(),
+        }))
+    }
+
     async fn list_licences(
         &self,
         request: Request<pb::ListLicencesRequest>,

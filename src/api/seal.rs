@@ -59,6 +59,7 @@ fn algorithm_from_pb(v: i32) -> Result<SealAlgorithm, RegistryError> {
             Ok(SealAlgorithm::Ed25519)
         }
         Ok(pb::SealAlgorithm::EcdsaP256) => Ok(SealAlgorithm::EcdsaP256),
+        Ok(pb::SealAlgorithm::Sm2) => Ok(SealAlgorithm::Sm2),
         Err(_) => Err(RegistryError::invalid("algorithm", "unknown algorithm")),
     }
 }
@@ -92,6 +93,7 @@ pub(crate) fn seal_to_pb(s: Seal) -> pb::Seal {
         algorithm: match s.algorithm {
             SealAlgorithm::Ed25519 => pb::SealAlgorithm::Ed25519,
             SealAlgorithm::EcdsaP256 => pb::SealAlgorithm::EcdsaP256,
+            SealAlgorithm::Sm2 => pb::SealAlgorithm::Sm2,
         } as i32,
         public_key: s.public_key,
         not_before: Some(timestamp(s.lifecycle.not_before)),
@@ -169,6 +171,7 @@ impl SealService for SealApi {
             trust_anchors_pem: r.trust_anchors().iter().map(Certificate::pem).collect(),
             trust_list_certificate_pem: r.trust_list_certificate().pem(),
             receipt_certificate_pem: r.receipt_certificate().pem(),
+            sm2_pem: r.sm2_seal_ca_certificate().pem(),
         }))
     }
 
@@ -291,7 +294,9 @@ impl SealService for SealApi {
             .registry
             .get_seal(&actor, &r.seal_id)
             .map_err(to_status)?;
+        let esl = view.seal.esl.clone().unwrap_or_default();
         Ok(Response::new(pb::GetSealResponse {
+            esl,
             seal: Some(seal_to_pb(view.seal)),
             image: if r.include_image {
                 view.image

@@ -44,6 +44,7 @@ fn sub_to_pb(s: Option<SubIndication>) -> pb::SubIndication {
         Some(S::UnknownLicence) => pb::SubIndication::UnknownLicence,
         Some(S::DocumentMismatch) => pb::SubIndication::DocumentMismatch,
         Some(S::TryLater) => pb::SubIndication::TryLater,
+        Some(S::HashFailure) => pb::SubIndication::HashFailure,
     }
 }
 
@@ -110,10 +111,11 @@ impl VerificationService for VerificationApi {
         let subject = match r.document {
             Some(pb::verify_document_request::Document::Cose(b)) => Subject::Document(b),
             Some(pb::verify_document_request::Document::Qr(q)) => Subject::Qr(q),
+            Some(pb::verify_document_request::Document::Ofd(b)) => Subject::Ofd(b),
             None => {
                 return Err(to_status(RegistryError::invalid(
                     "document",
-                    "give the signed document (cose) or its QR string (qr)",
+                    "give the signed document (cose), its QR string (qr) or a sealed OFD file (ofd)",
                 )));
             }
         };

@@ -56,6 +56,9 @@ pub struct BenchArgs {
     /// Licences the import workload streams (default: a city's 150,329).
     #[arg(long, default_value_t = 150_329)]
     pub count: u64,
+    /// The seal's algorithm: ed25519, p256 or sm2.
+    #[arg(long, default_value = "ed25519")]
+    pub algorithm: String,
 }
 
 /// The in-process baseline: what issuing costs without gRPC, validation or indexes. One
@@ -224,7 +227,7 @@ fn issue_request(seal: &str, run: &str, n: u64) -> pb::IssueLicenceRequest {
 }
 
 /// Department, type and seal (idempotent enough to run twice against one server).
-async fn prepare(channel: Channel) -> anyhow::Result<String> {
+async fn prepare(channel: Channel, algorithm: pb::SealAlgorithm) -> anyhow::Result<String> {
     use crate::pb::department_service_client::DepartmentServiceClient;
     use crate::pb::seal_service_client::SealServiceClient;
     use crate::pb::template_service_client::TemplateServiceClient;
@@ -285,14 +288,14 @@ async fn prepare(channel: Channel) -> anyhow::Result<String> {
             pb::ListSealsRequest {
                 department: DEPT.into(),
                 status: pb::SealStatus::Active as i32,
-                page_size: 1,
+                page_size: 100,
                 page_token: String::new(),
             },
         ))
         .await
         .map_err(explain)?
         .into_inner();
-    if let Some(seal) = active.seals.first() {
+    if let Some(seal) = active.seals.iter().find(|s| s.algorithm() == algorithm) {
         return Ok(seal.seal_id.clone());
     }
     let seal = s
@@ -304,6 +307,7 @@ async fn prepare(channel: Channel) -> anyhow::Result<String> {
                 name: "基准测试专用章".into(),
                 r#type: pb::SealType::SpecialPurpose as i32,
                 image: b"\x89PNG\r\n\x1a\nbench".to_vec(),
+                algorithm: algorithm as i32,
                 ..Default::default()
             },
         ))
@@ -364,7 +368,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
-    let seal = prepare(channel.clone()).await?;
+    let algorithm = match a.algorithm.as_str() {
+        "ed25519" => pb::SealAlgorithm::Ed25519,
+        "p256" => pb::SealAlgorithm::EcdsaP256,
+        "sm2" => pb::SealAlgorithm::Sm2,
+        other => anyhow::bail!("--algorithm {other}: ed25519, p256 or sm2"),
+    };
+    let seal = prepare(channel.clone(), algorithm).await?;
     let mut run_id = [0u8; 6];
     certseal_crypto::random(&mut run_id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_id: String = run_id.iter().map(|b| format!("{b:02x}")).collect();
@@ -486,6 +496,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let report = json!({
         "workload": format!("{:?}", a.workload),
+        "algorithm": a.algorithm,
         "concurrency": a.concurrency,
         "seconds": elapsed,
         "ok": lat.len(),

@@ -189,14 +189,14 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Ca(
             c @ (super::CaCommand::RotateClient { .. } | super::CaCommand::RetireClient { .. }),
         ) => super::policy::client_ca(c).await,
-        Command::Ca(super::CaCommand::Cert { client }) => {
+        Command::Ca(super::CaCommand::Cert { sm2, client }) => {
             let cl = Client::connect(&client).await?;
             let r = SealServiceClient::new(cl.channel.clone())
                 .get_ca_certificate(cl.request(pb::GetCaCertificateRequest {})?)
                 .await
                 .map_err(explain)?
                 .into_inner();
-            print!("{}", r.pem);
+            print!("{}", if sm2 { r.sm2_pem } else { r.pem });
             Ok(())
         }
     }

@@ -89,7 +89,8 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
     | L::Import { client, .. }
     | L::Verify { client, .. }
     | L::Receipts { client, .. }
-    | L::Qr { client, .. }) = &c;
+    | L::Qr { client, .. }
+    | L::Ofd { client, .. }) = &c;
     let cl = Client::connect(client).await?;
     let json = client.json;
     let licence = match c {
@@ -149,6 +150,37 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                 write(&p, &l.document)?;
             }
             l
+        }
+        L::Ofd {
+            licence_id, out, ..
+        } => {
+            let f = cl
+                .licences()
+                .get_licence_file(cl.request(pb::GetLicenceFileRequest {
+                    licence_id,
+                    format: pb::LicenceFileFormat::Ofd as i32,
+                })?)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            super::files::write(&out, &f.content)?;
+            if f.sealed {
+                eprintln!(
+                    "wrote {} ({} bytes): licence {} sealed with its SM2 seal (log entry {})",
+                    out.display(),
+                    f.content.len(),
+                    f.licence_id,
+                    f.log_index
+                );
+            } else {
+                eprintln!(
+                    "wrote {} ({} bytes): an unsigned view of licence {}; its proof is its COSE document",
+                    out.display(),
+                    f.content.len(),
+                    f.licence_id
+                );
+            }
+            return Ok(());
         }
         L::Qr {
             licence_id, png, ..

@@ -95,7 +95,7 @@ pub enum SealCommand {
         /// Seal image file: PNG or SVG, at most 256 KiB.
         #[arg(long)]
         image: PathBuf,
-        /// ed25519 (default) or p256.
+        /// ed25519 (default), p256, or sm2 (SM2/SM3: a GB/T 38540 seal and sealed OFD files).
         #[arg(long, default_value = "ed25519")]
         algorithm: String,
         /// Start of validity, RFC 3339 (default: now).
@@ -216,6 +216,9 @@ pub enum SealCommand {
         /// Write the image here.
         #[arg(long)]
         image_out: Option<PathBuf>,
+        /// Write the GB/T 38540 seal (SESeal v4, DER) here: SM2 seals with a certificate only.
+        #[arg(long)]
+        esl_out: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -473,19 +476,36 @@ pub enum LicenceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write the licence as an OFD file: sealed (GB/T 38540) for a licence of an SM2 seal,
+    /// else an unsigned view of the same layout. Needs the right to read the whole licence.
+    Ofd {
+        /// Licence ID.
+        licence_id: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `certseal verify …`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A document file (COSE bytes or a CS1: string), or a CS1: string itself.
+    /// A document file (COSE bytes, a CS1: string, or a sealed OFD licence file), or a CS1:
+    /// string itself.
     pub document: String,
     /// The trust list (from `certseal trustlist export`).
-    #[arg(long)]
-    pub trust_list: PathBuf,
+    #[arg(long, required_unless_present = "anchor")]
+    pub trust_list: Option<PathBuf>,
     /// The seal CA certificate you trust (from `certseal ca cert`).
-    #[arg(long)]
-    pub ca: PathBuf,
+    #[arg(long, required_unless_present = "anchor")]
+    pub ca: Option<PathBuf>,
+    /// For any sealed OFD file, certseal's or not: check only its seal signature (every
+    /// covered file's SM3 digest, the SES_Signature, the seal's maker signature), with a
+    /// signer certificate that is this certificate or chains to it. No licence is checked.
+    #[arg(long, conflicts_with_all = ["trust_list", "ca", "status"])]
+    pub anchor: Option<PathBuf>,
     /// The status list (from `certseal statuslist export`); without it the licence's status is
     /// not checked, and the result says so.
     #[arg(long)]
@@ -562,6 +582,9 @@ pub enum KeysCommand {
 pub enum CaCommand {
     /// Print the seal CA certificate (PEM).
     Cert {
+        /// Print the SM2 seal CA instead (SM2 seal certificates and GB/T 38540 seals chain to it).
+        #[arg(long)]
+        sm2: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

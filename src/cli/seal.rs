@@ -56,7 +56,8 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             let algorithm = match algorithm.as_str() {
                 "ed25519" => pb::SealAlgorithm::Ed25519,
                 "p256" | "ecdsa-p256" => pb::SealAlgorithm::EcdsaP256,
-                other => bail!("--algorithm '{other}': ed25519 or p256"),
+                "sm2" => pb::SealAlgorithm::Sm2,
+                other => bail!("--algorithm '{other}': ed25519, p256 or sm2"),
             };
             let r = cl
                 .seals()
@@ -186,6 +187,7 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             cert_out,
             cert_der_out,
             image_out,
+            esl_out,
             ..
         } => {
             let r = cl
@@ -209,6 +211,15 @@ pub async fn run(c: SealCommand) -> anyhow::Result<()> {
             }
             if let Some(p) = image_out {
                 write(&p, &r.image)?;
+            }
+            if let Some(p) = esl_out {
+                if r.esl.is_empty() {
+                    bail!(
+                        "seal {} has no GB/T 38540 seal: only SM2 seals with a certificate have one",
+                        seal.seal_id
+                    );
+                }
+                write(&p, &r.esl)?;
             }
             seal
         }

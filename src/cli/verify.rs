@@ -26,8 +26,14 @@ pub fn result_json(r: &pb::VerificationResult) -> Value {
 
 /// `certseal verify`: a document checked with files only.
 pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
-    let ca = certseal_crypto::x509::certificate_from_pem_or_der(&read(&a.ca)?).context("--ca")?;
-    let trust_list = certseal_verify::verify_trust_list(&read(&a.trust_list)?, &ca.der)
+    if let Some(anchor) = &a.anchor {
+        return seal_signature_only(&a, anchor);
+    }
+    let (Some(ca_file), Some(trust_list_file)) = (&a.ca, &a.trust_list) else {
+        anyhow::bail!("give --trust-list and --ca (or --anchor for an OFD file's seal alone)");
+    };
+    let ca = certseal_crypto::x509::certificate_from_pem_or_der(&read(ca_file)?).context("--ca")?;
+    let trust_list = certseal_verify::verify_trust_list(&read(trust_list_file)?, &ca.der)
         .context("--trust-list")?;
     let status = a
         .status
@@ -58,7 +64,11 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
         )
         .context("--status")?;
     }
-    let o = certseal_verify::verify_document_offline(&document, &trust_list, status.as_ref(), at);
+    let o = if is_ofd(&document) {
+        certseal_verify::verify_ofd_offline(&document, &trust_list, status.as_ref(), at)
+    } else {
+        certseal_verify::verify_document_offline(&document, &trust_list, status.as_ref(), at)
+    };
     let v = json!({
         "indication": o.indication.as_str(),
         "sub_indication": o.sub.map(|s| s.as_str()),
@@ -71,6 +81,51 @@ pub fn offline(a: VerifyArgs) -> anyhow::Result<()> {
         "trust_list_issued_at_ms": trust_list.issued_at.0,
         "status_list_issued_at_ms": status.as_ref().map(|s| s.issued_at().0),
         "status_list_version": status.as_ref().map(|s| s.version()),
+    });
+    print_one(&v, a.json);
+    Ok(())
+}
+
+/// An OFD file is a ZIP package.
+fn is_ofd(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04")
+}
+
+/// `certseal verify FILE.ofd --anchor CERT`: the seal signature of any sealed OFD file.
+fn seal_signature_only(a: &VerifyArgs, anchor: &std::path::Path) -> anyhow::Result<()> {
+    let anchor =
+        certseal_crypto::x509::certificate_from_pem_or_der(&read(anchor)?).context("--anchor")?;
+    let file = read(std::path::Path::new(&a.document))?;
+    let (indication, reason, sealed) = match certseal_ofd::open_sealed(&file) {
+        Err(e) => ("TOTAL_FAILED", e.to_string(), None),
+        Ok(f) => {
+            let at = f.signed_at;
+            let trusted = f.signature.cert == anchor.der
+                || certseal_crypto::x509::check_chain(
+                    &f.signature.cert,
+                    std::slice::from_ref(&anchor),
+                    &[],
+                    at,
+                )
+                .is_ok();
+            if trusted {
+                ("TOTAL_PASSED", String::new(), Some(f))
+            } else {
+                (
+                    "INDETERMINATE",
+                    "the signer certificate is not the anchor and does not chain to it".into(),
+                    Some(f),
+                )
+            }
+        }
+    };
+    let v = json!({
+        "indication": indication,
+        "reason": reason,
+        "seal_name": sealed.as_ref().map(|f| f.seal().name.clone()),
+        "seal_es_id": sealed.as_ref().map(|f| f.seal().es_id.clone()),
+        "signed_at": sealed.as_ref().map(|f| f.signature.time.clone()),
+        "covered_files": sealed.as_ref().map(|f| f.covered.clone()),
     });
     print_one(&v, a.json);
     Ok(())

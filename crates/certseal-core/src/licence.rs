@@ -19,6 +19,17 @@ use crate::uuid_id::SealId;
 
 /// Content type in the protected header of a licence document.
 pub const LICENCE_CONTENT_TYPE: &str = "application/certseal-licence+cbor; v=1";
+/// Content type of a licence document signed by an SM2 seal (COSE alg -65537, private use):
+/// the same claims, but verifiers of version 1 know no such algorithm and must refuse it.
+pub const LICENCE_V2_CONTENT_TYPE: &str = "application/certseal-licence+cbor; v=2";
+
+/// The content type a licence document signed with `alg` carries.
+pub fn licence_content_type(alg: crate::SealAlgorithm) -> &'static str {
+    match alg {
+        crate::SealAlgorithm::Sm2 => LICENCE_V2_CONTENT_TYPE,
+        crate::SealAlgorithm::Ed25519 | crate::SealAlgorithm::EcdsaP256 => LICENCE_CONTENT_TYPE,
+    }
+}
 /// CWT claim key of the licence body.
 pub const BODY_CLAIM: i64 = -70001;
 /// Longest holder name, in characters.

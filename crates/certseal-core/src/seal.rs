@@ -613,6 +613,8 @@ pub enum SealAlgorithm {
     Ed25519,
     /// ECDSA P-256 with SHA-256 (COSE alg -7).
     EcdsaP256,
+    /// SM2 with SM3 (GB/T 32918, default distinguishing ID; COSE alg -65537, private use).
+    Sm2,
 }
 
 impl SealAlgorithm {
@@ -621,6 +623,7 @@ impl SealAlgorithm {
         match self {
             SealAlgorithm::Ed25519 => -8,
             SealAlgorithm::EcdsaP256 => -7,
+            SealAlgorithm::Sm2 => -65537,
         }
     }
 }
@@ -654,7 +657,7 @@ pub struct Seal {
     pub image_format: ImageFormat,
     /// Key algorithm.
     pub algorithm: SealAlgorithm,
-    /// Raw public key (Ed25519: 32 bytes; P-256: 65-byte uncompressed point).
+    /// Raw public key (Ed25519: 32 bytes; P-256 and SM2: 65-byte uncompressed point).
     #[serde(with = "crate::bytes")]
     pub public_key: Vec<u8>,
     /// The seal certificate (DER), once issued or imported.
@@ -667,6 +670,14 @@ pub struct Seal {
     pub intermediates: Vec<crate::trust_list::serde_bytes_vec::Der>,
     /// Owner, validity window and status history.
     pub lifecycle: SealLifecycle,
+    /// The GB/T 38540 seal (SESeal v4, DER) of an SM2 seal, made by the registry's SM2 seal
+    /// CA once the seal's certificate is known.
+    #[serde(
+        default,
+        with = "crate::bytes::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub esl: Option<Vec<u8>>,
 }
 
 impl Seal {

@@ -61,6 +61,9 @@ pub enum SubIndication {
     /// Cannot be decided without the registry (e.g. offline, a key compromise near the
     /// signing time): ask the registry.
     TryLater,
+    /// A file the signature covers was changed, removed, or added uncovered (an OFD file's
+    /// references and their SM3 digests).
+    HashFailure,
 }
 
 impl SubIndication {
@@ -80,6 +83,7 @@ impl SubIndication {
             SubIndication::UnknownLicence => "UNKNOWN_LICENCE",
             SubIndication::DocumentMismatch => "DOCUMENT_MISMATCH",
             SubIndication::TryLater => "TRY_LATER",
+            SubIndication::HashFailure => "HASH_FAILURE",
         }
     }
 }

@@ -191,7 +191,7 @@ pub struct SeSeal {
     pub vid: String,
     /// The seal's ID (esID).
     pub es_id: String,
-    /// The seal's type (1 official seal, 2 special-purpose seal, …).
+    /// The seal's type (GB/T 38540: 1 an organisation's seal, 2 a person's).
     pub seal_type: i64,
     /// The seal's name.
     pub name: String,
@@ -422,6 +422,34 @@ fn generalized_time(unix_s: i64) -> Result<Vec<u8>, CryptoError> {
     Ok(encode(GENERALIZED_TIME, s.as_bytes()))
 }
 
+/// Unix seconds of a time as a seal or signature writes it: GeneralizedTime
+/// (`YYYYMMDDHHMMSS[.f]Z`) or UTCTime (`YYMMDDHHMMSSZ`, years 1950 to 2049).
+pub fn unix_time(written: &str) -> Result<i64, CryptoError> {
+    let t = written
+        .strip_suffix('Z')
+        .ok_or_else(|| bad(format!("time {written:?} is not in UTC")))?;
+    let t = t.split('.').next().unwrap_or(t);
+    let (year, rest) = match t.len() {
+        14 => (t[..4].parse::<i32>().ok(), &t[4..]),
+        12 => (
+            t[..2]
+                .parse::<i32>()
+                .ok()
+                .map(|y| if y < 50 { 2000 + y } else { 1900 + y }),
+            &t[2..],
+        ),
+        _ => (None, t),
+    };
+    let n = |i: usize| rest.get(i..i + 2).and_then(|d| d.parse::<u8>().ok());
+    let parsed = (|| {
+        let date = time::Date::from_calendar_date(year?, time::Month::try_from(n(0)?).ok()?, n(2)?)
+            .ok()?;
+        let clock = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
+        Some(date.with_time(clock).assume_utc().unix_timestamp())
+    })();
+    parsed.ok_or_else(|| bad(format!("time {written:?}")))
+}
+
 fn ia5(s: &str, what: &str) -> Result<Vec<u8>, CryptoError> {
     if !s.is_ascii() {
         return Err(bad(format!("{what} must be ASCII (IA5String)")));
@@ -436,7 +464,7 @@ pub struct NewSeal<'a> {
     pub vid: &'a str,
     /// The seal's ID (esID), ASCII.
     pub es_id: &'a str,
-    /// The seal's type (1 official seal, 2 special-purpose seal, …).
+    /// The seal's type (GB/T 38540: 1 an organisation's seal, 2 a person's).
     pub seal_type: i64,
     /// The seal's name.
     pub name: &'a str,

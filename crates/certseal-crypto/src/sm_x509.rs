@@ -21,6 +21,7 @@ use x509_cert::ext::pkix::{
 };
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
+use x509_cert::request::RequestBuilder;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{
     AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SubjectPublicKeyInfoOwned,
@@ -189,6 +190,35 @@ pub fn create_ca(
     build(profile, &ca.public_key_der()?, ca, not_before, not_after)
 }
 
+/// The seal's subject: O, organizationIdentifier `NTRCN-<code>`, CN, in that DER order.
+fn seal_subject(subject: &SealSubject<'_>) -> Result<Name, CryptoError> {
+    let code = format!("NTRCN-{}", subject.credit_code);
+    name(&[
+        ("O", subject.department_name),
+        ("2.5.4.97", &code),
+        ("CN", subject.seal_name),
+    ])
+}
+
+/// A PKCS#10 request (PEM) signed by the SM2 seal key, naming the seal as its certificate
+/// would and asking for the seal profile's key usages, for an external SM2 CA.
+pub fn seal_csr(key: &Sm2Key, subject: &SealSubject<'_>) -> Result<String, CryptoError> {
+    let mut b = RequestBuilder::new(seal_subject(subject)?).map_err(cert_err)?;
+    b.add_extension(&KeyUsage(
+        KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+    ))
+    .map_err(cert_err)?;
+    b.add_extension(&ExtendedKeyUsage(vec![DOCUMENT_SIGNING]))
+        .map_err(cert_err)?;
+    let req = b
+        .build::<_, DerSignature>(&DerSigner(key.signing_key()))
+        .map_err(cert_err)?;
+    Ok(crate::x509::pem_encode(
+        "CERTIFICATE REQUEST",
+        &req.to_der().map_err(cert_err)?,
+    ))
+}
+
 /// Issues an SM2 seal certificate for the public key `seal_spki_der` (a DER
 /// SubjectPublicKeyInfo), signed by the SM2 CA `ca` whose certificate is `ca_cert`.
 pub fn issue_seal_certificate(
@@ -204,14 +234,9 @@ pub fn issue_seal_certificate(
         .tbs_certificate()
         .subject()
         .clone();
-    let code = format!("NTRCN-{}", subject.credit_code);
     let profile = Profile {
         issuer,
-        subject: name(&[
-            ("O", subject.department_name),
-            ("2.5.4.97", &code),
-            ("CN", subject.seal_name),
-        ])?,
+        subject: seal_subject(subject)?,
         ca: false,
     };
     build(profile, seal_spki_der, ca, not_before, not_after)

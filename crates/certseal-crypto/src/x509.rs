@@ -113,7 +113,7 @@ impl Certificate {
     }
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
@@ -578,13 +578,21 @@ pub fn check_issued_by(cert: &[u8], issuer: &[u8], at: i64) -> Result<(), Crypto
     if a.subject() != x.issuer() || !a.is_ca() {
         return Err(cert_err("not issued by the given CA"));
     }
-    x.verify_signature(Some(a.public_key()))
-        .map_err(|_| cert_err("the CA's signature does not verify"))?;
+    if !issuer_signed(&x, &a) {
+        return Err(cert_err("the CA's signature does not verify"));
+    }
     let v = x.validity();
     if at < v.not_before.timestamp() || at >= v.not_after.timestamp() {
         return Err(cert_err("the certificate is not valid at that time"));
     }
     Ok(())
+}
+
+/// The raw public key a certificate holds (Ed25519: 32 bytes; EC: the SEC1 point).
+pub fn subject_public_key(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let (_, x) =
+        X509Certificate::from_der(der).map_err(|_| cert_err("not a DER X.509 certificate"))?;
+    Ok(x.public_key().subject_public_key.data.to_vec())
 }
 
 /// The validity window of a certificate (Unix seconds).
@@ -656,7 +664,16 @@ pub fn seal_csr(
     not_before: i64,
     not_after: i64,
 ) -> Result<String, CryptoError> {
-    let key = key_pair(seal_pkcs8)?;
+    let key = match key_pair(seal_pkcs8) {
+        Ok(k) => k,
+        // ring's keys only: an SM2 key's request is built with x509-cert.
+        Err(e) => {
+            return match crate::sm::Sm2Key::from_pkcs8(seal_pkcs8) {
+                Ok(sm2) => crate::sm_x509::seal_csr(&sm2, subject),
+                Err(_) => Err(e),
+            };
+        }
+    };
     let mut p = seal_params(subject, not_before, not_after)?;
     p.serial_number = None;
     p.use_authority_key_identifier_extension = false;
@@ -784,7 +801,23 @@ fn signed_by_ca(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>, at: i6
         && can_sign
         && v.not_before.timestamp() <= at
         && at < v.not_after.timestamp()
-        && cert.verify_signature(Some(issuer.public_key())).is_ok()
+        && issuer_signed(cert, issuer)
+}
+
+/// Whether `issuer`'s key made `cert`'s signature. x509-parser checks ring's algorithms;
+/// SM2-with-SM3 (default distinguishing ID) is checked here, with a key on the SM2 curve only.
+fn issuer_signed(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
+    if cert.signature_algorithm.algorithm.to_id_string() == crate::ses::SM2_WITH_SM3_OID {
+        let spki = issuer.public_key();
+        return ec_curve(spki).as_deref() == Some(crate::sm::CURVE_OID)
+            && crate::sm::verify_sm2(
+                spki.subject_public_key.data.as_ref(),
+                cert.tbs_certificate.as_ref(),
+                cert.signature_value.data.as_ref(),
+            )
+            .is_ok();
+    }
+    cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 /// Checks that `cert` (DER) chains to one of `anchors` through `intermediates`, each CA valid

@@ -18,6 +18,8 @@ mod cluster;
 mod codec;
 mod departments;
 mod error;
+pub mod esl;
+mod licence_files;
 mod licences;
 mod paging;
 mod public;
@@ -48,6 +50,7 @@ pub use client_certs::{
     MAX_REVOCATION_REASON, RevokedCertificates,
 };
 pub use error::RegistryError;
+pub use licence_files::{LicenceFile, OFD_DOCUMENT_SHA256, OFD_KIND, OFD_LICENCE_ID, OfdOptions};
 pub use licences::{
     IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
     ReissueRequest,
@@ -96,6 +99,8 @@ pub struct RegistryOptions {
     pub input: InputLimits,
     /// How long a change's request ID is remembered with its outcome.
     pub request_id_retention: std::time::Duration,
+    /// How licence files (OFD) are drawn.
+    pub ofd: OfdOptions,
 }
 
 /// Bounds on what one request may carry, at most the built-in maxima.
@@ -140,6 +145,7 @@ impl Default for RegistryOptions {
             access: AccessOptions::default(),
             input: InputLimits::default(),
             request_id_retention: request_ids::DEFAULT_REQUEST_ID_RETENTION,
+            ofd: OfdOptions::default(),
         }
     }
 }
@@ -183,6 +189,8 @@ pub struct Registry {
     access: AccessOptions,
     input: InputLimits,
     request_id_retention: std::time::Duration,
+    ofd: OfdOptions,
+    ofd_font: licence_files::FontCell,
     client_cas: client_certs::ClientCas,
     revoked_certs: Arc<client_certs::RevokedCertificates>,
     signers: std::sync::Mutex<
@@ -281,6 +289,8 @@ impl Registry {
             access: opts.access.clone(),
             input: opts.input,
             request_id_retention: opts.request_id_retention,
+            ofd: opts.ofd.clone(),
+            ofd_font: Default::default(),
             client_cas,
             revoked_certs,
             signers: Default::default(),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE};
+use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE, licence_content_type};
 use certseal_core::{
     Actor, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind, Licence,
     LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceRevocationReason, LicenceStatus,
@@ -582,6 +582,7 @@ impl Registry {
         }
         .kid();
         let signer = self.seal_signer(seal)?;
+        let content_type = licence_content_type(seal.algorithm);
         let mut licence = Licence {
             id,
             type_code: draft.template.type_code,
@@ -606,14 +607,9 @@ impl Registry {
         };
         self.signing
             .run(move || {
-                let document = cose::sign1(
-                    signer.as_ref(),
-                    &kid,
-                    LICENCE_CONTENT_TYPE,
-                    None,
-                    claims.encode(),
-                )
-                .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
+                let document =
+                    cose::sign1(signer.as_ref(), &kid, content_type, None, claims.encode())
+                        .map_err(|e| RegistryError::Corrupt(format!("signing: {e}")))?;
                 check_issuable(&document)?;
                 let qr = qr::encode(&document);
                 licence.document_digest = sha256(&[&document]).to_vec();

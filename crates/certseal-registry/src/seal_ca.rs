@@ -1,10 +1,13 @@
 //! The registry's seal CA and trust-list key. At first start the CA is created (ECDSA P-256
 //! key sealed under the KEK, a self-signed CA certificate), or a configured one is taken in;
-//! a trust-list key (Ed25519) gets a certificate from it. Afterwards both are loaded.
+//! a trust-list key (Ed25519) gets a certificate from it. Afterwards both are loaded. A second
+//! CA with an SM2 key certifies SM2 seals and makes their GB/T 38540 seals: rcgen's CA cannot
+//! sign SM2-with-SM3, and Chinese readers expect an SM2 chain under an SM2 seal.
 
 use certseal_core::Timestamp;
+use certseal_crypto::sm::Sm2Key;
 use certseal_crypto::x509::{self, KeyAlgorithm};
-use certseal_crypto::{Certificate, Kek, SecretBytes};
+use certseal_crypto::{Certificate, Kek, SecretBytes, sm_x509};
 use certseal_store::{Batch, KvStore, Table};
 
 use crate::{Registry, RegistryError};
@@ -15,6 +18,10 @@ const META_TRUST_LIST_KEY: &[u8] = b"trust_list_key";
 const META_TRUST_LIST_CERT: &[u8] = b"trust_list_cert";
 const META_RECEIPT_KEY: &[u8] = b"receipt_key";
 const META_RECEIPT_CERT: &[u8] = b"receipt_cert";
+const META_SM2_CA_KEY: &[u8] = b"sm2_seal_ca_key";
+const META_SM2_CA_CERT: &[u8] = b"sm2_seal_ca_cert";
+/// Associated data binding the sealed SM2 CA key to its use.
+pub(crate) const SM2_CA_KEY_OWNER: &[u8] = b"certseal/sm2-seal-ca-key";
 /// Associated data binding the sealed receipt key to its use.
 pub(crate) const RECEIPT_KEY_OWNER: &[u8] = b"certseal/receipt-key";
 /// Associated data binding the sealed CA key to its use.
@@ -22,8 +29,9 @@ pub(crate) const CA_KEY_OWNER: &[u8] = b"certseal/seal-ca-key";
 /// Associated data binding the sealed trust-list key to its use.
 pub(crate) const TRUST_LIST_KEY_OWNER: &[u8] = b"certseal/trust-list-key";
 /// Every key sealed in the meta table, with the owner it is bound to.
-pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 6] = [
+pub(crate) const META_SEALED_KEYS: [(&[u8], &[u8]); 7] = [
     (META_CA_KEY, CA_KEY_OWNER),
+    (META_SM2_CA_KEY, SM2_CA_KEY_OWNER),
     (META_TRUST_LIST_KEY, TRUST_LIST_KEY_OWNER),
     (META_RECEIPT_KEY, RECEIPT_KEY_OWNER),
     (b"log_key", crate::audit::LOG_KEY_OWNER),
@@ -58,6 +66,8 @@ impl std::fmt::Debug for ConfiguredCa {
 #[derive(Debug, Clone)]
 pub(crate) struct SealCa {
     pub cert: Certificate,
+    /// The SM2 seal CA: it certifies SM2 seals and signs their SESeal as the seal maker.
+    pub sm2_cert: Certificate,
     pub trust_list_cert: Certificate,
     pub receipt_cert: Certificate,
 }
@@ -122,8 +132,20 @@ pub(crate) fn open_seal_ca(
             (META_RECEIPT_KEY, META_RECEIPT_CERT, RECEIPT_KEY_OWNER),
         )?,
     };
+    let sm2_cert = match (
+        store.get(Table::Meta, META_SM2_CA_CERT)?,
+        store.get(Table::Meta, META_SM2_CA_KEY)?,
+    ) {
+        (Some(der), Some(sealed)) => {
+            kek.open(SM2_CA_KEY_OWNER, &sealed).map_err(crypto_err)?;
+            Certificate { der }
+        }
+        // Data folders made before SM2 seals existed get theirs on their next start.
+        _ => create_sm2_ca(store, kek, origin)?,
+    };
     Ok(SealCa {
         cert,
+        sm2_cert,
         trust_list_cert,
         receipt_cert,
     })
@@ -162,6 +184,29 @@ fn create_ca(
     b.put(Table::Meta, META_CA_KEY, sealed);
     b.put(Table::Meta, META_CA_CERT, cert.der.clone());
     store.write(&b, true)?;
+    Ok(cert)
+}
+
+fn create_sm2_ca(
+    store: &dyn KvStore,
+    kek: &Kek,
+    origin: &str,
+) -> Result<Certificate, RegistryError> {
+    let (key, pkcs8) = Sm2Key::generate().map_err(crypto_err)?;
+    let now = Timestamp::now().0 / 1000;
+    let cert = sm_x509::create_ca(
+        &format!("certseal SM2 seal CA {origin}"),
+        &key,
+        now - 3600,
+        now + CA_YEARS * 365 * 86400,
+    )
+    .map_err(crypto_err)?;
+    let sealed = kek.seal(SM2_CA_KEY_OWNER, &pkcs8).map_err(crypto_err)?;
+    let mut b = Batch::new();
+    b.put(Table::Meta, META_SM2_CA_KEY, sealed);
+    b.put(Table::Meta, META_SM2_CA_CERT, cert.der.clone());
+    store.write(&b, true)?;
+    tracing::info!("created the SM2 seal CA");
     Ok(cert)
 }
 
@@ -223,6 +268,12 @@ pub(crate) fn open_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<SecretBytes,
     open_meta_key(store, kek, META_CA_KEY, CA_KEY_OWNER)
 }
 
+/// The SM2 CA's private key, opened for one use.
+pub(crate) fn open_sm2_ca_key(store: &dyn KvStore, kek: &Kek) -> Result<Sm2Key, RegistryError> {
+    let pkcs8 = open_meta_key(store, kek, META_SM2_CA_KEY, SM2_CA_KEY_OWNER)?;
+    Sm2Key::from_pkcs8(&pkcs8).map_err(crypto_err)
+}
+
 /// The receipt private key, opened for one use.
 pub(crate) fn open_receipt_key(
     store: &dyn KvStore,
@@ -243,6 +294,16 @@ impl Registry {
     /// The seal CA certificate that seal certificates chain to.
     pub fn seal_ca_certificate(&self) -> &Certificate {
         &self.seal_ca.cert
+    }
+
+    /// The SM2 seal CA certificate that SM2 seal certificates chain to.
+    pub fn sm2_seal_ca_certificate(&self) -> &Certificate {
+        &self.seal_ca.sm2_cert
+    }
+
+    /// Every CA the registry's own seal certificates chain to: the seal CA, then the SM2 one.
+    pub(crate) fn own_cas(&self) -> [&Certificate; 2] {
+        [&self.seal_ca.cert, &self.seal_ca.sm2_cert]
     }
 
     /// The certificate of the key that signs trust lists (issued by the seal CA).

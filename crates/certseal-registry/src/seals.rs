@@ -18,8 +18,9 @@ use certseal_core::{
     RevocationReason, Role, Seal, SealAction, SealAlgorithm, SealId, SealLifecycle, SealStatus,
     SealType, Timestamp, TrustList, TrustListEvent, TrustedSeal, Usability,
 };
+use certseal_crypto::sm::Sm2Key;
 use certseal_crypto::x509::{self, KeyAlgorithm, SealCertificateCheck, SealSubject};
-use certseal_crypto::{Certificate, CryptoError, Kek, cose, sha256};
+use certseal_crypto::{Certificate, CryptoError, Kek, cose, sha256, sm_x509};
 use certseal_log::Extra;
 use certseal_store::{Batch, Direction, KvStore, Read, Table};
 
@@ -27,9 +28,10 @@ use crate::audit::{RegTxn, append};
 use crate::cache::put_cached;
 use crate::codec::{decode, encode};
 use crate::departments::{load_department, parse_credit_code};
+use crate::esl;
 use crate::paging::scan_page;
 use crate::request_ids::{Change, Remembered, RequestDigest, outcome_record, request_id};
-use crate::seal_ca::{open_ca_key, open_trust_list_key};
+use crate::seal_ca::{open_ca_key, open_sm2_ca_key, open_trust_list_key};
 use crate::{PageRequest, Paged, Registry, RegistryError};
 
 /// Most seal keys kept open at once.
@@ -135,6 +137,7 @@ pub(crate) fn key_algorithm(a: SealAlgorithm) -> KeyAlgorithm {
     match a {
         SealAlgorithm::Ed25519 => KeyAlgorithm::Ed25519,
         SealAlgorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256,
+        SealAlgorithm::Sm2 => KeyAlgorithm::Sm2,
     }
 }
 
@@ -327,8 +330,12 @@ impl Registry {
         }
         let mut c = check_new_seal(&new, now)?;
         // The default end never outlives the seal CA; an explicit one is refused below if it does.
+        let ca_cert = match new.algorithm {
+            SealAlgorithm::Sm2 => &self.seal_ca.sm2_cert,
+            _ => &self.seal_ca.cert,
+        };
         if new.not_after.is_none() && new.certificate == CertificateRequest::SealCa {
-            let (_, ca_end) = x509::validity(&self.seal_ca.cert.der).map_err(internal)?;
+            let (_, ca_end) = x509::validity(&ca_cert.der).map_err(internal)?;
             c.not_after = c.not_after.min(Timestamp(ca_end * 1000));
             if c.not_after <= c.not_before {
                 return Err(RegistryError::FailedPrecondition(
@@ -362,7 +369,7 @@ impl Registry {
         let (nb, na) = window_seconds(&lifecycle);
         let (certificate, csr) = match new.certificate {
             CertificateRequest::SealCa => {
-                let (_, ca_end) = x509::validity(&self.seal_ca.cert.der).map_err(internal)?;
+                let (_, ca_end) = x509::validity(&ca_cert.der).map_err(internal)?;
                 if na > ca_end {
                     return Err(RegistryError::invalid(
                         "not_after",
@@ -371,15 +378,16 @@ impl Registry {
                         ),
                     ));
                 }
-                let ca_pkcs8 = open_ca_key(self.store.as_ref(), &self.kek)?;
-                let cert = x509::issue_seal_certificate(
-                    &self.seal_ca.cert,
-                    &ca_pkcs8,
-                    &key.pkcs8,
-                    &subject,
-                    nb,
-                    na,
-                )
+                let cert = if new.algorithm == SealAlgorithm::Sm2 {
+                    let ca = open_sm2_ca_key(self.store.as_ref(), &self.kek)?;
+                    let spki = Sm2Key::from_pkcs8(&key.pkcs8)
+                        .and_then(|k| k.public_key_der())
+                        .map_err(internal)?;
+                    sm_x509::issue_seal_certificate(ca_cert, &ca, &spki, &subject, nb, na)
+                } else {
+                    let ca_pkcs8 = open_ca_key(self.store.as_ref(), &self.kek)?;
+                    x509::issue_seal_certificate(ca_cert, &ca_pkcs8, &key.pkcs8, &subject, nb, na)
+                }
                 .map_err(internal)?;
                 (Some(cert), None)
             }
@@ -394,7 +402,7 @@ impl Registry {
             .map_err(internal)?;
         drop(key.pkcs8);
         let image_digest = sha256(&[&new.image]);
-        let seal = Seal {
+        let mut seal = Seal {
             id,
             name: c.name,
             seal_type: new.seal_type,
@@ -407,7 +415,18 @@ impl Registry {
             intermediates: Vec::new(),
             certificate: certificate.map(|c| c.der),
             lifecycle,
+            esl: None,
         };
+        if seal.algorithm == SealAlgorithm::Sm2 && seal.certificate.is_some() {
+            let maker = open_sm2_ca_key(self.store.as_ref(), &self.kek)?;
+            seal.esl = Some(esl::make_esl(
+                &seal,
+                &new.image,
+                &maker,
+                &self.seal_ca.sm2_cert.der,
+                now,
+            )?);
+        }
         let image = new.image;
         let dept_name = dept.name;
         let caller = actor;
@@ -570,7 +589,17 @@ impl Registry {
             .map_err(|e| RegistryError::invalid("certificate", e.to_string()))?;
         let cert = chain.remove(0);
         let mut anchors = self.trust_anchors.clone();
-        anchors.push(self.seal_ca.cert.clone());
+        anchors.extend(self.own_cas().into_iter().cloned());
+        // An SM2 seal gets its GB/T 38540 seal with its certificate: the maker's key is
+        // opened here, outside the write.
+        let maker = match load_seal(self.store.as_ref(), &id)? {
+            Some(s) if s.algorithm == SealAlgorithm::Sm2 => Some((
+                open_sm2_ca_key(self.store.as_ref(), &self.kek)?,
+                self.seal_image(&s)?,
+            )),
+            _ => None,
+        };
+        let maker_cert = self.seal_ca.sm2_cert.der.clone();
         let actor = actor.clone();
         let retention = self.request_id_retention;
         let outcome = self
@@ -620,6 +649,18 @@ impl Registry {
                 );
                 seal.certificate = Some(cert.der);
                 seal.certificate_source = Some(CertificateSource::External);
+                if seal.algorithm == SealAlgorithm::Sm2 {
+                    let (key, image) = maker.as_ref().ok_or_else(|| {
+                        RegistryError::Corrupt(format!("seal {id} changed its algorithm"))
+                    })?;
+                    seal.esl = Some(esl::make_esl(
+                        &seal,
+                        image,
+                        key,
+                        &maker_cert,
+                        Timestamp::now(),
+                    )?);
+                }
                 // Kept so that every later check (and the trust list) can rebuild the chain.
                 seal.intermediates = chain
                     .iter()
@@ -794,7 +835,7 @@ impl Registry {
             .remove(id);
     }
 
-    fn seal_image(&self, seal: &Seal) -> Result<Vec<u8>, RegistryError> {
+    pub(crate) fn seal_image(&self, seal: &Seal) -> Result<Vec<u8>, RegistryError> {
         self.store
             .get(Table::SealImages, &seal.image_digest)?
             .ok_or_else(|| RegistryError::Corrupt(format!("image of seal {}", seal.id)))
@@ -945,7 +986,11 @@ impl Registry {
                 _ => break,
             }
         }
-        let mut cas = vec![serde_bytes_vec::Der(self.seal_ca.cert.der.clone())];
+        let mut cas: Vec<serde_bytes_vec::Der> = self
+            .own_cas()
+            .into_iter()
+            .map(|c| serde_bytes_vec::Der(c.der.clone()))
+            .collect();
         cas.extend(
             self.trust_anchors
                 .iter()

@@ -15,6 +15,7 @@ use certseal_crypto::{cose, sha256, x509};
 use certseal_log::Extra;
 use certseal_store::{Direction, Read, Table};
 use certseal_verify::document::{LicenceFacts, Outcome, SealCandidate, check_document};
+use certseal_verify::ofd::FileFacts;
 
 use crate::access::{Access, Reading};
 use crate::audit::append;
@@ -53,6 +54,8 @@ pub enum Subject {
     Document(Vec<u8>),
     /// The QR string.
     Qr(String),
+    /// A sealed OFD licence file.
+    Ofd(Vec<u8>),
 }
 
 /// A check's result with its receipt.
@@ -151,7 +154,9 @@ impl Registry {
             let Some(cert) = seal.certificate else {
                 continue;
             };
-            let cas: Vec<Der> = std::iter::once(&self.seal_ca.cert)
+            let cas: Vec<Der> = self
+                .own_cas()
+                .into_iter()
                 .chain(self.trust_anchors.iter())
                 .map(|c| Der(c.der.clone()))
                 .collect();
@@ -461,6 +466,19 @@ impl Registry {
                     .unwrap_or_default();
                 (asked, o, licence)
             }
+            Subject::Ofd(bytes) => {
+                let o = self.check_ofd(snap.as_ref(), &stamp, &bytes, at);
+                let licence = match &o.claims {
+                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                    None => None,
+                };
+                let asked = o
+                    .claims
+                    .as_ref()
+                    .map(|c| c.id.to_string())
+                    .unwrap_or_default();
+                (asked, o, licence)
+            }
             Subject::Qr(text) => match qr::decode(&text) {
                 Ok(bytes) => {
                     let o = self.check(snap.as_ref(), &stamp, &bytes, None, at);
@@ -483,6 +501,50 @@ impl Registry {
             },
         };
         Ok((asked, outcome, licence))
+    }
+
+    /// Checks a sealed OFD file: its seal signature, the licence document it carries, and that
+    /// it is the file this registry sealed for that licence.
+    fn check_ofd(&self, snap: &dyn Read, stamp: &Stamp, file: &[u8], at: Timestamp) -> Outcome {
+        certseal_verify::ofd::check_ofd(
+            file,
+            |kid| self.seal_candidates(snap, stamp, kid),
+            |claims, digest| match load_licence(snap, &claims.id) {
+                Ok(Some(l)) => LicenceFacts::Registered {
+                    status_at: status_at(&l, at),
+                    issued_at: l.issued_at,
+                    same_document: l.document_digest == digest,
+                },
+                Ok(None) => LicenceFacts::Unknown,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a licence during a check");
+                    LicenceFacts::Unavailable
+                }
+            },
+            |id| {
+                let entry = self.sealed_file_entry(snap, id).and_then(|e| match e {
+                    None => Ok(None),
+                    Some((sha256, index)) => {
+                        let bytes = snap
+                            .get(Table::LogEntries, &index.to_be_bytes())?
+                            .ok_or_else(|| RegistryError::Corrupt(format!("log entry {index}")))?;
+                        let e = certseal_log::Entry::decode(&bytes).map_err(|e| {
+                            RegistryError::Corrupt(format!("log entry {index}: {e}"))
+                        })?;
+                        Ok(Some((sha256, Timestamp(e.time))))
+                    }
+                });
+                match entry {
+                    Ok(Some((sha256, at))) => FileFacts::Sealed { sha256, at },
+                    Ok(None) => FileFacts::NoneSealed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a sealed file during a check");
+                        FileFacts::Unavailable
+                    }
+                }
+            },
+            at,
+        )
     }
 
     /// Checks a document; `known` is its licence if already read from `snap`, taken after

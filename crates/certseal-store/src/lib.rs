@@ -78,11 +78,14 @@ pub enum Table {
     /// Index for pruning request IDs: remembered-at ms (u64 BE) ‖ caller's credit code (18) ‖
     /// request ID → empty.
     RequestIdsByTime,
+    /// Sealed licence files: licence ID ‖ 0x00 ‖ format (1 byte) → SHA-256 of the file (its
+    /// bytes are in `Records`) ‖ log index (u64 BE) of its `licence.ofd_sealed` entry.
+    LicenceFiles,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 25] = [
+    pub const ALL: [Table; 26] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -108,6 +111,7 @@ impl Table {
         Table::Policies,
         Table::RequestIds,
         Table::RequestIdsByTime,
+        Table::LicenceFiles,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -138,6 +142,7 @@ impl Table {
             Table::Policies => "policies",
             Table::RequestIds => "request_ids",
             Table::RequestIdsByTime => "request_ids_by_time",
+            Table::LicenceFiles => "licence_files",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! verifier runs, fed by different sources (the registry's store; a trust list and a status
 //! list), so that both reach the same result on the same document.
 
-use certseal_core::licence::LICENCE_CONTENT_TYPE;
+use certseal_core::licence::{LICENCE_CONTENT_TYPE, LICENCE_V2_CONTENT_TYPE};
 use certseal_core::seal::usability_at;
 use certseal_core::{
     Indication, LicenceClaims, LicenceStatus, RevocationReason, SealId, SealStatus, SubIndication,
@@ -117,11 +117,27 @@ fn check_inner(
         Ok(d) => d,
         Err(e) => return failed(SubIndication::FormatFailure, e.to_string()),
     };
-    if doc.content_type != LICENCE_CONTENT_TYPE {
-        return failed(
-            SubIndication::FormatFailure,
-            format!("content type '{}' is not a licence's", doc.content_type),
-        );
+    // Version 2 is version 1 signed with SM2: each version goes with its algorithms only.
+    let sm2 = doc.cose_alg() == cose::SM2_ALG;
+    match doc.content_type.as_str() {
+        LICENCE_CONTENT_TYPE if !sm2 => {}
+        LICENCE_V2_CONTENT_TYPE if sm2 => {}
+        LICENCE_CONTENT_TYPE | LICENCE_V2_CONTENT_TYPE => {
+            return failed(
+                SubIndication::FormatFailure,
+                format!(
+                    "content type '{}' does not go with COSE algorithm {}",
+                    doc.content_type,
+                    doc.cose_alg()
+                ),
+            );
+        }
+        other => {
+            return failed(
+                SubIndication::FormatFailure,
+                format!("content type '{other}' is not a licence's"),
+            );
+        }
     }
     let claims = match LicenceClaims::decode(&doc.payload) {
         Ok(c) => c,

@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod document;
+pub mod ofd;
 pub mod trust_list;
 
 use certseal_log::merkle::{leaf_hash, verify_inclusion};
@@ -17,7 +18,8 @@ pub use bundle::{
     RestorationReport, for_each_entry, read_manifest, read_records, verify as verify_bundle,
 };
 pub use trust_list::{
-    check_status_list_fits, verify_document_offline, verify_status_list, verify_trust_list,
+    check_status_list_fits, verify_document_offline, verify_ofd_offline, verify_status_list,
+    verify_trust_list,
 };
 
 /// Why verification failed; each variant says where.

@@ -149,3 +149,23 @@ pub fn verify_document_offline(
         at,
     )
 }
+
+/// Checks a sealed OFD licence file offline, as [`verify_document_offline`] checks a document:
+/// its seal signature, the licence it carries, and that the licence's seal sealed it.
+pub fn verify_ofd_offline(
+    file: &[u8],
+    trust_list: &TrustList,
+    status: Option<&AnyStatusList>,
+    at: Timestamp,
+) -> crate::document::Outcome {
+    crate::ofd::check_ofd(
+        file,
+        |kid| crate::document::trust_list_candidates(trust_list, kid),
+        |claims, _| match status {
+            Some(s) => crate::document::LicenceFacts::Listed(s.status_at(claims.id.as_str(), at)),
+            None => crate::document::LicenceFacts::NotChecked,
+        },
+        |_| crate::ofd::FileFacts::Offline,
+        at,
+    )
+}

@@ -137,6 +137,21 @@ proptest! {
         let _ = certseal_verify::verify_status_list(&bytes, &bytes);
         let _ = x509::certificates_from_pem_or_der(&bytes);
         let _ = x509::check_chain(&bytes, &[], &[], 0);
+        // OFD files, GB/T 38540 seals and signatures: outside bytes as well.
+        let _ = certseal_crypto::ses::SeSeal::from_der(&bytes);
+        let _ = certseal_crypto::ses::SesSignature::from_der(&bytes);
+        let _ = certseal_ofd::open_sealed(&bytes);
+        let mut zipped = b"PK\x03\x04".to_vec();
+        zipped.extend_from_slice(&bytes);
+        let _ = certseal_ofd::open_sealed(&zipped);
+        let o = certseal_verify::ofd::check_ofd(
+            &zipped,
+            |_| Vec::new(),
+            |_, _| LicenceFacts::Unknown,
+            |_| certseal_verify::ofd::FileFacts::Offline,
+            Timestamp(0),
+        );
+        prop_assert!(o.indication != certseal_core::Indication::TotalPassed);
     }
 
     #[test]
