@@ -828,3 +828,128 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ofd_file_sealed_with_another_seals_key_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ChildServer::spawn(&data);
+    let i = issuer(server.addr, 1, pb::SealAlgorithm::Sm2).await;
+    let mut s = SealServiceClient::new(connect(server.addr).await);
+    let other = s
+        .register_seal(admin(pb::RegisterSealRequest {
+            department: i.dept.clone(),
+            name: "厦门市市场监督管理局合同专用章".into(),
+            r#type: pb::SealType::Contract as i32,
+            image: png(5),
+            algorithm: pb::SealAlgorithm::Sm2 as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .seal
+        .unwrap();
+    let other_esl = s
+        .get_seal(admin(pb::GetSealRequest {
+            seal_id: other.seal_id.clone(),
+            include_image: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .esl;
+    let lic = LicenceServiceClient::new(connect(server.addr).await)
+        .issue_licence(as_actor(&i.dept, "issuer", request(&i, "forged-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    let f = licence_file(server.addr, &i.dept, &lic.licence_id)
+        .await
+        .unwrap();
+    server.kill9();
+
+    // What a thief with the registry's files could do: seal the licence's file with the key
+    // of another of the department's seals.
+    let kek = certseal_crypto::Kek::load_or_create(&data.join("keys").join("kek")).unwrap();
+    let store =
+        certseal_store_rocks::RocksStore::open(&data.join("db"), &Default::default()).unwrap();
+    let sealed_key = {
+        use certseal_store::Read;
+        let sid: certseal_core::SealId = other.seal_id.parse().unwrap();
+        store
+            .get(certseal_store::Table::SealKeys, sid.as_bytes())
+            .unwrap()
+            .unwrap()
+    };
+    drop(store);
+    let pkcs8 = kek
+        .open(
+            format!("certseal/seal-key/{}", other.seal_id).as_bytes(),
+            &sealed_key,
+        )
+        .unwrap();
+    let key = sm::Sm2Key::from_pkcs8(&pkcs8).unwrap();
+    let files = unzip(&f.content);
+    let xml = &files["Doc_0/Signs/Sign_0/Signature.xml"];
+    let forged_value = certseal_crypto::ses::sign(
+        &other_esl,
+        Timestamp::now().0 / 1000,
+        &sm::sm3(&[xml]),
+        "/Doc_0/Signs/Sign_0/Signature.xml",
+        &key,
+        &other.certificate_der,
+    )
+    .unwrap();
+    let forged = {
+        use std::io::Write;
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in &files {
+            out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            let bytes = if name.ends_with("SignedValue.dat") {
+                &forged_value
+            } else {
+                bytes
+            };
+            out.write_all(bytes).unwrap();
+        }
+        out.finish().unwrap().into_inner()
+    };
+    // As a signature it holds (certseal's reader and OpenSSL alike would say so)...
+    let opened = certseal_ofd::open_sealed(&forged).unwrap();
+    assert_eq!(opened.signature.cert, other.certificate_der);
+    // ...but the licence's own seal did not make it.
+    let server = ChildServer::spawn(&data);
+    let r = VerificationServiceClient::new(connect(server.addr).await)
+        .verify_document(as_actor(
+            &dept_code(9),
+            "verifier",
+            pb::VerifyDocumentRequest {
+                document: Some(pb::verify_document_request::Document::Ofd(forged)),
+                purpose: Some(pb::Purpose {
+                    code: "ADMIN_APPROVAL".into(),
+                    text: "核验".into(),
+                }),
+                at: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        says(&r),
+        (
+            pb::Indication::TotalFailed,
+            pb::SubIndication::SigCryptoFailure
+        ),
+        "{}",
+        r.reason
+    );
+    assert!(
+        r.reason.contains("not by the licence's seal"),
+        "{}",
+        r.reason
+    );
+    assert!(r.licence.is_none(), "a forgery shows no record");
+}

@@ -230,7 +230,10 @@ fn layout(face: &Face<'_>) -> (String, String, u32) {
         if y > 205.0 {
             break; // the rest is in the COSE document and the registry; the page keeps its foot
         }
-        p.text(LABEL_X, y, TEXT_SIZE, &row.label, FONT_ID);
+        // A long label is set smaller rather than run into its value.
+        let label_size =
+            ((VALUE_X - LABEL_X - 3.0) / width(&row.label, 1.0).max(1.0)).min(TEXT_SIZE);
+        p.text(LABEL_X, y, label_size, &row.label, FONT_ID);
         for (i, line) in wrap(&row.value, TEXT_SIZE, value_w).iter().enumerate() {
             if i > 0 {
                 y += TEXT_SIZE * 1.4;
