@@ -58,6 +58,9 @@ pub struct RawOfd {
     pub font_file: Option<PathBuf>,
     /// The face in a collection; default 1 (WenQuanYi Zen Hei Mono).
     pub font_index: Option<usize>,
+    /// Seal a licence's file as soon as it is issued with an SM2 seal (in the background),
+    /// instead of on its first request; default false.
+    pub seal_at_issue: Option<bool>,
 }
 
 /// `[cluster]` section: this node's part in a registry of several nodes on one database.
@@ -971,6 +974,7 @@ fn ofd_options(raw: &RawOfd) -> Result<certseal_registry::OfdOptions, ConfigErro
     if let Some(i) = raw.font_index {
         o.font_index = i;
     }
+    o.seal_at_issue = raw.seal_at_issue.unwrap_or(false);
     if let Some(path) = &raw.font_file {
         certseal_ofd::Font::load(path, o.font_index)
             .map_err(|e| invalid("ofd.font_file", e.to_string()))?;

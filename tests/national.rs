@@ -761,9 +761,9 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
     )
     .unwrap();
     let v = offline(&["other.ofd", "--anchor", "their-signer.pem"]);
-    assert_eq!(v["indication"], "TOTAL_PASSED", "{v}");
+    assert_eq!(v["seal_signature"], "VALID", "{v}");
     let v = offline(&["other.ofd", "--anchor", "seal.pem"]);
-    assert_eq!(v["indication"], "INDETERMINATE", "{v}");
+    assert_eq!(v["seal_signature"], "UNTRUSTED", "{v}");
     let v = offline(&["other.ofd", "--trust-list", "tl.cose", "--ca", "ca.pem"]);
     assert_eq!(v["indication"], "TOTAL_FAILED", "{v}");
 
@@ -823,6 +823,44 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
     );
     let kept = licence_file(addr, &i.dept, &lic.licence_id).await.unwrap();
     assert_eq!(kept.content, f.content);
+    // An auditor reads a file once made, but does not make the seal sign.
+    let as_auditor = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            LicenceServiceClient::new(connect(addr).await)
+                .get_licence_file(as_actor(
+                    ADMIN_DEPT,
+                    "auditor",
+                    pb::GetLicenceFileRequest {
+                        licence_id: id,
+                        format: pb::LicenceFileFormat::Ofd as i32,
+                    },
+                ))
+                .await
+        }
+    };
+    assert_eq!(
+        as_auditor(&lic.licence_id)
+            .await
+            .unwrap()
+            .into_inner()
+            .content,
+        f.content
+    );
+    let third = LicenceServiceClient::new(connect(addr).await)
+        .issue_licence(as_actor(&ed.dept, "issuer", request(&ed, "ofd-4")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !as_auditor(&third.licence_id)
+            .await
+            .unwrap()
+            .into_inner()
+            .sealed
+    );
+    let e = as_auditor(&second.licence_id).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     // Unknown licences and bad IDs are refused as such.
     let e = licence_file(addr, &i.dept, "not-an-id").await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
@@ -952,4 +990,44 @@ async fn an_ofd_file_sealed_with_another_seals_key_is_caught() {
         r.reason
     );
     assert!(r.licence.is_none(), "a forgery shows no record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_seal_at_issue_the_file_is_sealed_without_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_config(&dir.path().join("data"), "[ofd]\nseal_at_issue = true\n").await;
+    let addr = server.addr;
+    let i = issuer(addr, 1, pb::SealAlgorithm::Sm2).await;
+    let lic = LicenceServiceClient::new(connect(addr).await)
+        .issue_licence(as_actor(&i.dept, "issuer", request(&i, "at-issue")))
+        .await
+        .unwrap()
+        .into_inner();
+    // The log gets its licence.ofd_sealed entry with no one asking for the file.
+    let mut audit =
+        certseal::pb::audit_service_client::AuditServiceClient::new(connect(addr).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let sealed_at = 'found: loop {
+        for index in 0..64 {
+            let Ok(e) = audit.get_entry(admin(pb::GetEntryRequest { index })).await else {
+                break;
+            };
+            let e = certseal_log::Entry::decode(&e.into_inner().entry).unwrap();
+            if e.kind == "licence.ofd_sealed" && e.subject == lic.licence_id {
+                break 'found index;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no licence.ofd_sealed entry"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let f = licence_file(addr, &i.dept, &lic.licence_id).await.unwrap();
+    assert!(f.sealed);
+    assert_eq!(
+        f.log_index, sealed_at,
+        "the file made at issue, not a second one"
+    );
+    server.stop().await.unwrap();
 }

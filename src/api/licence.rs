@@ -289,6 +289,7 @@ impl LicenceService for LicenceApi {
             .await
             .map_err(to_status)?;
         tracing::info!(licence = %v.licence.id, "licence issued");
+        self.0.registry.seal_file_in_background(&actor, &v);
         Ok(Response::new(licence_to_pb(v)))
     }
 
@@ -307,10 +308,10 @@ impl LicenceService for LicenceApi {
                     .ok_or_else(|| RegistryError::invalid("licence", "each item carries a licence"))
                 {
                     Ok(r) => match issue_request(r) {
-                        Ok(req) => registry
-                            .issue_licence(&actor, req)
-                            .await
-                            .map(|v| v.licence.id.to_string()),
+                        Ok(req) => registry.issue_licence(&actor, req).await.map(|v| {
+                            registry.seal_file_in_background(&actor, &v);
+                            v.licence.id.to_string()
+                        }),
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),

@@ -504,7 +504,7 @@ pub struct VerifyArgs {
     /// For any sealed OFD file, certseal's or not: check only its seal signature (every
     /// covered file's SM3 digest, the SES_Signature, the seal's maker signature), with a
     /// signer certificate that is this certificate or chains to it. No licence is checked.
-    #[arg(long, conflicts_with_all = ["trust_list", "ca", "status"])]
+    #[arg(long, conflicts_with_all = ["trust_list", "ca", "status", "at"])]
     pub anchor: Option<PathBuf>,
     /// The status list (from `certseal statuslist export`); without it the licence's status is
     /// not checked, and the result says so.

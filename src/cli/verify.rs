@@ -96,10 +96,14 @@ fn seal_signature_only(a: &VerifyArgs, anchor: &std::path::Path) -> anyhow::Resu
     let anchor =
         certseal_crypto::x509::certificate_from_pem_or_der(&read(anchor)?).context("--anchor")?;
     let file = read(std::path::Path::new(&a.document))?;
-    let (indication, reason, sealed) = match certseal_ofd::open_sealed(&file) {
-        Err(e) => ("TOTAL_FAILED", e.to_string(), None),
+    // Judged at the file's own signing time, which only the signer vouches for: a signature
+    // check, not a verdict on any licence.
+    let (verdict, reason, sealed) = match certseal_ofd::open_sealed(&file) {
+        Err(e) => ("INVALID", e.to_string(), None),
         Ok(f) => {
             let at = f.signed_at;
+            let in_validity = certseal_crypto::x509::validity(&f.signature.cert)
+                .is_ok_and(|(nb, na)| nb <= at && at < na);
             let trusted = f.signature.cert == anchor.der
                 || certseal_crypto::x509::check_chain(
                     &f.signature.cert,
@@ -109,10 +113,15 @@ fn seal_signature_only(a: &VerifyArgs, anchor: &std::path::Path) -> anyhow::Resu
                 )
                 .is_ok();
             if trusted {
-                ("TOTAL_PASSED", String::new(), Some(f))
+                let note = if in_validity {
+                    String::new()
+                } else {
+                    "the signer certificate was not valid at the file's signing time".into()
+                };
+                ("VALID", note, Some(f))
             } else {
                 (
-                    "INDETERMINATE",
+                    "UNTRUSTED",
                     "the signer certificate is not the anchor and does not chain to it".into(),
                     Some(f),
                 )
@@ -120,8 +129,13 @@ fn seal_signature_only(a: &VerifyArgs, anchor: &std::path::Path) -> anyhow::Resu
         }
     };
     let v = json!({
-        "indication": indication,
+        "seal_signature": verdict,
+        "checked": "the seal signature only, at the file's own signing time: no licence, status or revocation",
         "reason": reason,
+        "signer_valid_at_signing": sealed.as_ref().map(|f| {
+            certseal_crypto::x509::validity(&f.signature.cert)
+                .is_ok_and(|(nb, na)| nb <= f.signed_at && f.signed_at < na)
+        }),
         "seal_name": sealed.as_ref().map(|f| f.seal().name.clone()),
         "seal_es_id": sealed.as_ref().map(|f| f.seal().es_id.clone()),
         "signed_at": sealed.as_ref().map(|f| f.signature.time.clone()),

@@ -22,6 +22,10 @@ const MAX_ENTRIES: usize = 512;
 const MAX_ENTRY_BYTES: u64 = 16 << 20;
 /// Most bytes all files of a package may expand to.
 const MAX_TOTAL_BYTES: u64 = 64 << 20;
+/// Largest XML file parsed (a licence's are a few KiB).
+const MAX_XML_BYTES: usize = 1 << 20;
+/// Most nodes in one XML file.
+const MAX_XML_NODES: u32 = 100_000;
 
 fn format(e: impl Into<String>) -> OfdError {
     OfdError::Format(e.into())
@@ -74,20 +78,37 @@ fn unzip(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, OfdError> {
     if z.len() > MAX_ENTRIES {
         return Err(format(format!("more than {MAX_ENTRIES} files")));
     }
+    // Readers differ on a name given twice or a local header the directory does not list:
+    // what one shows, another would check. Such a package is refused outright.
+    z.validate_header_consistency().map_err(|e| {
+        format(format!(
+            "inconsistent package (a name twice, overlapping entries, or a file the directory does not list): {e}"
+        ))
+    })?;
     let mut files = BTreeMap::new();
     let mut total = 0u64;
     for i in 0..z.len() {
         let mut f = z
             .by_index(i)
             .map_err(|e| format(format!("file {i} of the package: {e}")))?;
-        if f.is_dir() {
-            continue;
-        }
-        let name = f
+        let decoded = f
             .name()
             .map_err(|e| format(format!("file {i} of the package: {e}")))?
-            .trim_start_matches('/')
-            .to_owned();
+            .into_owned();
+        // A non-ASCII name must be flagged UTF-8: readers decode an unflagged one as CP437,
+        // another name than the bytes say.
+        if decoded.as_bytes() != f.name_raw() || decoded.contains('\\') {
+            return Err(format(format!(
+                "file {i} of the package has a name that readers would read differently"
+            )));
+        }
+        if f.is_dir() {
+            if f.size() > 0 {
+                return Err(format(format!("{decoded} is a folder with content")));
+            }
+            continue;
+        }
+        let name = decoded.trim_start_matches('/').to_owned();
         let mut data = Vec::new();
         // The declared size is the writer's word: read at most one byte past the limit.
         (&mut f)
@@ -119,8 +140,22 @@ fn xml<'a>(
     let bytes = files
         .get(path)
         .ok_or_else(|| format(format!("{path} is missing")))?;
+    // Parsed before any digest is checked: bounded in size and in nodes.
+    if bytes.len() > MAX_XML_BYTES {
+        return Err(format(format!(
+            "{path} has {} bytes, at most {MAX_XML_BYTES} are parsed",
+            bytes.len()
+        )));
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| format(format!("{path} is not UTF-8")))?;
-    roxmltree::Document::parse(text).map_err(|e| format(format!("{path}: {e}")))
+    roxmltree::Document::parse_with_options(
+        text,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: MAX_XML_NODES,
+        },
+    )
+    .map_err(|e| format(format!("{path}: {e}")))
 }
 
 /// Children and descendants by local name (readers write the `ofd:` prefix or none).
@@ -262,6 +297,22 @@ pub fn open_sealed(bytes: &[u8]) -> Result<SealedFile, OfdError> {
         return Err(digest_err(format!(
             "{signature_path} was changed: the signature's dataHash is not its SM3 digest"
         )));
+    }
+    // Which files are the signature's own was read from unsigned files; what the signature
+    // itself says it covers must agree, and the package's root is always covered.
+    if resolve("", &signature.property_info)? != signature_path {
+        return Err(OfdError::Signature(format!(
+            "the signature says it covers {}, but is listed for {signature_path}",
+            signature.property_info
+        )));
+    }
+    if !covered.iter().any(|p| p == "OFD.xml") {
+        return Err(digest_err("OFD.xml is not covered by the signature"));
+    }
+    if !signature.seal.cert_list.contains(&signature.cert) {
+        return Err(OfdError::Signature(
+            "the signer's certificate is not among the seal's certificates".into(),
+        ));
     }
     let signer_key = x509::subject_public_key(&signature.cert)
         .map_err(|e| OfdError::Signature(format!("signer certificate: {e}")))?;

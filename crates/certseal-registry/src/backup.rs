@@ -16,7 +16,7 @@ use std::sync::RwLock;
 use certseal_core::{
     Actor, Department, DepartmentPolicy, Licence, Role, Seal, SealStatus, Timestamp,
 };
-use certseal_crypto::{Kek, Signer};
+use certseal_crypto::{Kek, Signer, sha256};
 use certseal_log::merkle::{self, Frontier, Hash, leaf_hash};
 use certseal_log::restore::{RESTORE_CONFIRMED_KIND, RESTORED_KIND, next_origin};
 use certseal_log::{Checkpoint, Entry, Extra, Restoration, VerifierKey};
@@ -312,7 +312,8 @@ pub struct RestoreReport {
 }
 
 /// The kinds of change a replay re-applies: each one's record is the whole new state.
-const REPLAYED_KINDS: [&str; 10] = [
+const REPLAYED_KINDS: [&str; 11] = [
+    "licence.ofd_sealed",
     "licence.suspended",
     "licence.reinstated",
     "licence.revoked",
@@ -698,7 +699,19 @@ fn replay_change(
         ))
     };
     let kind = entry.kind.as_str();
-    if kind.starts_with("licence.") {
+    if kind == "licence.ofd_sealed" {
+        // The record is the sealed file holders have: it is the licence's file again.
+        let id: certseal_core::LicenceId = entry.subject.parse().map_err(|_| mismatch())?;
+        if txn.get(Table::Licences, id.as_str().as_bytes())?.is_none() {
+            return Ok(false);
+        }
+        let index = txn.state.next_index();
+        txn.put(
+            Table::LicenceFiles,
+            crate::licence_files::file_key(&id),
+            [&sha256(&[&record])[..], &index.to_be_bytes()].concat(),
+        );
+    } else if kind.starts_with("licence.") {
         let l: Licence = decode("replayed licence", &record)?;
         if l.id.as_str() != entry.subject {
             return Err(mismatch());

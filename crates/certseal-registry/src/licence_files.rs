@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use certseal_core::template::FieldValue;
 use certseal_core::{
-    Actor, Department, HolderKind, LicenceClaims, LicenceId, LicenceStatus, SealAlgorithm,
+    Actor, Department, HolderKind, LicenceClaims, LicenceId, LicenceStatus, Role, SealAlgorithm,
     SealStatus, Timestamp, Usability,
 };
 use certseal_crypto::sha256;
@@ -22,8 +22,8 @@ use certseal_store::Table;
 
 use crate::audit::append;
 use crate::codec::decode;
-use crate::licences::LicenceView;
-use crate::seals::load_seal;
+use crate::licences::{LicenceView, load_licence_txn};
+use crate::seals::{load_seal, load_seal_txn};
 use crate::templates::TemplateSelector;
 use crate::{Registry, RegistryError};
 
@@ -47,6 +47,9 @@ pub struct OfdOptions {
     pub font_index: usize,
     /// Draws a licence's QR string as a PNG.
     pub qr_png: fn(&str) -> Result<Vec<u8>, String>,
+    /// Seal the file of a licence of an SM2 seal right after it is issued, in the background
+    /// (off the issue path), rather than on its first request.
+    pub seal_at_issue: bool,
 }
 
 impl Default for OfdOptions {
@@ -55,6 +58,7 @@ impl Default for OfdOptions {
             font_file: certseal_ofd::font::DEFAULT_FONT_PATH.into(),
             font_index: certseal_ofd::font::DEFAULT_FONT_INDEX,
             qr_png: |_| Err("no QR renderer configured".into()),
+            seal_at_issue: false,
         }
     }
 }
@@ -203,6 +207,14 @@ impl Registry {
         let id = view.licence.id.clone();
         if let Some(found) = self.stored_file(&id)? {
             return Ok(found);
+        }
+        // Sealing makes the department's seal sign and is logged in the caller's name: only
+        // the issuing department's issuer does it; others (auditors) read a file once made.
+        let seals = self.ofd_seals(&view);
+        if seals && (actor.role != Role::Issuer || actor.department != view.licence.issuer) {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "licence {id} has no sealed file yet: the issuing department (role issuer) makes it on its first request"
+            )));
         }
         let font = self
             .ofd_font
@@ -353,6 +365,24 @@ impl Registry {
                         .ok_or_else(|| RegistryError::Corrupt(format!("file of licence {id}")))?;
                     return Ok((stored, index));
                 }
+                // What was checked before signing must still hold when the file is logged:
+                // a seal suspended or a licence revoked meanwhile gets no file.
+                let now = Timestamp::now();
+                let seal = load_seal_txn(txn, &seal_id)?;
+                if seal.lifecycle.usability_at(now) != Usability::Usable
+                    || seal.status() != SealStatus::Active
+                {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "seal {seal_id} stopped being able to sign while licence {id}'s file was made; its COSE document remains the proof"
+                    )));
+                }
+                let status = load_licence_txn(txn, &id)?.status();
+                if matches!(status, LicenceStatus::Revoked | LicenceStatus::Superseded) {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "licence {id} became {} while its file was made",
+                        status.as_str()
+                    )));
+                }
                 let index = txn.state.next_index();
                 let digest = sha256(&[&bytes]);
                 txn.put(
@@ -380,6 +410,30 @@ impl Registry {
             sealed: true,
             log_index: Some(log_index),
         })
+    }
+
+    /// With [`OfdOptions::seal_at_issue`]: seals the file of `view`, a licence just issued
+    /// with an SM2 seal, on a task of its own. A failure is logged: the file is then made on
+    /// its first request, as without the option.
+    pub fn seal_file_in_background(self: &Arc<Self>, actor: &Actor, view: &LicenceView) {
+        if !self.ofd.seal_at_issue {
+            return;
+        }
+        if !self.ofd_seals(view) {
+            return;
+        }
+        let (registry, actor, id) = (self.clone(), actor.clone(), view.licence.id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = registry.licence_file(&actor, &id).await {
+                tracing::warn!(licence = %id, error = %e, "could not seal the licence file at issue; it is made on its first request");
+            }
+        });
+    }
+
+    /// Whether a licence's file is sealed (its document is signed with an SM2 seal).
+    fn ofd_seals(&self, view: &LicenceView) -> bool {
+        certseal_crypto::cose::parse_sign1(&view.document, usize::MAX)
+            .is_ok_and(|d| d.cose_alg() == certseal_crypto::cose::SM2_ALG)
     }
 
     /// The sealed file already made for a licence.

@@ -225,7 +225,7 @@ pub(crate) fn load_licence(r: &dyn Read, id: &LicenceId) -> Result<Option<Licenc
         .transpose()
 }
 
-fn load_licence_txn(txn: &RegTxn<'_>, id: &LicenceId) -> Result<Licence, RegistryError> {
+pub(crate) fn load_licence_txn(txn: &RegTxn<'_>, id: &LicenceId) -> Result<Licence, RegistryError> {
     txn.get(Table::Licences, id.as_str().as_bytes())?
         .map(|b| decode("licence", &b))
         .transpose()?

@@ -140,8 +140,10 @@ pub(crate) fn open_seal_ca(
             kek.open(SM2_CA_KEY_OWNER, &sealed).map_err(crypto_err)?;
             Certificate { der }
         }
-        // Data folders made before SM2 seals existed get theirs on their next start.
-        _ => create_sm2_ca(store, kek, origin)?,
+        // Data folders made before SM2 seals existed get theirs on their next start; on a
+        // database, from the node holding the write lease.
+        _ if store.writable().is_ok() => create_sm2_ca(store, kek, origin)?,
+        _ => wait_for_sm2_ca(store, kek, origin)?,
     };
     Ok(SealCa {
         cert,
@@ -185,6 +187,36 @@ fn create_ca(
     b.put(Table::Meta, META_CA_CERT, cert.der.clone());
     store.write(&b, true)?;
     Ok(cert)
+}
+
+/// A cluster follower waits for the leader to make the SM2 seal CA (after an upgrade, the
+/// first upgraded node to hold the lease does), or makes it if it gets the lease itself.
+fn wait_for_sm2_ca(
+    store: &dyn KvStore,
+    kek: &Kek,
+    origin: &str,
+) -> Result<Certificate, RegistryError> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+    let started = std::time::Instant::now();
+    tracing::info!("waiting for the node holding the write lease to create the SM2 seal CA");
+    loop {
+        if let (Some(der), Some(sealed)) = (
+            store.get(Table::Meta, META_SM2_CA_CERT)?,
+            store.get(Table::Meta, META_SM2_CA_KEY)?,
+        ) {
+            kek.open(SM2_CA_KEY_OWNER, &sealed).map_err(crypto_err)?;
+            return Ok(Certificate { der });
+        }
+        if store.recover().is_ok() && store.writable().is_ok() {
+            return create_sm2_ca(store, kek, origin);
+        }
+        if started.elapsed() > PATIENCE {
+            return Err(RegistryError::FailedPrecondition(
+                "the SM2 seal CA is not in the database yet, and another node holds the write lease: upgrade and start that node first".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 fn create_sm2_ca(

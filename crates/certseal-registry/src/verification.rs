@@ -543,6 +543,7 @@ impl Registry {
                     }
                 }
             },
+            |maker| maker == self.seal_ca.sm2_cert.der,
             at,
         )
     }

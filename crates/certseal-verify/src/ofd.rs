@@ -55,12 +55,15 @@ fn verdict(
 }
 
 /// Checks a sealed OFD licence file at `at`; `facts` is asked about the attached document's
-/// licence (with the document's SHA-256), `file_facts` about sealed files of that licence.
+/// licence (with the document's SHA-256), `file_facts` about sealed files of that licence, and
+/// `trusted_maker` whether a seal maker's certificate (DER) is one the checker trusts to make
+/// seals (the registry's SM2 seal CA).
 pub fn check_ofd(
     file: &[u8],
     candidates: impl Fn(&[u8]) -> Vec<SealCandidate>,
     facts: impl FnOnce(&LicenceClaims, [u8; 32]) -> LicenceFacts,
     file_facts: impl FnOnce(&LicenceId) -> FileFacts,
+    trusted_maker: impl FnOnce(&[u8]) -> bool,
     at: Timestamp,
 ) -> Outcome {
     let file_digest = sha256(&[file]);
@@ -140,6 +143,18 @@ pub fn check_ofd(
             )
         };
     }
+    // The seal shown (its picture and name) is one the registry made for this seal.
+    if !trusted_maker(&sealed.seal().maker_cert) {
+        return Outcome {
+            claims: Some(claims),
+            ..verdict(
+                Indication::Indeterminate,
+                SubIndication::NoCertificateChainFound,
+                "the seal in the file was not made by a trusted seal maker".into(),
+                file_digest,
+            )
+        };
+    }
     if !seal.chain_ok {
         return Outcome {
             claims: Some(claims),
@@ -179,12 +194,15 @@ pub fn check_ofd(
         }
         FileFacts::Sealed { at, .. } => at,
         FileFacts::Unavailable => {
-            return verdict(
-                Indication::Indeterminate,
-                SubIndication::TryLater,
-                "the registry cannot read the licence's sealed file now".into(),
-                file_digest,
-            );
+            return Outcome {
+                claims: Some(claims),
+                ..verdict(
+                    Indication::Indeterminate,
+                    SubIndication::TryLater,
+                    "the registry cannot read the licence's sealed file now".into(),
+                    file_digest,
+                )
+            };
         }
     };
     match usability_at(

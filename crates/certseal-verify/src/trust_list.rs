@@ -166,6 +166,7 @@ pub fn verify_ofd_offline(
             None => crate::document::LicenceFacts::NotChecked,
         },
         |_| crate::ofd::FileFacts::Offline,
+        |maker| trust_list.cas.iter().any(|c| c.0 == maker),
         at,
     )
 }

@@ -149,6 +149,7 @@ proptest! {
             |_| Vec::new(),
             |_, _| LicenceFacts::Unknown,
             |_| certseal_verify::ofd::FileFacts::Offline,
+            |_| true,
             Timestamp(0),
         );
         prop_assert!(o.indication != certseal_core::Indication::TotalPassed);
