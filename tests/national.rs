@@ -28,12 +28,28 @@ fn public_key(der: &[u8]) -> Vec<u8> {
 }
 
 async fn check_document(addr: std::net::SocketAddr, doc: &[u8]) -> pb::VerificationResult {
+    check(
+        addr,
+        pb::verify_document_request::Document::Cose(doc.to_vec()),
+    )
+    .await
+}
+
+async fn check_ofd(addr: std::net::SocketAddr, file: Vec<u8>) -> pb::VerificationResult {
+    check(addr, pb::verify_document_request::Document::Ofd(file)).await
+}
+
+/// VerifyDocument by department 9 as a verifier.
+async fn check(
+    addr: std::net::SocketAddr,
+    document: pb::verify_document_request::Document,
+) -> pb::VerificationResult {
     VerificationServiceClient::new(connect(addr).await)
         .verify_document(as_actor(
             &dept_code(9),
             "verifier",
             pb::VerifyDocumentRequest {
-                document: Some(pb::verify_document_request::Document::Cose(doc.to_vec())),
+                document: Some(document),
                 purpose: Some(pb::Purpose {
                     code: "ADMIN_APPROVAL".into(),
                     text: "核验".into(),
@@ -644,26 +660,8 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
     }
 
     // VerifyDocument takes the file: passed, with a receipt; each tamper gets its own answer.
-    let check_ofd = |file: Vec<u8>| async move {
-        VerificationServiceClient::new(connect(addr).await)
-            .verify_document(as_actor(
-                &dept_code(9),
-                "verifier",
-                pb::VerifyDocumentRequest {
-                    document: Some(pb::verify_document_request::Document::Ofd(file)),
-                    purpose: Some(pb::Purpose {
-                        code: "ADMIN_APPROVAL".into(),
-                        text: "核验".into(),
-                    }),
-                    at: None,
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-    };
     use pb::SubIndication as S;
-    let r = check_ofd(f.content.clone()).await;
+    let r = check_ofd(addr, f.content.clone()).await;
     assert_eq!(
         (r.indication(), r.sub_indication()),
         (pb::Indication::TotalPassed, S::Unspecified),
@@ -689,7 +687,7 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
         }
         d
     });
-    let r = check_ofd(page).await;
+    let r = check_ofd(addr, page).await;
     assert_eq!(
         (r.indication(), r.sub_indication()),
         (pb::Indication::TotalFailed, S::HashFailure),
@@ -708,9 +706,9 @@ async fn an_sm2_licence_is_a_sealed_ofd_file_that_an_independent_reader_opens() 
         }
         d
     });
-    let r = check_ofd(unreferenced).await;
+    let r = check_ofd(addr, unreferenced).await;
     assert_eq!(r.sub_indication(), S::HashFailure, "{}", r.reason);
-    let r = check_ofd(b"PK\x03\x04 not a package".to_vec()).await;
+    let r = check_ofd(addr, b"PK\x03\x04 not a package".to_vec()).await;
     assert_eq!(r.sub_indication(), S::FormatFailure, "{}", r.reason);
 
     // Offline: the trust list and CA, as for a COSE document; and any sealed OFD file's seal
@@ -959,22 +957,7 @@ async fn an_ofd_file_sealed_with_another_seals_key_is_caught() {
     assert_eq!(opened.signature.cert, other.certificate_der);
     // ...but the licence's own seal did not make it.
     let server = ChildServer::spawn(&data);
-    let r = VerificationServiceClient::new(connect(server.addr).await)
-        .verify_document(as_actor(
-            &dept_code(9),
-            "verifier",
-            pb::VerifyDocumentRequest {
-                document: Some(pb::verify_document_request::Document::Ofd(forged)),
-                purpose: Some(pb::Purpose {
-                    code: "ADMIN_APPROVAL".into(),
-                    text: "核验".into(),
-                }),
-                at: None,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = check_ofd(server.addr, forged).await;
     assert_eq!(
         says(&r),
         (

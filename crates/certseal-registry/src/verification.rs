@@ -433,6 +433,19 @@ impl Registry {
         // may be cached under it. Every read of the check is from the snapshot.
         let stamp = self.records.stamp();
         let snap = self.store.snapshot();
+        // A presented document's outcome, with the licence it names, as the registry holds it.
+        let about = |o: Outcome| -> Result<(String, Outcome, Option<Licence>), RegistryError> {
+            let licence = match &o.claims {
+                Some(c) => load_licence(snap.as_ref(), &c.id)?,
+                None => None,
+            };
+            let asked = o
+                .claims
+                .as_ref()
+                .map(|c| c.id.to_string())
+                .unwrap_or_default();
+            Ok((asked, o, licence))
+        };
         let (asked, outcome, licence) = match subject {
             Subject::Id(id) => {
                 let id = parse_licence_id(&id)?;
@@ -453,46 +466,10 @@ impl Registry {
                     }
                 }
             }
-            Subject::Document(bytes) => {
-                let o = self.check(snap.as_ref(), &stamp, &bytes, None, at);
-                let licence = match &o.claims {
-                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
-                    None => None,
-                };
-                let asked = o
-                    .claims
-                    .as_ref()
-                    .map(|c| c.id.to_string())
-                    .unwrap_or_default();
-                (asked, o, licence)
-            }
-            Subject::Ofd(bytes) => {
-                let o = self.check_ofd(snap.as_ref(), &stamp, &bytes, at);
-                let licence = match &o.claims {
-                    Some(c) => load_licence(snap.as_ref(), &c.id)?,
-                    None => None,
-                };
-                let asked = o
-                    .claims
-                    .as_ref()
-                    .map(|c| c.id.to_string())
-                    .unwrap_or_default();
-                (asked, o, licence)
-            }
+            Subject::Document(bytes) => about(self.check(snap.as_ref(), &stamp, &bytes, None, at))?,
+            Subject::Ofd(bytes) => about(self.check_ofd(snap.as_ref(), &stamp, &bytes, at))?,
             Subject::Qr(text) => match qr::decode(&text) {
-                Ok(bytes) => {
-                    let o = self.check(snap.as_ref(), &stamp, &bytes, None, at);
-                    let licence = match &o.claims {
-                        Some(c) => load_licence(snap.as_ref(), &c.id)?,
-                        None => None,
-                    };
-                    let asked = o
-                        .claims
-                        .as_ref()
-                        .map(|c| c.id.to_string())
-                        .unwrap_or_default();
-                    (asked, o, licence)
-                }
+                Ok(bytes) => about(self.check(snap.as_ref(), &stamp, &bytes, None, at))?,
                 Err(e) => {
                     let mut o = unknown_format(&format!("QR string: {e}"));
                     o.digest = sha256(&[text.as_bytes()]);
