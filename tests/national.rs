@@ -62,6 +62,25 @@ async fn check(
         .into_inner()
 }
 
+/// Registering an SM2 seal of `dept`, certified now or (`external`) through a CSR.
+fn sm2_seal(
+    dept: String,
+    name: &str,
+    seal_type: pb::SealType,
+    image_seed: u8,
+    external: bool,
+) -> pb::RegisterSealRequest {
+    pb::RegisterSealRequest {
+        department: dept,
+        name: name.into(),
+        r#type: seal_type as i32,
+        image: png(image_seed),
+        algorithm: pb::SealAlgorithm::Sm2 as i32,
+        external_ca: external,
+        ..Default::default()
+    }
+}
+
 fn says(r: &pb::VerificationResult) -> (pb::Indication, pb::SubIndication) {
     (r.indication(), r.sub_indication())
 }
@@ -351,15 +370,13 @@ async fn an_sm2_seal_certified_by_an_external_sm2_ca_through_its_csr() {
     .await;
     let mut s = SealServiceClient::new(connect(server.addr).await);
     let r = s
-        .register_seal(admin(pb::RegisterSealRequest {
-            department: dept.clone(),
-            name: "厦门市市场监督管理局行政审批专用章".into(),
-            r#type: pb::SealType::SpecialPurpose as i32,
-            image: png(3),
-            algorithm: pb::SealAlgorithm::Sm2 as i32,
-            external_ca: true,
-            ..Default::default()
-        }))
+        .register_seal(admin(sm2_seal(
+            dept.clone(),
+            "厦门市市场监督管理局行政审批专用章",
+            pb::SealType::SpecialPurpose,
+            3,
+            true,
+        )))
         .await
         .unwrap()
         .into_inner();
@@ -444,15 +461,13 @@ async fn an_sm2_seal_certified_by_an_external_sm2_ca_through_its_csr() {
     // A certificate an SM2 CA signed without the distinguishing ID is refused: its signature
     // does not verify as GB/T 32918 defines it.
     let r2 = s
-        .register_seal(admin(pb::RegisterSealRequest {
-            department: dept.clone(),
-            name: "厦门市市场监督管理局合同专用章".into(),
-            r#type: pb::SealType::Contract as i32,
-            image: png(4),
-            algorithm: pb::SealAlgorithm::Sm2 as i32,
-            external_ca: true,
-            ..Default::default()
-        }))
+        .register_seal(admin(sm2_seal(
+            dept.clone(),
+            "厦门市市场监督管理局合同专用章",
+            pb::SealType::Contract,
+            4,
+            true,
+        )))
         .await
         .unwrap()
         .into_inner();
@@ -873,14 +888,13 @@ async fn an_ofd_file_sealed_with_another_seals_key_is_caught() {
     let i = issuer(server.addr, 1, pb::SealAlgorithm::Sm2).await;
     let mut s = SealServiceClient::new(connect(server.addr).await);
     let other = s
-        .register_seal(admin(pb::RegisterSealRequest {
-            department: i.dept.clone(),
-            name: "厦门市市场监督管理局合同专用章".into(),
-            r#type: pb::SealType::Contract as i32,
-            image: png(5),
-            algorithm: pb::SealAlgorithm::Sm2 as i32,
-            ..Default::default()
-        }))
+        .register_seal(admin(sm2_seal(
+            i.dept.clone(),
+            "厦门市市场监督管理局合同专用章",
+            pb::SealType::Contract,
+            5,
+            false,
+        )))
         .await
         .unwrap()
         .into_inner()

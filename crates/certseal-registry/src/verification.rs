@@ -104,6 +104,26 @@ fn status_at(l: &Licence, t: Timestamp) -> LicenceStatus {
         .map_or(LicenceStatus::Active, |e| e.status)
 }
 
+/// What the registry's record says of a checked document's licence (`digest`: the document's).
+fn licence_facts(
+    read: Result<Option<Licence>, RegistryError>,
+    digest: &[u8],
+    at: Timestamp,
+) -> LicenceFacts {
+    match read {
+        Ok(Some(l)) => LicenceFacts::Registered {
+            status_at: status_at(&l, at),
+            issued_at: l.issued_at,
+            same_document: l.document_digest == digest,
+        },
+        Ok(None) => LicenceFacts::Unknown,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a licence during a check");
+            LicenceFacts::Unavailable
+        }
+    }
+}
+
 fn receipt_key(licence: &str, at: Timestamp, id: &SealId) -> Vec<u8> {
     [
         licence.as_bytes(),
@@ -486,43 +506,34 @@ impl Registry {
         certseal_verify::ofd::check_ofd(
             file,
             |kid| self.seal_candidates(snap, stamp, kid),
-            |claims, digest| match load_licence(snap, &claims.id) {
-                Ok(Some(l)) => LicenceFacts::Registered {
-                    status_at: status_at(&l, at),
-                    issued_at: l.issued_at,
-                    same_document: l.document_digest == digest,
-                },
-                Ok(None) => LicenceFacts::Unknown,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a licence during a check");
-                    LicenceFacts::Unavailable
-                }
-            },
-            |id| {
-                let entry = self.sealed_file_entry(snap, id).and_then(|e| match e {
-                    None => Ok(None),
-                    Some((sha256, index)) => {
-                        let bytes = snap
-                            .get(Table::LogEntries, &index.to_be_bytes())?
-                            .ok_or_else(|| RegistryError::Corrupt(format!("log entry {index}")))?;
-                        let e = certseal_log::Entry::decode(&bytes).map_err(|e| {
-                            RegistryError::Corrupt(format!("log entry {index}: {e}"))
-                        })?;
-                        Ok(Some((sha256, Timestamp(e.time))))
-                    }
-                });
-                match entry {
-                    Ok(Some((sha256, at))) => FileFacts::Sealed { sha256, at },
-                    Ok(None) => FileFacts::NoneSealed,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read a sealed file during a check");
-                        FileFacts::Unavailable
-                    }
-                }
-            },
+            |claims, digest| licence_facts(load_licence(snap, &claims.id), &digest, at),
+            |id| self.file_facts(snap, id),
             |maker| maker == self.seal_ca.sm2_cert.der,
             at,
         )
+    }
+
+    /// The licence's sealed file, with when the log says it was sealed.
+    fn file_facts(&self, snap: &dyn Read, id: &LicenceId) -> FileFacts {
+        let entry = self.sealed_file_entry(snap, id).and_then(|e| match e {
+            None => Ok(None),
+            Some((sha256, index)) => {
+                let bytes = snap
+                    .get(Table::LogEntries, &index.to_be_bytes())?
+                    .ok_or_else(|| RegistryError::Corrupt(format!("log entry {index}")))?;
+                let e = certseal_log::Entry::decode(&bytes)
+                    .map_err(|e| RegistryError::Corrupt(format!("log entry {index}: {e}")))?;
+                Ok(Some((sha256, Timestamp(e.time))))
+            }
+        });
+        match entry {
+            Ok(Some((sha256, at))) => FileFacts::Sealed { sha256, at },
+            Ok(None) => FileFacts::NoneSealed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a sealed file during a check");
+                FileFacts::Unavailable
+            }
+        }
     }
 
     /// Checks a document; `known` is its licence if already read from `snap`, taken after
@@ -543,18 +554,7 @@ impl Registry {
         check_document(
             document,
             |kid| self.seal_candidates(snap, stamp, kid),
-            |claims| match read(&claims.id) {
-                Ok(Some(l)) => LicenceFacts::Registered {
-                    status_at: status_at(&l, at),
-                    issued_at: l.issued_at,
-                    same_document: l.document_digest == digest,
-                },
-                Ok(None) => LicenceFacts::Unknown,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a licence during a check");
-                    LicenceFacts::Unavailable
-                }
-            },
+            |claims| licence_facts(read(&claims.id), &digest, at),
             at,
         )
     }
