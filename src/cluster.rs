@@ -62,6 +62,11 @@ const WRITES: &[&str] = &[
     "/certseal.v1.VerificationService/VerifyLicence",
     "/certseal.v1.VerificationService/VerifyDocument",
     "/certseal.v1.VerificationService/VerifyLicences",
+    // Every call for a holder is an audit-log entry.
+    "/certseal.v1.HolderService/CreateUseCode",
+    "/certseal.v1.HolderService/RevokeUseCode",
+    "/certseal.v1.HolderService/ListUseCodes",
+    "/certseal.v1.HolderService/ListUsage",
     // Its first call for a licence of an SM2 seal seals the file and logs it.
     "/certseal.v1.LicenceService/GetLicenceFile",
 ];

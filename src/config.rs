@@ -956,6 +956,7 @@ impl RawConfig {
                 },
                 request_id_retention,
                 ofd: ofd_options(&self.ofd)?,
+                clock: certseal_registry::Clock::default(),
             },
             limits,
             tls,

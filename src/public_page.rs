@@ -217,8 +217,8 @@ fn forms() -> Markup {
     html! {
         div.card.noprint {
             h2 { "核验电子证照 Check a licence" }
-            p { "粘贴证照二维码内容（以 CS1: 开头），或上传二维码图片。"
-                br; "Paste the licence's QR text (it starts with CS1:), or upload a picture of its QR code." }
+            p { "粘贴证照二维码内容（以 CS1: 开头）或用证码（以 CSU: 开头），或上传二维码图片。"
+                br; "Paste the licence's QR text (it starts with CS1:) or a holder's use code (CSU:), or upload a picture of its QR code." }
             form method="post" action="/check" enctype="multipart/form-data" {
                 label for="qr" { "二维码内容 QR text" }
                 textarea #qr name="qr" placeholder="CS1:…" {}
@@ -304,7 +304,7 @@ impl Page {
         forwarded_client(headers).unwrap_or(peer)
     }
 
-    async fn check(&self, subject: Subject) -> Response {
+    async fn check(&self, subject: Subject, use_code: Option<&str>) -> Response {
         let Some(registry) = self.registry.upgrade() else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -313,7 +313,7 @@ impl Page {
             );
         };
         match registry
-            .public_check(&self.config.department, subject)
+            .public_check(&self.config.department, subject, use_code)
             .await
         {
             Ok(view) => {
@@ -331,6 +331,11 @@ impl Page {
                     .map(|f| f.description.clone())
                     .collect::<Vec<_>>()
                     .join("; "),
+            ),
+            Err(RegistryError::UseCodeRefused(reason)) => problem(
+                StatusCode::FORBIDDEN,
+                "用证码无效 Use code refused",
+                &format!("此用证码不能用于公开核验页。{}.", reason.words()),
             ),
             Err(e) => {
                 tracing::error!(error = %e, "public page check failed");
@@ -419,7 +424,7 @@ async fn by_id(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    page.check(Subject::Id(id)).await
+    page.check(Subject::Id(id), None).await
 }
 
 async fn by_qr(
@@ -455,7 +460,21 @@ async fn by_qr(
             );
         }
     };
-    page.check(Subject::Qr(text)).await
+    // A holder's use code (CSU:…) names its licence; a view with it uses one of its uses.
+    if text.trim_start().starts_with(certseal_core::use_code::USE_CODE_QR_PREFIX) {
+        return match certseal_core::use_code::parse_presented(&text) {
+            Ok((_, Some(licence))) => {
+                page.check(Subject::Id(licence.to_string()), Some(&text))
+                    .await
+            }
+            Ok(_) | Err(_) => problem(
+                StatusCode::BAD_REQUEST,
+                "无法识别 Not a use code",
+                "用证码二维码应为 CSU:1:… A use code's QR text is CSU:1:<code>:<licence ID>.",
+            ),
+        };
+    }
+    page.check(Subject::Qr(text), None).await
 }
 
 /// Why a form gave no QR text: the status, the page's title and the detail.

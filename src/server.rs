@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
+    HolderApi,
     AdminApi, AuditApi, Context, DepartmentApi, LicenceApi, PolicyApi, SealApi, TemplateApi,
     VerificationApi,
 };
@@ -21,6 +22,7 @@ use crate::pb;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::audit_service_server::AuditServiceServer;
 use crate::pb::department_service_server::DepartmentServiceServer;
+use crate::pb::holder_service_server::HolderServiceServer;
 use crate::pb::licence_service_server::LicenceServiceServer;
 use crate::pb::policy_service_server::PolicyServiceServer;
 use crate::pb::seal_service_server::SealServiceServer;
@@ -214,6 +216,7 @@ pub fn serve_on(
     let licences =
         LicenceServiceServer::new(LicenceApi(ctx.clone())).max_decoding_message_size(max);
     let policy = PolicyServiceServer::new(PolicyApi(ctx.clone())).max_decoding_message_size(max);
+    let holders = HolderServiceServer::new(HolderApi(ctx.clone())).max_decoding_message_size(max);
     let verification =
         VerificationServiceServer::new(VerificationApi(ctx)).max_decoding_message_size(max);
 
@@ -240,7 +243,7 @@ pub fn serve_on(
             <AdminServiceServer<AdminApi> as NamedService>::NAME,
             <AuditServiceServer<AuditApi> as NamedService>::NAME,
         ];
-        const WRITE_SERVICES: [&str; 6] = [
+        const WRITE_SERVICES: [&str; 7] = [
             <DepartmentServiceServer<DepartmentApi> as NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as NamedService>::NAME,
             <SealServiceServer<SealApi> as NamedService>::NAME,
@@ -248,6 +251,8 @@ pub fn serve_on(
             <PolicyServiceServer<PolicyApi> as NamedService>::NAME,
             // Every check writes its receipt.
             <VerificationServiceServer<VerificationApi> as NamedService>::NAME,
+            // Every call for a holder is logged.
+            <HolderServiceServer<HolderApi> as NamedService>::NAME,
         ];
         for s in READ_SERVICES.iter().chain(&WRITE_SERVICES) {
             health
@@ -320,6 +325,7 @@ pub fn serve_on(
             .add_service(seals)
             .add_service(licences)
             .add_service(verification)
+            .add_service(holders)
             .add_service(policy);
         let stop = async move {
             shutdown.await;

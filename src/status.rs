@@ -27,6 +27,19 @@ pub fn to_status(e: RegistryError) -> Status {
         RegistryError::FailedPrecondition(m) => Status::failed_precondition(m),
         // Logged where it was decided, with the caller and the action.
         RegistryError::PermissionDenied(m) => Status::permission_denied(m),
+        RegistryError::UseCodeRefused(reason) => {
+            // The reason is machine-readable: an app tells the holder what to do.
+            let details = ErrorDetails::with_error_info(
+                reason.as_str(),
+                "certseal.registry",
+                std::collections::HashMap::new(),
+            );
+            Status::with_error_details(
+                Code::PermissionDenied,
+                format!("permission denied: {}", reason.words()),
+                details,
+            )
+        }
         RegistryError::CertificateRevoked(m) => Status::unauthenticated(m),
         RegistryError::Store(StoreError::Unsupported(m)) => Status::unimplemented(m),
         RegistryError::Store(StoreError::Closed) => {

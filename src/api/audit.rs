@@ -68,6 +68,13 @@ impl AuditService for AuditApi {
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
         let Caller { actor, slot: _slot } = self.0.admit_checked(&request)?;
+        let holder = request
+            .get_ref()
+            .holder
+            .as_ref()
+            .map(|h| super::holder::holder_from_pb(Some(h)))
+            .transpose()
+            .map_err(to_status)?;
         let target = match &request.get_ref().target {
             Some(pb::get_inclusion_proof_request::Target::Index(i)) => ProofTarget::Index(*i),
             Some(pb::get_inclusion_proof_request::Target::LeafHash(h)) => {
@@ -88,7 +95,7 @@ impl AuditService for AuditApi {
         let p = self
             .0
             .registry
-            .inclusion_proof(&actor, target)
+            .inclusion_proof(&actor, target, holder.as_ref())
             .map_err(to_status)?;
         let tlog_proof = p.tlog_proof();
         Ok(Response::new(pb::InclusionProof {

@@ -21,6 +21,7 @@ pub(crate) fn role(r: Role) -> pb::Role {
         Role::Issuer => pb::Role::Issuer,
         Role::Verifier => pb::Role::Verifier,
         Role::Auditor => pb::Role::Auditor,
+        Role::HolderAgent => pb::Role::HolderAgent,
     }
 }
 

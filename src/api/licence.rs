@@ -24,7 +24,7 @@ use crate::status::to_status;
 #[derive(Debug, Clone)]
 pub struct LicenceApi(pub Context);
 
-fn holder_kind_from_pb(field: &str, v: i32) -> Result<HolderKind, RegistryError> {
+pub(crate) fn holder_kind_from_pb(field: &str, v: i32) -> Result<HolderKind, RegistryError> {
     match pb::HolderKind::try_from(v) {
         Ok(pb::HolderKind::Person) => Ok(HolderKind::Person),
         Ok(pb::HolderKind::Organisation) => Ok(HolderKind::Organisation),

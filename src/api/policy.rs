@@ -23,10 +23,11 @@ fn role_names(roles: &[i32], field: &str) -> Result<Vec<String>, Status> {
             Ok(pb::Role::Issuer) => Ok("issuer".to_owned()),
             Ok(pb::Role::Verifier) => Ok("verifier".to_owned()),
             Ok(pb::Role::Auditor) => Ok("auditor".to_owned()),
+            Ok(pb::Role::HolderAgent) => Ok("holder_agent".to_owned()),
             Ok(pb::Role::Node) => Ok(certseal_core::NODE_ROLE.to_owned()),
             _ => Err(to_status(RegistryError::invalid(
                 format!("{field}[{i}]"),
-                "a role: ROLE_ADMIN, ROLE_ISSUER, ROLE_VERIFIER, ROLE_AUDITOR or (certificates only) ROLE_NODE",
+                "a role: ROLE_ADMIN, ROLE_ISSUER, ROLE_VERIFIER, ROLE_AUDITOR, ROLE_HOLDER_AGENT or (certificates only) ROLE_NODE",
             ))),
         })
         .collect()

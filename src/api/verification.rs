@@ -19,7 +19,7 @@ use crate::status::to_status;
 #[derive(Debug, Clone)]
 pub struct VerificationApi(pub Context);
 
-fn indication_to_pb(i: Indication) -> pb::Indication {
+pub(crate) fn indication_to_pb(i: Indication) -> pb::Indication {
     match i {
         Indication::TotalPassed => pb::Indication::TotalPassed,
         Indication::TotalFailed => pb::Indication::TotalFailed,
@@ -27,7 +27,7 @@ fn indication_to_pb(i: Indication) -> pb::Indication {
     }
 }
 
-fn sub_to_pb(s: Option<SubIndication>) -> pb::SubIndication {
+pub(crate) fn sub_to_pb(s: Option<SubIndication>) -> pb::SubIndication {
     use SubIndication as S;
     match s {
         None => pb::SubIndication::Unspecified,
@@ -66,6 +66,7 @@ fn result_to_pb(v: Verification) -> pb::VerificationResult {
         receipt_id: v.receipt_payload.id.clone(),
         receipt_log_index: v.log_index,
         checked_at: Some(timestamp(v.receipt_payload.checked_at)),
+        basis: super::holder::basis_to_pb(v.receipt_payload.basis.as_ref().map(|b| b.kind)) as i32,
     }
 }
 
@@ -76,13 +77,21 @@ async fn verify_by_id(
 ) -> Result<Verification, RegistryError> {
     let purpose = r.purpose.unwrap_or_default();
     let at = optional_time("at", &r.at)?;
+    // A code's QR string names its licence: the ID may be left out.
+    let mut licence_id = r.licence_id;
+    if licence_id.trim().is_empty()
+        && let Ok((_, Some(l))) = certseal_core::use_code::parse_presented(&r.use_code)
+    {
+        licence_id = l.to_string();
+    }
     registry
         .verify(
             actor,
-            Subject::Id(r.licence_id),
+            Subject::Id(licence_id),
             &purpose.code,
             &purpose.text,
             at,
+            Some(r.use_code.as_str()),
         )
         .await
 }
@@ -124,7 +133,14 @@ impl VerificationService for VerificationApi {
         let v = self
             .0
             .registry
-            .verify(&actor, subject, &purpose.code, &purpose.text, at)
+            .verify(
+                &actor,
+                subject,
+                &purpose.code,
+                &purpose.text,
+                at,
+                Some(r.use_code.as_str()),
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(result_to_pb(v)))
@@ -189,6 +205,8 @@ impl VerificationService for VerificationApi {
                     at: Some(timestamp(v.receipt.at)),
                     indication: indication_to_pb(v.receipt.result) as i32,
                     sub_indication: sub_to_pb(v.receipt.sub) as i32,
+                    basis: super::holder::basis_to_pb(v.receipt.basis.as_ref().map(|b| b.kind))
+                        as i32,
                     receipt: v.signed,
                     log_index: v.log_index,
                 })

@@ -53,6 +53,7 @@ pub async fn run(c: AuditCommand) -> anyhow::Result<()> {
                 .audit()
                 .get_inclusion_proof(cl.request(pb::GetInclusionProofRequest {
                     target: Some(pb::get_inclusion_proof_request::Target::Index(index)),
+                    holder: None,
                 })?)
                 .await
                 .map_err(explain)?

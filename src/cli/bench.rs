@@ -442,6 +442,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                                 licence_id: id.clone(),
                                 purpose: purpose.clone(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await
@@ -458,6 +459,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                                 )),
                                 purpose: purpose.clone(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await

@@ -135,6 +135,9 @@ pub(super) fn explain(status: Status) -> anyhow::Error {
         upper.push(c.to_ascii_uppercase());
     }
     let mut msg = format!("{upper}: {}", meaning(code));
+    if let Some(info) = status.get_error_details().error_info() {
+        msg.push_str(&format!("\n  reason: {}", info.reason));
+    }
     match status.get_error_details().bad_request() {
         // The violations say it all, one per line.
         Some(br) if !br.field_violations.is_empty() => {
@@ -186,6 +189,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Restore(a) => super::backup::restore(a).await,
         Command::Policy(c) => super::policy::run(c).await,
         Command::DeptCert(c) => super::policy::dept_cert(c).await,
+        Command::Usecode(c) => super::holder::usecode(c).await,
+        Command::Usage(a) => super::holder::usage(a).await,
         Command::Ca(
             c @ (super::CaCommand::RotateClient { .. } | super::CaCommand::RetireClient { .. }),
         ) => super::policy::client_ca(c).await,

@@ -376,6 +376,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             why,
             at,
             receipt_out,
+            use_code,
             ..
         } => {
             let r = cl
@@ -387,6 +388,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                         text: why,
                     }),
                     at: time_arg("--at", at.as_deref())?,
+                    use_code: use_code.unwrap_or_default(),
                 })?)
                 .await
                 .map_err(explain)?

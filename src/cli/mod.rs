@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 mod client;
 mod files;
+mod holder;
 mod licence;
 mod output;
 mod policy;
@@ -75,6 +76,11 @@ pub enum Command {
     /// Department certificates for mutual TLS.
     #[command(subcommand)]
     DeptCert(policy::DeptCertCommand),
+    /// Use codes (授权用证) a holder agent makes for a holder: create, list, revoke.
+    #[command(subcommand)]
+    Usecode(holder::UseCodeCommand),
+    /// Every check of a holder's licences (用证留痕), for a holder agent.
+    Usage(holder::UsageArgs),
 }
 
 /// `certseal seal …`
@@ -453,6 +459,10 @@ pub enum LicenceCommand {
         /// Write the signed receipt here.
         #[arg(long)]
         receipt_out: Option<PathBuf>,
+        /// The holder's use code (or its CSU: QR string): checks a licence the policy does
+        /// not let this department read, within what the code allows.
+        #[arg(long)]
+        use_code: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -700,7 +710,7 @@ pub struct ClientArgs {
     /// Act as this department (credit code); development mode only.
     #[arg(long, env = "CERTSEAL_AS_DEPARTMENT")]
     pub as_department: Option<String>,
-    /// Act in this role (admin, issuer, verifier, auditor). With TLS, one of the roles the
+    /// Act in this role (admin, issuer, verifier, auditor, holder_agent). With TLS, one of the roles the
     /// client certificate grants.
     #[arg(long, env = "CERTSEAL_AS_ROLE")]
     pub as_role: Option<String>,

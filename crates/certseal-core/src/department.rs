@@ -31,6 +31,9 @@ pub enum Role {
     Verifier,
     /// Reads and exports the audit log.
     Auditor,
+    /// A platform that authenticated a holder (the provincial app, a service hall's counter)
+    /// and acts for them, naming them in each call.
+    HolderAgent,
 }
 
 impl Role {
@@ -41,6 +44,7 @@ impl Role {
             Role::Issuer => "issuer",
             Role::Verifier => "verifier",
             Role::Auditor => "auditor",
+            Role::HolderAgent => "holder_agent",
         }
     }
 }
@@ -53,8 +57,9 @@ impl std::str::FromStr for Role {
             "issuer" => Ok(Role::Issuer),
             "verifier" => Ok(Role::Verifier),
             "auditor" => Ok(Role::Auditor),
+            "holder_agent" => Ok(Role::HolderAgent),
             _ => Err(format!(
-                "unknown role '{s}': expected admin, issuer, verifier or auditor"
+                "unknown role '{s}': expected admin, issuer, verifier, auditor or holder_agent"
             )),
         }
     }

@@ -17,6 +17,7 @@ pub mod qr;
 pub mod seal;
 pub mod template;
 pub mod trust_list;
+pub mod use_code;
 mod uuid_id;
 pub mod verification;
 
@@ -38,7 +39,8 @@ pub use template::{
 };
 pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
 pub use uuid_id::SealId;
+pub use use_code::{Audience, UseCode, UseCodeRefusal, UseCodeText};
 pub use verification::{
-    AnyStatusList, Indication, Purpose, Receipt, StatusChange, StatusHistory, StatusList,
+    AnyStatusList, Basis, BasisKind, Indication, Purpose, Receipt, StatusChange, StatusHistory, StatusList,
     StatusListV2, SubIndication,
 };

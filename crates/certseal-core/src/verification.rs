@@ -9,8 +9,10 @@ use crate::error::FieldViolation;
 use crate::ids::CreditCode;
 use crate::licence::LicenceStatus;
 
-/// Content type of a signed receipt.
+/// Content type of a signed receipt (version 1: no basis).
 pub const RECEIPT_CONTENT_TYPE: &str = "application/certseal-receipt+cbor; v=1";
+/// Content type of a signed receipt, version 2: it names the check's basis.
+pub const RECEIPT_V2_CONTENT_TYPE: &str = "application/certseal-receipt+cbor; v=2";
 /// Content type of a signed status list.
 pub const STATUS_LIST_CONTENT_TYPE: &str = "application/certseal-status-list+cbor; v=1";
 /// COSE content type of a signed status list, version 2 (each licence's status history).
@@ -140,7 +142,44 @@ impl Purpose {
     }
 }
 
-/// The payload of a signed receipt (version 1).
+/// What allowed a check: whose permission the verifier acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BasisKind {
+    /// The issuing department checked its own licence.
+    Issuer,
+    /// A read grant of the sharing policy (the department's statutory access), or no policy
+    /// enforced.
+    Grant,
+    /// The holder's use code.
+    UseCode,
+    /// The public page, showing only public fields.
+    Public,
+}
+
+impl BasisKind {
+    /// The name used in receipts and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BasisKind::Issuer => "issuer",
+            BasisKind::Grant => "grant",
+            BasisKind::UseCode => "use_code",
+            BasisKind::Public => "public",
+        }
+    }
+}
+
+/// The basis of a check, in a version 2 receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Basis {
+    /// Issuer, grant, use code or public.
+    pub kind: BasisKind,
+    /// With a use code: the code's ID (UUIDv7), never the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_code: Option<String>,
+}
+
+/// The payload of a signed receipt (version 1, or 2 with its basis).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// Format version, 1.
@@ -165,9 +204,21 @@ pub struct Receipt {
     pub verifier: CreditCode,
     /// Why it checked.
     pub purpose: Purpose,
+    /// What allowed the check (version 2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
 }
 
 impl Receipt {
+    /// The COSE content type of this receipt's version.
+    pub fn content_type(&self) -> &'static str {
+        if self.v == 2 {
+            RECEIPT_V2_CONTENT_TYPE
+        } else {
+            RECEIPT_CONTENT_TYPE
+        }
+    }
+
     /// Deterministic CBOR.
     pub fn encode(&self) -> Vec<u8> {
         cbor::to_canonical(self).expect("a receipt serialises")
@@ -176,10 +227,15 @@ impl Receipt {
     /// Reads a payload, refusing other versions and encodings.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let r: Receipt = cbor::from_canonical(bytes)?;
-        if r.v != 1 {
-            return Err(format!("receipt version {}", r.v));
+        match (r.v, &r.basis) {
+            (1, None) | (2, Some(_)) => Ok(r),
+            (1 | 2, _) => Err(format!(
+                "a version {} receipt {} a basis",
+                r.v,
+                if r.v == 1 { "has no" } else { "names" }
+            )),
+            (v, _) => Err(format!("receipt version {v}")),
         }
-        Ok(r)
     }
 }
 
@@ -404,8 +460,18 @@ mod tests {
             at: Timestamp(5),
             verifier: "11100000000013338W".parse().unwrap(),
             purpose,
+            basis: None,
         };
         assert_eq!(Receipt::decode(&r.encode()).unwrap(), r);
+        let mut v2 = r.clone();
+        v2.v = 2;
+        assert!(Receipt::decode(&v2.encode()).is_err(), "a v2 receipt names its basis");
+        v2.basis = Some(Basis {
+            kind: BasisKind::UseCode,
+            use_code: Some("0190f5e4-7d3a-7c4e-8a1b-2c3d4e5f6a7b".into()),
+        });
+        assert_eq!(Receipt::decode(&v2.encode()).unwrap(), v2);
+        assert_eq!(v2.content_type(), RECEIPT_V2_CONTENT_TYPE);
         let l = StatusList {
             v: 1,
             issuer: "x".into(),

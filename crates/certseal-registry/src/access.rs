@@ -57,6 +57,8 @@ pub(crate) enum Reading<'a> {
     Granted(&'a ReadGrant),
     /// The public verification page: the public fields.
     Public,
+    /// A holder's use code: the public fields and those it names.
+    Opened(&'a BTreeSet<String>),
 }
 
 impl Access {
@@ -110,13 +112,15 @@ impl Reading<'_> {
         match self {
             Reading::Unenforced | Reading::Public => false,
             Reading::Granted(g) => g.fields.shows(field),
+            Reading::Opened(fields) => fields.contains(field),
         }
     }
 
     /// Whether a check may state `purpose_code`.
     pub fn allows_purpose(&self, purpose_code: &str) -> bool {
         match self {
-            Reading::Unenforced | Reading::Public => true,
+            // A code's purposes are checked with the code.
+            Reading::Unenforced | Reading::Public | Reading::Opened(_) => true,
             Reading::Granted(g) => g.allows_purpose(purpose_code),
         }
     }

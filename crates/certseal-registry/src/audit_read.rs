@@ -6,6 +6,7 @@ use certseal_log::merkle::{self, Frontier, Hash};
 use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
 use certseal_store::{Direction, Table};
 
+use crate::HolderRef;
 use crate::access::Access;
 use crate::audit::{SignedCheckpoint, StoredNodes, log_err};
 use crate::{Registry, RegistryError};
@@ -92,9 +93,20 @@ impl Registry {
     /// checked what is not for everyone. Every read of an entry (by index, by leaf hash)
     /// applies this one rule.
     pub fn get_entry(&self, actor: &Actor, index: u64) -> Result<Vec<u8>, RegistryError> {
+        self.get_entry_for(actor, index, None)
+    }
+
+    /// [`Registry::get_entry`], for a holder agent acting for `holder`: it also reads the
+    /// checks of that holder's licences.
+    fn get_entry_for(
+        &self,
+        actor: &Actor,
+        index: u64,
+        holder: Option<&HolderRef>,
+    ) -> Result<Vec<u8>, RegistryError> {
         let access = self.authorize_held(actor, READING_LOG)?;
         let entry = self.read_entry(index)?;
-        if !self.may_read_entry(actor, &access, &entry)? {
+        if !self.may_read_entry(actor, &access, &entry, holder)? {
             return Err(self.deny(
                 actor,
                 READING_LOG,
@@ -112,10 +124,11 @@ impl Registry {
         actor: &Actor,
         access: &Access,
         entry: &[u8],
+        holder: Option<&HolderRef>,
     ) -> Result<bool, RegistryError> {
         Ok(!access.enforced()
             || actor.role == Role::Auditor
-            || self.entry_concerns(actor, entry)?)
+            || self.entry_concerns(actor, entry, holder)?)
     }
 
     /// The entry with leaf hash `hash` and its index, under the reading rule. To a caller who
@@ -125,6 +138,7 @@ impl Registry {
         &self,
         actor: &Actor,
         hash: &Hash,
+        holder: Option<&HolderRef>,
     ) -> Result<(u64, Vec<u8>), RegistryError> {
         let access = self.authorize_held(actor, READING_LOG)?;
         let reads_all = !access.enforced() || actor.role == Role::Auditor;
@@ -154,7 +168,7 @@ impl Registry {
                 "the leaf index points at entry {index}, which has another leaf hash"
             )));
         }
-        if !self.may_read_entry(actor, &access, &entry)? {
+        if !self.may_read_entry(actor, &access, &entry, holder)? {
             return Err(refused());
         }
         Ok((index, entry))
@@ -166,34 +180,49 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("log entry {index}")))
     }
 
-    /// Whether an entry records the caller's own act, or a check of a licence it issued.
-    fn entry_concerns(&self, actor: &Actor, bytes: &[u8]) -> Result<bool, RegistryError> {
+    /// Whether an entry records the caller's own act, or a check of a licence it issued; for a
+    /// holder agent naming `holder`, a check of one of that holder's licences (or the use of
+    /// one of their codes).
+    fn entry_concerns(
+        &self,
+        actor: &Actor,
+        bytes: &[u8],
+        holder: Option<&HolderRef>,
+    ) -> Result<bool, RegistryError> {
         let entry = Entry::decode(bytes).map_err(log_err)?;
         if entry.actor_department == actor.department.as_str() {
             return Ok(true);
         }
         let licence = match entry.extra.get("licence") {
-            Some(certseal_log::Extra::Text(id)) if entry.kind == "receipt.issued" => id,
+            Some(certseal_log::Extra::Text(id))
+                if entry.kind == "receipt.issued" || entry.kind == "use_code.used" =>
+            {
+                id
+            }
             _ => return Ok(false),
         };
         let Ok(id) = licence.parse::<certseal_core::LicenceId>() else {
             return Ok(false);
         };
-        Ok(
-            crate::licences::load_licence(self.store.snapshot().as_ref(), &id)?
-                .is_some_and(|l| l.issuer == actor.department),
-        )
+        let Some(l) = crate::licences::load_licence(self.store.snapshot().as_ref(), &id)? else {
+            return Ok(false);
+        };
+        let holders = holder.filter(|_| actor.role == Role::HolderAgent);
+        Ok(l.issuer == actor.department
+            || holders.is_some_and(|h| h.kind == l.holder_kind && h.id == l.holder_id))
     }
 
     /// An entry's inclusion proof against the latest checkpoint.
+    /// A holder agent names the holder it acts for to read the checks of their licences.
     pub fn inclusion_proof(
         &self,
         actor: &Actor,
         target: ProofTarget,
+        holder: Option<&HolderRef>,
     ) -> Result<InclusionProof, RegistryError> {
         let (index, entry) = match target {
-            ProofTarget::Index(i) => (i, self.get_entry(actor, i)?),
-            ProofTarget::LeafHash(h) => self.entry_by_leaf_hash(actor, &h)?,
+            ProofTarget::Index(i) => (i, self.get_entry_for(actor, i, holder)?),
+            ProofTarget::LeafHash(h) => self.entry_by_leaf_hash(actor, &h, holder)?,
         };
         let checkpoint = self.latest_checkpoint();
         if index >= checkpoint.checkpoint.size {

@@ -27,6 +27,9 @@ pub enum RegistryError {
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// A check presented a use code that does not open it.
+    #[error("permission denied: {}", .0.words())]
+    UseCodeRefused(certseal_core::UseCodeRefusal),
     /// The caller's client certificate was revoked.
     #[error("certificate revoked: {0}")]
     CertificateRevoked(String),

@@ -19,6 +19,7 @@ mod codec;
 mod departments;
 mod error;
 pub mod esl;
+mod holders;
 mod licence_files;
 mod licences;
 mod paging;
@@ -50,6 +51,7 @@ pub use client_certs::{
     MAX_REVOCATION_REASON, RevokedCertificates,
 };
 pub use error::RegistryError;
+pub use holders::{Clock, CreatedUseCode, HolderRef, NewUseCode, UsageView};
 pub use licence_files::{LicenceFile, OFD_DOCUMENT_SHA256, OFD_KIND, OFD_LICENCE_ID, OfdOptions};
 pub use licences::{
     IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
@@ -101,6 +103,8 @@ pub struct RegistryOptions {
     pub request_id_retention: std::time::Duration,
     /// How licence files (OFD) are drawn.
     pub ofd: OfdOptions,
+    /// The clock use codes are judged by (the system clock; tests move it forward).
+    pub clock: Clock,
 }
 
 /// Bounds on what one request may carry, at most the built-in maxima.
@@ -146,6 +150,7 @@ impl Default for RegistryOptions {
             input: InputLimits::default(),
             request_id_retention: request_ids::DEFAULT_REQUEST_ID_RETENTION,
             ofd: OfdOptions::default(),
+            clock: Clock::default(),
         }
     }
 }
@@ -208,6 +213,7 @@ pub struct Registry {
     /// Licences issued, and checks by indication (passed, failed, indeterminate).
     issued: std::sync::atomic::AtomicU64,
     checks: [std::sync::atomic::AtomicU64; 3],
+    clock: Clock,
 }
 
 impl Registry {
@@ -243,6 +249,7 @@ impl Registry {
         }
         init_meta(store.as_ref())?;
         status_list::migrate_index(store.as_ref())?;
+        holders::migrate_usage_index(store.as_ref())?;
         let kek = certseal_crypto::Kek::load_or_create(kek_file)
             .map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let records = cache::RecordCache::default();
@@ -303,6 +310,7 @@ impl Registry {
             caches_stale,
             issued: Default::default(),
             checks: Default::default(),
+            clock: opts.clock.clone(),
         })
     }
 

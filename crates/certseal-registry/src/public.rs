@@ -80,10 +80,15 @@ impl Registry {
         &self,
         page_department: &CreditCode,
         subject: Subject,
+        use_code: Option<&str>,
     ) -> Result<PublicView, RegistryError> {
         let actor = Actor {
             department: page_department.clone(),
             role: Role::Verifier,
+        };
+        let code = match use_code {
+            Some(text) => Some(self.presented_code(&actor, text)?.0),
+            None => None,
         };
         let verification = self
             .record_check(
@@ -93,6 +98,7 @@ impl Registry {
                 PUBLIC_PAGE_PURPOSE,
                 "public verification page",
                 None,
+                code,
             )
             .await?;
         let mut view = PublicView {

@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use certseal_core::trust_list::serde_bytes_vec::Der;
-use certseal_core::verification::RECEIPT_CONTENT_TYPE;
+use certseal_core::use_code::Presenter;
 use certseal_core::{
-    Actor, FieldValue, Indication, Licence, LicenceClaims, LicenceId, LicenceStatus, Purpose,
-    Receipt, Role, SealId, SubIndication, Timestamp, qr,
+    Actor, Basis, BasisKind, FieldValue, Indication, Licence, LicenceClaims, LicenceId,
+    LicenceStatus, Purpose, Receipt, Role, SealId, SubIndication, Timestamp, UseCode,
+    UseCodeRefusal, qr,
 };
 use certseal_crypto::{cose, sha256, x509};
 use certseal_log::Extra;
@@ -248,7 +249,8 @@ impl Registry {
     }
 
     /// Checks a licence at `at` (default now) for `purpose`, and records a signed receipt.
-    /// Needs the verifier (or issuer) role.
+    /// Needs the verifier (or issuer) role, and a read grant for the type unless the holder's
+    /// `use_code` opens the check.
     pub async fn verify(
         &self,
         actor: &Actor,
@@ -256,8 +258,25 @@ impl Registry {
         purpose_code: &str,
         purpose_text: &str,
         at: Option<Timestamp>,
+        use_code: Option<&str>,
     ) -> Result<Verification, RegistryError> {
-        let access = self.authorize_checker(actor)?;
+        let (access, code) = match use_code.filter(|c| !c.trim().is_empty()) {
+            None => (self.authorize_checker(actor)?, None),
+            Some(text) => {
+                if !matches!(actor.role, Role::Verifier | Role::Issuer) {
+                    return Err(self.deny(
+                        actor,
+                        "checking a licence with a use code",
+                        format!(
+                            "checking licences needs the verifier (or issuer) role; the caller acts as {}",
+                            actor.role.as_str()
+                        ),
+                    ));
+                }
+                let access = self.authorize_held(actor, "checking a licence with a use code")?;
+                (access, Some(self.presented_code(actor, text)?.0))
+            }
+        };
         self.record_check(
             actor,
             Checker::Department(access),
@@ -265,11 +284,14 @@ impl Registry {
             purpose_code,
             purpose_text,
             at,
+            code,
         )
         .await
     }
 
-    /// Runs a check and records its receipt, as `actor`; `checker` says what it may see.
+    /// Runs a check and records its receipt, as `actor`; `checker` says what it may see, or
+    /// the holder's `code` does.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn record_check(
         &self,
         actor: &Actor,
@@ -278,6 +300,7 @@ impl Registry {
         purpose_code: &str,
         purpose_text: &str,
         at: Option<Timestamp>,
+        code: Option<UseCode>,
     ) -> Result<Verification, RegistryError> {
         let purpose = Purpose::new(purpose_code, purpose_text, &self.purposes)
             .map_err(RegistryError::InvalidArgument)?;
@@ -291,6 +314,17 @@ impl Registry {
                     "PUBLIC_PAGE is kept for the public verification page's own checks",
                 ),
             ]));
+        }
+        let presenter = match checker {
+            Checker::Public => Presenter::PublicPage,
+            Checker::Department(_) => Presenter::Department(&actor.department),
+        };
+        // A code that opens nothing now is refused before any work; which licence it opens
+        // is known once the subject is read.
+        if let Some(c) = &code
+            && let Some(reason) = c.refusal(&c.licence, presenter, &purpose.code, self.clock.now())
+        {
+            return Err(crate::holders::refused(actor, reason));
         }
         let now = Timestamp::now();
         let at = at.unwrap_or(now);
@@ -311,6 +345,14 @@ impl Registry {
             licence = None;
             outcome.claims = None;
         }
+        if let Some(c) = &code
+            && c.licence.as_str() != asked
+        {
+            return Err(crate::holders::refused(actor, UseCodeRefusal::OtherLicence));
+        }
+        let holder = licence
+            .as_ref()
+            .map(|l| (l.holder_kind, l.holder_id.clone()));
         // One rule whatever the outcome: what the caller sees follows from the licence's type
         // and issuer, in the registry's record or else in the document. A check that fails
         // (an unreadable document, say) still names the licence, so it must be no side door.
@@ -323,12 +365,14 @@ impl Registry {
                     .as_ref()
                     .map(|c| (c.type_code.clone(), c.issuer.clone()))
             });
+        let about_issuer = about.as_ref().map(|(_, issuer)| issuer.clone());
         let visible_fields = match about {
             Some((type_code, issuer)) => {
-                let reading = match &checker {
-                    Checker::Public => Some(Reading::Public),
-                    Checker::Department(_) if issuer == actor.department => None,
-                    Checker::Department(access) => {
+                let reading = match (&checker, &code) {
+                    (Checker::Public, _) => Some(Reading::Public),
+                    (Checker::Department(_), Some(c)) => Some(Reading::Opened(&c.fields)),
+                    (Checker::Department(_), None) if issuer == actor.department => None,
+                    (Checker::Department(access), None) => {
                         // Refused before any receipt is written: a denial leaves no trace but the log line.
                         let action = "checking a licence";
                         let r = access
@@ -365,8 +409,26 @@ impl Registry {
         let mut random = [0u8; 10];
         certseal_crypto::random(&mut random).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
         let receipt_id = SealId::new(now.0.max(0) as u64, &random);
+        let basis = match (&checker, &code) {
+            (_, Some(c)) => Basis {
+                kind: BasisKind::UseCode,
+                use_code: Some(c.id.to_string()),
+            },
+            (Checker::Public, None) => Basis {
+                kind: BasisKind::Public,
+                use_code: None,
+            },
+            (Checker::Department(_), None) => Basis {
+                kind: if about_issuer.as_ref() == Some(&actor.department) {
+                    BasisKind::Issuer
+                } else {
+                    BasisKind::Grant
+                },
+                use_code: None,
+            },
+        };
         let receipt = Receipt {
-            v: 1,
+            v: 2,
             id: receipt_id.to_string(),
             licence: asked.clone(),
             document: if outcome.digest == [0; 32] {
@@ -380,6 +442,7 @@ impl Registry {
             at,
             verifier: actor.department.clone(),
             purpose,
+            basis: Some(basis),
         };
         let logged = if record {
             let signed = self.sign_receipt(&receipt).await?;
@@ -387,9 +450,23 @@ impl Registry {
             let signed_c = signed.clone();
             let result = receipt.result.as_str().to_owned();
             let sub = receipt.sub.map(|s| s.as_str().to_owned());
+            let (public, purpose_code, clock) = (
+                matches!(checker, Checker::Public),
+                receipt.purpose.code.clone(),
+                self.clock.clone(),
+            );
+            let code_key = code.as_ref().map(|c| (Table::UseCodes, c.hash.clone()));
             let log_index = self
                 .sequencer
-                .submit(move |txn| -> Result<u64, RegistryError> {
+                .submit_reading(code_key.into_iter().collect(), move |txn| -> Result<u64, RegistryError> {
+                    if let Some(c) = &code {
+                        let presenter = if public {
+                            Presenter::PublicPage
+                        } else {
+                            Presenter::Department(&actor_c.department)
+                        };
+                        crate::holders::use_once(txn, &actor_c, c, presenter, &purpose_code, clock.now())?;
+                    }
                     let index = txn.state.next_index();
                     let digest = sha256(&[&signed_c]);
                     txn.put(
@@ -402,6 +479,14 @@ impl Registry {
                             Table::ReceiptsByLicence,
                             receipt_key(&asked, now, &receipt_id),
                             Vec::new(),
+                        );
+                    }
+                    // The holder's record of who checked their licences.
+                    if let Some((kind, id)) = &holder {
+                        txn.put(
+                            Table::ReceiptsByHolder,
+                            crate::holders::usage_key(*kind, id, now, &receipt_id),
+                            asked.as_bytes().to_vec(),
                         );
                     }
                     let mut extra = BTreeMap::from([
@@ -575,12 +660,13 @@ impl Registry {
         };
         let cert = self.seal_ca.receipt_cert.clone();
         let payload = receipt.encode();
+        let content_type = receipt.content_type();
         self.signing
             .run(move || {
                 cose::sign1(
                     signer.as_ref(),
                     &cert.kid(),
-                    RECEIPT_CONTENT_TYPE,
+                    content_type,
                     Some(&cert.der),
                     payload,
                 )
@@ -616,29 +702,39 @@ impl Registry {
             |k, _| {
                 let rid = <[u8; 16]>::try_from(&k[prefix.len() + 8..])
                     .map_err(|_| RegistryError::Corrupt("receipt index key".into()))?;
-                let v = snap
-                    .get(Table::Receipts, &rid)?
-                    .ok_or_else(|| RegistryError::Corrupt("receipt missing".into()))?;
-                if v.len() != 40 {
-                    return Err(RegistryError::Corrupt("receipt record".into()));
-                }
-                let signed = snap
-                    .get(Table::Records, &v[..32])?
-                    .ok_or_else(|| RegistryError::Corrupt("signed receipt missing".into()))?;
-                let payload = cose::parse_sign1(&signed, usize::MAX)
-                    .map_err(|e| RegistryError::Corrupt(e.to_string()))?
-                    .payload;
-                let receipt = Receipt::decode(&payload).map_err(RegistryError::Corrupt)?;
-                if !sees_all && receipt.verifier != actor.department {
+                let view = self.load_receipt(snap.as_ref(), &rid)?;
+                if !sees_all && view.receipt.verifier != actor.department {
                     return Ok(None);
                 }
-                Ok(Some(ReceiptView {
-                    receipt,
-                    signed,
-                    log_index: u64::from_be_bytes(v[32..].try_into().expect("8 bytes")),
-                }))
+                Ok(Some(view))
             },
         )
+    }
+
+    /// A stored receipt by its ID.
+    pub(crate) fn load_receipt(
+        &self,
+        snap: &dyn Read,
+        rid: &[u8; 16],
+    ) -> Result<ReceiptView, RegistryError> {
+        let v = snap
+            .get(Table::Receipts, rid)?
+            .ok_or_else(|| RegistryError::Corrupt("receipt missing".into()))?;
+        if v.len() != 40 {
+            return Err(RegistryError::Corrupt("receipt record".into()));
+        }
+        let signed = snap
+            .get(Table::Records, &v[..32])?
+            .ok_or_else(|| RegistryError::Corrupt("signed receipt missing".into()))?;
+        let payload = cose::parse_sign1(&signed, usize::MAX)
+            .map_err(|e| RegistryError::Corrupt(e.to_string()))?
+            .payload;
+        let receipt = Receipt::decode(&payload).map_err(RegistryError::Corrupt)?;
+        Ok(ReceiptView {
+            receipt,
+            signed,
+            log_index: u64::from_be_bytes(v[32..].try_into().expect("8 bytes")),
+        })
     }
 }
 

@@ -81,11 +81,20 @@ pub enum Table {
     /// Sealed licence files: licence ID ‖ 0x00 ‖ format (1 byte) → SHA-256 of the file (its
     /// bytes are in `Records`) ‖ log index (u64 BE) of its `licence.ofd_sealed` entry.
     LicenceFiles,
+    /// Use codes by the SHA-256 of the code (32 bytes) → the code's state.
+    UseCodes,
+    /// Index: use code ID (16 bytes) → SHA-256 of the code.
+    UseCodeIds,
+    /// Index: holder kind (1 byte) ‖ holder ID (18) ‖ created-at ms (u64 BE) ‖ code ID → empty.
+    UseCodesByHolder,
+    /// Index: holder kind (1 byte) ‖ holder ID (18) ‖ checked-at ms (u64 BE) ‖ receipt ID →
+    /// licence ID: every check of a holder's licences.
+    ReceiptsByHolder,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 30] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -112,6 +121,10 @@ impl Table {
         Table::RequestIds,
         Table::RequestIdsByTime,
         Table::LicenceFiles,
+        Table::UseCodes,
+        Table::UseCodeIds,
+        Table::UseCodesByHolder,
+        Table::ReceiptsByHolder,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -143,6 +156,10 @@ impl Table {
             Table::RequestIds => "request_ids",
             Table::RequestIdsByTime => "request_ids_by_time",
             Table::LicenceFiles => "licence_files",
+            Table::UseCodes => "use_codes",
+            Table::UseCodeIds => "use_code_ids",
+            Table::UseCodesByHolder => "use_codes_by_holder",
+            Table::ReceiptsByHolder => "receipts_by_holder",
         }
     }
 }
