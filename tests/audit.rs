@@ -92,6 +92,7 @@ async fn every_change_appends_one_entry_that_proves_its_inclusion() {
         let p = a
             .get_inclusion_proof(admin(pb::GetInclusionProofRequest {
                 target: Some(pb::get_inclusion_proof_request::Target::Index(i as u64)),
+                holder: None,
             }))
             .await
             .unwrap()
@@ -115,6 +116,7 @@ async fn every_change_appends_one_entry_that_proves_its_inclusion() {
                 target: Some(pb::get_inclusion_proof_request::Target::LeafHash(
                     leaf_hash(&p.entry).to_vec(),
                 )),
+                holder: None,
             }))
             .await
             .unwrap()
@@ -604,6 +606,7 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
     assert_eq!(proof.checkpoint.unwrap().size, 7);
     let by_hash = |h: &[u8]| pb::GetInclusionProofRequest {
         target: Some(Target::LeafHash(h.to_vec())),
+        holder: None,
     };
     let mut leaves = Vec::new();
     for h in &proof.hashes {
@@ -649,6 +652,7 @@ async fn proofs_do_not_open_entries_the_reading_rule_refuses() {
                 "verifier",
                 pb::GetInclusionProofRequest {
                     target: Some(Target::Index(*index)),
+                    holder: None,
                 },
             ))
             .await

@@ -82,6 +82,7 @@ async fn try_check(
                     text: "核验".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await

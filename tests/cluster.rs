@@ -145,6 +145,7 @@ async fn verify(addr: SocketAddr, id: &str) -> pb::VerificationResult {
                     text: "集群核验".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await
@@ -316,6 +317,7 @@ async fn three_nodes_on_galera_fail_over_without_losing_anything() {
                     text: "集群核验".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await

@@ -67,6 +67,7 @@ async fn flood(addr: std::net::SocketAddr, n: u32, stop: Arc<AtomicBool>, refuse
                             ])),
                                 purpose: purpose(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await
@@ -82,6 +83,7 @@ async fn flood(addr: std::net::SocketAddr, n: u32, stop: Arc<AtomicBool>, refuse
                                 ))),
                                 purpose: purpose(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await
@@ -99,6 +101,7 @@ async fn flood(addr: std::net::SocketAddr, n: u32, stop: Arc<AtomicBool>, refuse
                                 ))),
                                 purpose: purpose(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await
@@ -113,6 +116,7 @@ async fn flood(addr: std::net::SocketAddr, n: u32, stop: Arc<AtomicBool>, refuse
                                 licence_id: "x".repeat(10_000),
                                 purpose: purpose(),
                                 at: None,
+                                use_code: String::new(),
                             },
                         ))
                         .await
@@ -183,6 +187,7 @@ async fn a_flood_of_bad_requests_neither_stops_good_calls_nor_grows_memory() {
                     licence_id: l.licence_id.clone(),
                     purpose: purpose(),
                     at: None,
+                    use_code: String::new(),
                 },
             ))
             .await
@@ -202,6 +207,7 @@ async fn a_flood_of_bad_requests_neither_stops_good_calls_nor_grows_memory() {
                     document: Some(pb::verify_document_request::Document::Cose(l.document)),
                     purpose: purpose(),
                     at: None,
+                    use_code: String::new(),
                 },
             ))
             .await

@@ -1345,6 +1345,7 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
                 licence_id: l.licence_id.clone(),
                 purpose: purpose.clone(),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await
@@ -1359,6 +1360,7 @@ async fn a_published_template_issues_only_licences_that_verify_and_print() {
                 )),
                 purpose,
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await

@@ -70,6 +70,7 @@ async fn the_metrics_endpoint_counts_calls_issues_checks_and_the_log() {
                     text: "metrics".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await

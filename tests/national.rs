@@ -55,6 +55,7 @@ async fn check(
                     text: "核验".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await
@@ -263,6 +264,7 @@ async fn an_sm2_seal_has_an_sm2_chain_and_a_gbt38540_seal_and_its_licences_verif
                     text: "核验".into(),
                 }),
                 at: None,
+                use_code: String::new(),
             },
         ))
         .await

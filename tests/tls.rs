@@ -299,6 +299,7 @@ fn verify_request(id: &str, purpose: &str) -> pb::VerifyLicenceRequest {
             text: "材料核验".into(),
         }),
         at: None,
+        use_code: String::new(),
     }
 }
 
@@ -659,6 +660,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
                 )),
                 purpose: verify_request(&id, "ADMIN_APPROVAL").purpose,
                 at: None,
+                use_code: String::new(),
             })
             .await
             .unwrap_err(),

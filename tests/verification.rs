@@ -55,6 +55,7 @@ impl Checker {
                     licence_id: id.into(),
                     purpose: purpose(),
                     at: at.map(ts),
+                    use_code: String::new(),
                 },
             ))
             .await
@@ -74,6 +75,7 @@ impl Checker {
                     document: Some(doc),
                     purpose: purpose(),
                     at: None,
+                    use_code: String::new(),
                 },
             ))
             .await
@@ -385,6 +387,7 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
                 licence_id: id.into(),
                 purpose: p,
                 at: None,
+                use_code: String::new(),
             },
         )
     };
@@ -685,6 +688,7 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
         target: Some(pb::get_inclusion_proof_request::Target::Index(
             first.receipt_log_index,
         )),
+        holder: None,
     }))
     .await
     .unwrap();
@@ -716,6 +720,7 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
                 licence_id: l.licence_id.clone(),
                 purpose: purpose(),
                 at: None,
+                use_code: String::new(),
             }),
         },
         pb::VerifyLicencesItem {
@@ -724,6 +729,7 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
                 licence_id: "nonsense".into(),
                 purpose: purpose(),
                 at: None,
+                use_code: String::new(),
             }),
         },
     ];
@@ -1041,6 +1047,7 @@ async fn a_failed_check_shows_no_more_than_a_passed_one() {
                         licence_id: id,
                         purpose: purpose(),
                         at: None,
+                        use_code: String::new(),
                     },
                 ))
                 .await
