@@ -37,6 +37,10 @@ mod request_ids;
 mod verification;
 // Mutual TLS: departments identified by client certificates, roles from the certificate.
 mod tls;
+// Holders: use codes made by a holder agent, checks with them over mutual TLS, one use under
+// 32 simultaneous checks, the holder's record of every check with proofs, no personal data in
+// the log.
+mod holders;
 // Abuse and limits: floods of oversize and malformed requests while a good client works; the
 // configurable input bounds.
 mod flood;

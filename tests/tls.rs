@@ -47,7 +47,7 @@ impl Pki {
     }
 }
 
-async fn channel(
+pub(crate) async fn channel(
     addr: std::net::SocketAddr,
     ca: &str,
     id: Option<&(String, String)>,
@@ -268,7 +268,7 @@ async fn certify(
     Ok((r.certificate_pem, x509::pkcs8_pem(&key.pkcs8)))
 }
 
-fn read_grant(type_code: &str, purposes: &[&str], fields: &[&str]) -> pb::ReadGrant {
+pub(crate) fn read_grant(type_code: &str, purposes: &[&str], fields: &[&str]) -> pb::ReadGrant {
     pb::ReadGrant {
         type_code: type_code.into(),
         purposes: purposes.iter().map(|p| (*p).into()).collect(),
@@ -277,7 +277,7 @@ fn read_grant(type_code: &str, purposes: &[&str], fields: &[&str]) -> pb::ReadGr
     }
 }
 
-fn issue_request(type_code: &str, seal_id: &str, key: &str) -> pb::IssueLicenceRequest {
+pub(crate) fn issue_request(type_code: &str, seal_id: &str, key: &str) -> pb::IssueLicenceRequest {
     let mut r = crate::licences::request(
         &crate::licences::Issuer {
             dept: String::new(),
@@ -912,7 +912,7 @@ fn bootstrap_and_spawn(dir: &Path) -> (ChildServer, std::path::PathBuf, std::pat
 }
 
 /// `dir/bootstrap.toml`, naming the administrator department for the offline bootstrap.
-fn boot_toml(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn boot_toml(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("bootstrap.toml");
     std::fs::write(
         &path,
@@ -923,7 +923,7 @@ fn boot_toml(dir: &Path) -> std::path::PathBuf {
 }
 
 /// `certseal dept-cert bootstrap` into `out`, offline, with more arguments (e.g. `--node NAME`).
-fn bootstrap_with(data: &Path, config: &Path, out: &Path, extra: &[&str]) {
+pub(crate) fn bootstrap_with(data: &Path, config: &Path, out: &Path, extra: &[&str]) {
     succeeded(
         std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
             .args([
@@ -963,7 +963,7 @@ async fn start_tls(data: &Path, pki: &Path) -> server::RunningServer {
 }
 
 /// A department certificate from the registry with its serial.
-async fn certify_serial(
+pub(crate) async fn certify_serial(
     admin: &Channel,
     dept: &str,
     role: pb::Role,

@@ -658,6 +658,9 @@ async fn receipts_are_signed_logged_listed_and_verify_independently() {
     assert_eq!(py["licence"], l.licence_id.as_str());
     assert_eq!(py["result"], "TOTAL_PASSED");
     assert_eq!(py["verifier"], verifier().as_str());
+    // Version 2: the basis of the check (a department checking by its grant, or unenforced).
+    assert_eq!(py["v"], 2);
+    assert_eq!(py["basis"]["kind"], "grant");
 
     // Each receipt is an audit entry whose inclusion proof can be fetched.
     let mut a = AuditServiceClient::new(server.channel().await);

@@ -19,7 +19,8 @@ def main():
         sys.exit("FAIL: not a tagged COSE_Sign1")
     protected_bytes, _, payload, signature = obj.value
     protected = cbor2.loads(protected_bytes)
-    if protected[3] != "application/certseal-receipt+cbor; v=1" or protected[1] != -8:
+    versions = {"application/certseal-receipt+cbor; v=1": 1, "application/certseal-receipt+cbor; v=2": 2}
+    if protected.get(3) not in versions or protected[1] != -8:
         sys.exit("FAIL: header " + repr(protected))
     cert = x509.load_der_x509_certificate(protected[33])
     ca = x509.load_der_x509_certificate(open(sys.argv[2], "rb").read())
@@ -32,6 +33,9 @@ def main():
         sys.exit("FAIL: not an Ed25519 key")
     key.verify(signature, cbor2.dumps(["Signature1", protected_bytes, b"", payload]))
     receipt = cbor2.loads(payload)
+    # The content type names the payload's version; version 2 names the check's basis.
+    if receipt["v"] != versions[protected[3]] or (receipt["v"] == 2) != ("basis" in receipt):
+        sys.exit("FAIL: payload version " + repr(receipt.get("v")))
     receipt["document"] = receipt["document"].hex()
     print(json.dumps(receipt, ensure_ascii=False, sort_keys=True))
 
