@@ -461,7 +461,10 @@ async fn by_qr(
         }
     };
     // A holder's use code (CSU:…) names its licence; a view with it uses one of its uses.
-    if text.trim_start().starts_with(certseal_core::use_code::USE_CODE_QR_PREFIX) {
+    if text
+        .trim_start()
+        .starts_with(certseal_core::use_code::USE_CODE_QR_PREFIX)
+    {
         return match certseal_core::use_code::parse_presented(&text) {
             Ok((_, Some(licence))) => {
                 page.check(Subject::Id(licence.to_string()), Some(&text))

@@ -12,9 +12,8 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
-    HolderApi,
-    AdminApi, AuditApi, Context, DepartmentApi, LicenceApi, PolicyApi, SealApi, TemplateApi,
-    VerificationApi,
+    AdminApi, AuditApi, Context, DepartmentApi, HolderApi, LicenceApi, PolicyApi, SealApi,
+    TemplateApi, VerificationApi,
 };
 use crate::auth::Authenticator;
 use crate::config::Config;

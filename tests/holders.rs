@@ -21,9 +21,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::licences::PERSON;
-use crate::tls::{
-    boot_toml, bootstrap_with, certify_serial, channel, issue_request, read_grant,
-};
+use crate::tls::{boot_toml, bootstrap_with, certify_serial, channel, issue_request, read_grant};
 use crate::util::*;
 
 /// A second person holder.
@@ -252,7 +250,12 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         .into_inner();
     let info = created.info.clone().unwrap();
     assert_eq!((info.uses, info.used, info.live), (1, 0, true));
-    assert_eq!(created.code.len(), 20, "three groups of six: {}", created.code);
+    assert_eq!(
+        created.code.len(),
+        20,
+        "three groups of six: {}",
+        created.code
+    );
     assert!(created.qr.starts_with("CSU:1:") && created.qr.ends_with(&mine));
     let passed = at_v
         .verify_licence(check(&mine, "ADMIN_APPROVAL", &created.code))
@@ -505,7 +508,10 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     assert_eq!(all[0].basis(), pb::CheckBasis::Grant);
     assert_eq!(all[2].basis(), pb::CheckBasis::UseCode);
     assert_eq!(all[2].use_code_id, info.code_id);
-    assert_eq!((all[2].department.as_str(), all[2].department_name.as_str()), (v.as_str(), "某局"));
+    assert_eq!(
+        (all[2].department.as_str(), all[2].department_name.as_str()),
+        (v.as_str(), "某局")
+    );
     assert_eq!(all[2].purpose.as_ref().unwrap().text, "办理入学登记");
     assert!(
         all.windows(2)
@@ -520,7 +526,10 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         sign1
             .verify_with_certificate(sign1.x5chain.as_ref().unwrap())
             .unwrap();
-        assert_eq!(certseal_core::Receipt::decode(&sign1.payload).unwrap().id, u.receipt_id);
+        assert_eq!(
+            certseal_core::Receipt::decode(&sign1.payload).unwrap().id,
+            u.receipt_id
+        );
         let proof = audit_h
             .get_inclusion_proof(pb::GetInclusionProofRequest {
                 target: Some(pb::get_inclusion_proof_request::Target::Index(u.log_index)),
@@ -531,7 +540,10 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
             .into_inner();
         certseal_verify::verify_tlog_proof(&proof.tlog_proof, &proof.entry, &key).unwrap();
         let entry = Entry::decode(&proof.entry).unwrap();
-        assert_eq!((entry.kind.as_str(), entry.subject.as_str()), ("receipt.issued", u.receipt_id.as_str()));
+        assert_eq!(
+            (entry.kind.as_str(), entry.subject.as_str()),
+            ("receipt.issued", u.receipt_id.as_str())
+        );
     }
     // Not for another holder, and not without naming the holder.
     for holder in [person(OTHER_PERSON), None] {
@@ -662,17 +674,26 @@ async fn a_one_use_code_presented_32_times_at_once_passes_once() {
         .unwrap()
         .into_inner()
         .code;
-    // 32 connections present it at the same instant.
+    // 32 connections present it at the same instant; on a cluster, half of them to the
+    // follower and half to the leader.
     let mut channels = Vec::new();
-    for _ in 0..32 {
-        channels.push(connect(addr).await);
+    for n in 0..32 {
+        let node = match server.leader_addr() {
+            Some(leader) if n % 2 == 1 => leader,
+            _ => addr,
+        };
+        channels.push(connect(node).await);
     }
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(32));
     let tasks: Vec<_> = channels
         .into_iter()
         .map(|ch| {
-            let (start, licence, code, verifier) =
-                (start.clone(), licence.clone(), code.clone(), verifier.clone());
+            let (start, licence, code, verifier) = (
+                start.clone(),
+                licence.clone(),
+                code.clone(),
+                verifier.clone(),
+            );
             tokio::spawn(async move {
                 start.wait().await;
                 VerificationServiceClient::new(ch)
@@ -711,7 +732,13 @@ async fn a_one_use_code_presented_32_times_at_once_passes_once() {
         .unwrap()
         .into_inner()
         .usage;
-    assert_eq!(usage.iter().filter(|u| u.basis() == pb::CheckBasis::UseCode).count(), 1);
+    assert_eq!(
+        usage
+            .iter()
+            .filter(|u| u.basis() == pb::CheckBasis::UseCode)
+            .count(),
+        1
+    );
     let codes = holders
         .list_use_codes(as_actor(
             &agent,
@@ -726,5 +753,137 @@ async fn a_one_use_code_presented_32_times_at_once_passes_once() {
         .into_inner()
         .codes;
     assert_eq!((codes[0].used, codes[0].live), (1, false));
+    server.stop().await;
+}
+
+/// `certseal usecode …`, `certseal licence verify --use-code` and `certseal usage`, as a holder
+/// agent's and a department's operators run them.
+// Multi-threaded: the server runs in this process while the test waits for the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_makes_lists_uses_and_revokes_codes() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let i = crate::licences::issuer(addr, 81, pb::SealAlgorithm::Ed25519).await;
+    let licence = LicenceServiceClient::new(connect(addr).await)
+        .issue_licence(as_actor(
+            &i.dept,
+            "issuer",
+            crate::licences::request(&i, "cli"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .licence_id;
+    let (agent, verifier) = (dept_code(82), dept_code(83));
+    let mut depts = DepartmentServiceClient::new(server.channel().await);
+    register(&mut depts, &agent, "省政务服务平台").await;
+    register(&mut depts, &verifier, "某区教育局").await;
+    let url = format!("http://{addr}");
+    let run = |dept: &str, role: &str, args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+            .args(args)
+            .args([
+                "--server",
+                &url,
+                "--as-department",
+                dept,
+                "--as-role",
+                role,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let created = run(
+        &agent,
+        "holder_agent",
+        &[
+            "usecode",
+            "create",
+            PERSON,
+            "--licence",
+            &licence,
+            "--purpose",
+            "ADMIN_APPROVAL",
+            "--field",
+            "staff",
+            "--audience",
+            &verifier,
+            "--valid-for",
+            "2h",
+            "--uses",
+            "2",
+        ],
+    );
+    let qr = created["qr"].as_str().unwrap();
+    assert_eq!(created["uses"], 2);
+    // The QR string alone names the licence.
+    let checked = run(
+        &verifier,
+        "verifier",
+        &[
+            "licence",
+            "verify",
+            "--use-code",
+            qr,
+            "--purpose",
+            "ADMIN_APPROVAL",
+            "--why",
+            "入学材料核验",
+        ],
+    );
+    assert_eq!(checked["indication"], "TOTAL_PASSED");
+    assert_eq!(checked["basis"], "USE_CODE");
+    let listed = run(&agent, "holder_agent", &["usecode", "list", PERSON]);
+    assert_eq!(listed["items"][0]["used"], 1, "{listed}");
+    let usage = run(&agent, "holder_agent", &["usage", PERSON]);
+    assert_eq!(
+        usage["items"][0]["department_name"], "某区教育局",
+        "{usage}"
+    );
+    assert_eq!(usage["items"][0]["basis"], "USE_CODE");
+    let revoked = run(
+        &agent,
+        "holder_agent",
+        &[
+            "usecode",
+            "revoke",
+            PERSON,
+            listed["items"][0]["code_id"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(revoked["live"], false);
+    // Refused now, with the reason printed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
+        .args([
+            "licence",
+            "verify",
+            "--use-code",
+            qr,
+            "--purpose",
+            "ADMIN_APPROVAL",
+            "--why",
+            "再查",
+            "--server",
+            &url,
+            "--as-department",
+            &verifier,
+            "--as-role",
+            "verifier",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PERMISSION_DENIED") && err.contains("USE_CODE_REVOKED"),
+        "{err}"
+    );
     server.stop().await;
 }

@@ -737,3 +737,112 @@ async fn uploads_beyond_the_decode_queue_get_503_and_shutdown_does_not_wait_for_
     release.send(()).unwrap();
     busy.await.unwrap();
 }
+
+/// The holder's use code on the page: only a code for anyone that names the page's purpose,
+/// each view one use and one receipt, public fields only.
+#[tokio::test]
+async fn a_use_code_for_anyone_opens_the_page_once_per_use() {
+    use certseal::pb::holder_service_client::HolderServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, page) = start(dir.path(), &dept_code(3), 1000);
+    let i = issuer(server.addr, 2, pb::SealAlgorithm::Ed25519).await;
+    let issued = LicenceServiceClient::new(connect(server.addr).await)
+        .issue_licence(as_actor(&i.dept, "issuer", request(&i, "page-code")))
+        .await
+        .unwrap()
+        .into_inner();
+    let agent = dept_code(4);
+    let mut holders = HolderServiceClient::new(connect(server.addr).await);
+    let create = |audience: pb::use_code_audience::Audience, purposes: &[&str]| {
+        as_actor(
+            &agent,
+            "holder_agent",
+            pb::CreateUseCodeRequest {
+                holder: Some(pb::HolderRef {
+                    kind: pb::HolderKind::Person as i32,
+                    id: PERSON.into(),
+                }),
+                licence_id: issued.licence_id.clone(),
+                purposes: purposes.iter().map(|p| (*p).into()).collect(),
+                fields: vec!["staff".into()],
+                audience: Some(pb::UseCodeAudience {
+                    audience: Some(audience),
+                }),
+                validity_seconds: 3600,
+                uses: 2,
+            },
+        )
+    };
+    let anyone = holders
+        .create_use_code(create(
+            pb::use_code_audience::Audience::Anyone(true),
+            &["PUBLIC_PAGE"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let before = log_size(server.addr).await;
+    // Pasted, then as a photo of its QR code: two views, two uses.
+    let (code, body) = post_field(&page, "qr", None, anyone.qr.as_bytes());
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("有效 Valid") && body.contains("张三小吃店"),
+        "{body}"
+    );
+    // The code opens `staff`, but the page is anonymous: public fields only.
+    for personal in [PERSON, "从业人数", "张三 "] {
+        assert!(!body.contains(personal), "{personal} appears in\n{body}");
+    }
+    let (code, body) = post_field(&page, "image", Some("code.jpg"), &photo_of(&anyone.qr));
+    assert_eq!(code, 200, "{body}");
+    // Each view: its receipt and the code's use.
+    assert_eq!(log_size(server.addr).await, before + 4);
+    let (code, body) = post_field(&page, "qr", None, anyone.qr.as_bytes());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("used as many times"), "{body}");
+    assert!(!body.contains("张三小吃店"), "{body}");
+
+    // A code for one department, or one without the page's purpose, opens nothing here.
+    let for_one = holders
+        .create_use_code(create(
+            pb::use_code_audience::Audience::Department(dept_code(5)),
+            &["ADMIN_APPROVAL"],
+        ))
+        .await;
+    // The department is not registered: refused when the code is made.
+    expect_code(for_one.unwrap_err(), tonic::Code::InvalidArgument);
+    let no_page = holders
+        .create_use_code(create(
+            pb::use_code_audience::Audience::Anyone(true),
+            &["ADMIN_APPROVAL"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, body) = post_field(&page, "qr", None, no_page.qr.as_bytes());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("does not allow this purpose"), "{body}");
+    // The holder's record shows the two page views, by the code.
+    let usage = holders
+        .list_usage(as_actor(
+            &agent,
+            "holder_agent",
+            pb::ListUsageRequest {
+                holder: Some(pb::HolderRef {
+                    kind: pb::HolderKind::Person as i32,
+                    id: PERSON.into(),
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .usage;
+    assert_eq!(usage.len(), 2, "{usage:?}");
+    for u in &usage {
+        assert_eq!(u.basis(), pb::CheckBasis::UseCode);
+        assert_eq!(u.purpose.as_ref().unwrap().code, "PUBLIC_PAGE");
+        assert_eq!(u.use_code_id, anyone.info.as_ref().unwrap().code_id);
+    }
+}

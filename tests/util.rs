@@ -72,6 +72,14 @@ impl TestServer {
         }
     }
 
+    /// With a cluster: the leader the follower forwards to, which takes calls too.
+    pub fn leader_addr(&self) -> Option<SocketAddr> {
+        self.cluster
+            .as_ref()
+            .and_then(|p| p.leader.as_ref())
+            .map(|l| l.addr)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.server.as_ref().unwrap().addr
     }

@@ -18,7 +18,8 @@ pub struct HolderApi(pub Context);
 
 /// The holder a request names.
 pub(crate) fn holder_from_pb(h: Option<&pb::HolderRef>) -> Result<HolderRef, RegistryError> {
-    let h = h.ok_or_else(|| RegistryError::invalid("holder", "name the holder the agent acts for"))?;
+    let h =
+        h.ok_or_else(|| RegistryError::invalid("holder", "name the holder the agent acts for"))?;
     HolderRef::new(holder_kind_from_pb("holder.kind", h.kind)?, &h.id)
 }
 

@@ -382,7 +382,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
             let r = cl
                 .verification()
                 .verify_licence(cl.request(pb::VerifyLicenceRequest {
-                    licence_id,
+                    licence_id: licence_id.unwrap_or_default(),
                     purpose: Some(pb::Purpose {
                         code: purpose,
                         text: why,
@@ -420,6 +420,7 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                         "purpose": x.purpose.as_ref().map(|p| format!("{} {}", p.code, p.text)),
                         "result": x.indication().as_str_name(),
                         "sub_indication": x.sub_indication().as_str_name(),
+                        "basis": x.basis().as_str_name().trim_start_matches("CHECK_BASIS_"),
                         "receipt_id": x.receipt_id,
                         "log_index": x.log_index,
                     })

@@ -445,8 +445,9 @@ pub enum LicenceCommand {
     },
     /// Check a licence by ID for a stated purpose; prints the result and keeps the receipt.
     Verify {
-        /// Licence ID.
-        licence_id: String,
+        /// Licence ID (may be left out with a use code's CSU: string, which names it).
+        #[arg(required_unless_present = "use_code")]
+        licence_id: Option<String>,
         /// Purpose code (see the registry's list).
         #[arg(long)]
         purpose: String,

@@ -17,6 +17,7 @@ pub fn result_json(r: &pb::VerificationResult) -> Value {
         "reason": r.reason,
         "receipt_id": r.receipt_id,
         "receipt_log_index": r.receipt_log_index,
+        "basis": r.basis().as_str_name().trim_start_matches("CHECK_BASIS_"),
     });
     if let Some(l) = &r.licence {
         v["licence"] = super::output::licence(l);

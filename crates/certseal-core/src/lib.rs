@@ -38,9 +38,9 @@ pub use template::{
     Visibility,
 };
 pub use trust_list::{TrustList, TrustListEvent, TrustedSeal};
-pub use uuid_id::SealId;
 pub use use_code::{Audience, UseCode, UseCodeRefusal, UseCodeText};
+pub use uuid_id::SealId;
 pub use verification::{
-    AnyStatusList, Basis, BasisKind, Indication, Purpose, Receipt, StatusChange, StatusHistory, StatusList,
-    StatusListV2, SubIndication,
+    AnyStatusList, Basis, BasisKind, Indication, Purpose, Receipt, StatusChange, StatusHistory,
+    StatusList, StatusListV2, SubIndication,
 };

@@ -3,7 +3,7 @@
 //!
 //! The code is 80 random bits in Crockford's Base32 (no I, L, O or U: it survives being read
 //! aloud or typed from a screen), then two check characters, written in three groups of six:
-//! `7K3M9Q-XD2PAF-HT84VW`. The registry keeps only the code's SHA-256. Its QR string is
+//! `7K3M9Q-XD2PAF-HT84W4`. The registry keeps only the code's SHA-256. Its QR string is
 //! `CSU:1:<18 characters>:<licence ID>`, every character in the QR alphanumeric set.
 
 use std::collections::BTreeSet;
@@ -37,8 +37,6 @@ pub const MAX_USE_CODE_VALIDITY_SECS: u64 = 30 * 24 * 3600;
 pub const MAX_USE_CODE_USES: u32 = 100;
 /// Most purposes or fields one code names.
 pub const MAX_USE_CODE_ITEMS: usize = 32;
-/// Most codes alive (neither expired, used up nor revoked) per licence.
-pub const MAX_LIVE_USE_CODES: usize = 100;
 
 /// A use code in its canonical form: 18 upper-case characters, check included.
 #[derive(Clone, PartialEq, Eq)]
@@ -312,6 +310,8 @@ mod tests {
 
     #[test]
     fn codes_read_back_however_they_are_written() {
+        // The example the docs give.
+        assert!(UseCodeText::parse("7K3M9Q-XD2PAF-HT84W4").is_ok());
         let code = UseCodeText::from_random(&[0xA5; 10]);
         assert_eq!(code.as_str().len(), USE_CODE_CHARS);
         let grouped = code.grouped();
@@ -354,7 +354,10 @@ mod tests {
         let licence = LicenceId::new(&type_code, &issuer, "0001", 1).unwrap();
         let qr = code.qr_string(&licence);
         assert!(qr.starts_with("CSU:1:"));
-        assert!(qr.chars().all(|c| "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:".contains(c)));
+        assert!(
+            qr.chars()
+                .all(|c| "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:".contains(c))
+        );
         let (c, l) = parse_presented(&qr).unwrap();
         assert_eq!((c, l), (code.clone(), Some(licence)));
         assert_eq!(parse_presented(code.as_str()).unwrap().1, None);

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use certseal_core::use_code::{
-    MAX_USE_CODE_ITEMS, MAX_USE_CODE_USES, MAX_USE_CODE_VALIDITY_SECS,
-    MIN_USE_CODE_VALIDITY_SECS,
+    MAX_USE_CODE_ITEMS, MAX_USE_CODE_USES, MAX_USE_CODE_VALIDITY_SECS, MIN_USE_CODE_VALIDITY_SECS,
 };
 use certseal_core::{
-    Actor, Audience, FieldViolation, Holder, HolderKind, LicenceId, LicenceStatus,
-    Receipt, Role, SealId, Timestamp, UseCode, UseCodeRefusal, UseCodeText,
+    Actor, Audience, FieldViolation, Holder, HolderKind, LicenceId, LicenceStatus, Receipt, Role,
+    SealId, Timestamp, UseCode, UseCodeRefusal, UseCodeText,
 };
 use certseal_crypto::sha256;
 use certseal_log::Extra;
@@ -109,7 +108,7 @@ pub(crate) struct HolderAct {
     /// The code after the act.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_code: Option<UseCode>,
-    /// What was listed: `usage` or `use_codes`, with the page token asked.
+    /// What was listed: `usage` or `use_code`, and " (next page)" past the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<String>,
     /// Items the listing returned.
@@ -284,7 +283,8 @@ impl Registry {
                 "PUBLIC_PAGE is for codes whose audience is anyone: the page is anonymous",
             ));
         }
-        if !(MIN_USE_CODE_VALIDITY_SECS..=MAX_USE_CODE_VALIDITY_SECS).contains(&req.validity_seconds)
+        if !(MIN_USE_CODE_VALIDITY_SECS..=MAX_USE_CODE_VALIDITY_SECS)
+            .contains(&req.validity_seconds)
         {
             v.push(FieldViolation::new(
                 "validity_seconds",
@@ -315,6 +315,11 @@ impl Registry {
             return Err(RegistryError::FailedPrecondition(format!(
                 "licence {id} is {}: a use code opens an active licence",
                 licence.status().as_str()
+            )));
+        }
+        if licence.expired_at(Timestamp::now()) {
+            return Err(RegistryError::FailedPrecondition(format!(
+                "licence {id} has expired: a use code opens a licence in its validity"
             )));
         }
         if let Ok(t) = self.read_template(
@@ -385,10 +390,22 @@ impl Registry {
             listing: None,
             listed: None,
         };
-        let (actor_c, info_c, prefix) = (actor.clone(), info.clone(), holder.prefix());
+        let (actor_c, info_c, prefix, holder_c) =
+            (actor.clone(), info.clone(), holder.clone(), holder.clone());
+        let prefix = prefix.prefix();
         let log_index = self
             .sequencer
             .submit(move |txn| -> Result<u64, RegistryError> {
+                // Against the latest state: a licence revoked meanwhile gets no code.
+                let l = crate::licences::load_licence_txn(txn, &info_c.licence)?;
+                if !holder_c.holds(l.holder_kind, &l.holder_id)
+                    || l.status() != LicenceStatus::Active
+                {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "licence {} changed while the code was made; ask again",
+                        info_c.licence
+                    )));
+                }
                 if txn.get(Table::UseCodes, &info_c.hash)?.is_some() {
                     return Err(RegistryError::AlreadyExists(
                         "a use code with this hash exists: ask again".into(),
@@ -458,7 +475,8 @@ impl Registry {
         self.sequencer
             .submit(move |txn| -> Result<UseCode, RegistryError> {
                 // Another holder's code is as unknown as a code that does not exist.
-                let not_found = || RegistryError::NotFound(format!("the holder has no use code {id}"));
+                let not_found =
+                    || RegistryError::NotFound(format!("the holder has no use code {id}"));
                 let hash = txn
                     .get(Table::UseCodeIds, id.as_bytes())?
                     .ok_or_else(not_found)?;
@@ -512,7 +530,11 @@ impl Registry {
             listing: Some(format!(
                 "{}{}",
                 kind.trim_end_matches(".listed"),
-                if page.token.is_empty() { "" } else { " (next page)" }
+                if page.token.is_empty() {
+                    ""
+                } else {
+                    " (next page)"
+                }
             )),
             listed: Some(listed as u32),
         };
@@ -710,9 +732,7 @@ pub(crate) fn migrate_usage_index(store: &dyn KvStore) -> Result<(), RegistryErr
                     .ok()
                     .and_then(|s| s.parse::<LicenceId>().ok())
                 {
-                    Some(id) => {
-                        load_licence(store, &id)?.map(|l| (l.holder_kind, l.holder_id))
-                    }
+                    Some(id) => load_licence(store, &id)?.map(|l| (l.holder_kind, l.holder_id)),
                     None => None,
                 };
                 holder_of = Some((licence.to_vec(), h));
@@ -721,7 +741,12 @@ pub(crate) fn migrate_usage_index(store: &dyn KvStore) -> Result<(), RegistryErr
                 let at = u64::from_be_bytes(k[sep + 1..sep + 9].try_into().expect("8 bytes"));
                 batch.put(
                     Table::ReceiptsByHolder,
-                    [&holder_prefix(*kind, id)[..], &at.to_be_bytes(), &k[sep + 9..]].concat(),
+                    [
+                        &holder_prefix(*kind, id)[..],
+                        &at.to_be_bytes(),
+                        &k[sep + 9..],
+                    ]
+                    .concat(),
                     licence.to_vec(),
                 );
                 count += 1;
@@ -737,7 +762,10 @@ pub(crate) fn migrate_usage_index(store: &dyn KvStore) -> Result<(), RegistryErr
     done.put(Table::Meta, META_USAGE_INDEX, b"1".to_vec());
     store.write(&done, true)?;
     if count > 0 {
-        tracing::info!(receipts = count, "indexed earlier checks in the holders' record");
+        tracing::info!(
+            receipts = count,
+            "indexed earlier checks in the holders' record"
+        );
     }
     Ok(())
 }

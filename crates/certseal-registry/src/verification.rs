@@ -458,54 +458,64 @@ impl Registry {
             let code_key = code.as_ref().map(|c| (Table::UseCodes, c.hash.clone()));
             let log_index = self
                 .sequencer
-                .submit_reading(code_key.into_iter().collect(), move |txn| -> Result<u64, RegistryError> {
-                    if let Some(c) = &code {
-                        let presenter = if public {
-                            Presenter::PublicPage
-                        } else {
-                            Presenter::Department(&actor_c.department)
-                        };
-                        crate::holders::use_once(txn, &actor_c, c, presenter, &purpose_code, clock.now())?;
-                    }
-                    let index = txn.state.next_index();
-                    let digest = sha256(&[&signed_c]);
-                    txn.put(
-                        Table::Receipts,
-                        receipt_id.as_bytes().to_vec(),
-                        [&digest[..], &index.to_be_bytes()].concat(),
-                    );
-                    if genuine && !asked.is_empty() {
+                .submit_reading(
+                    code_key.into_iter().collect(),
+                    move |txn| -> Result<u64, RegistryError> {
+                        if let Some(c) = &code {
+                            let presenter = if public {
+                                Presenter::PublicPage
+                            } else {
+                                Presenter::Department(&actor_c.department)
+                            };
+                            crate::holders::use_once(
+                                txn,
+                                &actor_c,
+                                c,
+                                presenter,
+                                &purpose_code,
+                                clock.now(),
+                            )?;
+                        }
+                        let index = txn.state.next_index();
+                        let digest = sha256(&[&signed_c]);
                         txn.put(
-                            Table::ReceiptsByLicence,
-                            receipt_key(&asked, now, &receipt_id),
-                            Vec::new(),
+                            Table::Receipts,
+                            receipt_id.as_bytes().to_vec(),
+                            [&digest[..], &index.to_be_bytes()].concat(),
                         );
-                    }
-                    // The holder's record of who checked their licences.
-                    if let Some((kind, id)) = &holder {
-                        txn.put(
-                            Table::ReceiptsByHolder,
-                            crate::holders::usage_key(*kind, id, now, &receipt_id),
-                            asked.as_bytes().to_vec(),
+                        if genuine && !asked.is_empty() {
+                            txn.put(
+                                Table::ReceiptsByLicence,
+                                receipt_key(&asked, now, &receipt_id),
+                                Vec::new(),
+                            );
+                        }
+                        // The holder's record of who checked their licences.
+                        if let Some((kind, id)) = &holder {
+                            txn.put(
+                                Table::ReceiptsByHolder,
+                                crate::holders::usage_key(*kind, id, now, &receipt_id),
+                                asked.as_bytes().to_vec(),
+                            );
+                        }
+                        let mut extra = BTreeMap::from([
+                            ("licence".to_owned(), Extra::Text(asked.clone())),
+                            ("result".to_owned(), Extra::Text(result)),
+                        ]);
+                        if let Some(sub) = sub {
+                            extra.insert("sub".to_owned(), Extra::Text(sub));
+                        }
+                        append(
+                            txn,
+                            &actor_c,
+                            "receipt.issued",
+                            &receipt_id.to_string(),
+                            &signed_c,
+                            extra,
                         );
-                    }
-                    let mut extra = BTreeMap::from([
-                        ("licence".to_owned(), Extra::Text(asked.clone())),
-                        ("result".to_owned(), Extra::Text(result)),
-                    ]);
-                    if let Some(sub) = sub {
-                        extra.insert("sub".to_owned(), Extra::Text(sub));
-                    }
-                    append(
-                        txn,
-                        &actor_c,
-                        "receipt.issued",
-                        &receipt_id.to_string(),
-                        &signed_c,
-                        extra,
-                    );
-                    Ok(index)
-                })
+                        Ok(index)
+                    },
+                )
                 .await?;
             Some((signed, log_index))
         } else {
