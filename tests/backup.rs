@@ -67,6 +67,64 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A holder's use code for department 9 to check `licence` twice.
+async fn use_code(addr: std::net::SocketAddr, licence: &str) -> pb::CreateUseCodeResponse {
+    certseal::pb::holder_service_client::HolderServiceClient::new(connect(addr).await)
+        .create_use_code(as_actor(
+            &dept_code(10),
+            "holder_agent",
+            pb::CreateUseCodeRequest {
+                holder: Some(pb::HolderRef {
+                    kind: pb::HolderKind::Person as i32,
+                    id: crate::licences::PERSON.into(),
+                }),
+                licence_id: licence.into(),
+                purposes: vec!["ADMIN_APPROVAL".into()],
+                fields: vec![],
+                audience: Some(pb::UseCodeAudience {
+                    audience: Some(pb::use_code_audience::Audience::Department(dept_code(9))),
+                }),
+                validity_seconds: 3600,
+                uses: 2,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A check by department 9 with a use code; the refusal's reason, if refused.
+async fn check_with(addr: std::net::SocketAddr, licence: &str, code: &str) -> Result<(), String> {
+    let mut r = as_actor(
+        &dept_code(9),
+        "verifier",
+        pb::VerifyLicenceRequest {
+            licence_id: licence.into(),
+            purpose: Some(pb::Purpose {
+                code: "ADMIN_APPROVAL".into(),
+                text: "核验".into(),
+            }),
+            at: None,
+            use_code: code.into(),
+        },
+    );
+    r.set_timeout(std::time::Duration::from_secs(30));
+    match VerificationServiceClient::new(connect(addr).await)
+        .verify_licence(r)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            use tonic_types::StatusExt;
+            Err(e
+                .get_error_details()
+                .error_info()
+                .map(|i| i.reason.clone())
+                .unwrap_or_else(|| format!("{e:?}")))
+        }
+    }
+}
+
 async fn try_check(
     addr: std::net::SocketAddr,
     id: &str,
@@ -132,6 +190,11 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
             .into_inner();
         before.push(l.licence_id);
     }
+    // Two use codes of two uses each, made before the backup.
+    let (to_revoke, to_use) = (
+        use_code(addr, &before[1]).await,
+        use_code(addr, &before[2]).await,
+    );
     let old_vkey = ok(cli(Some(&server), "auditor", &["audit", "vkey"]))
         .trim()
         .to_owned();
@@ -235,6 +298,24 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
         }))
         .await
         .unwrap();
+    // And one code revoked by its holder, the other used up.
+    certseal::pb::holder_service_client::HolderServiceClient::new(connect(addr).await)
+        .revoke_use_code(as_actor(
+            &dept_code(10),
+            "holder_agent",
+            pb::RevokeUseCodeRequest {
+                holder: Some(pb::HolderRef {
+                    kind: pb::HolderKind::Person as i32,
+                    id: crate::licences::PERSON.into(),
+                }),
+                code_id: to_revoke.info.as_ref().unwrap().code_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        check_with(addr, &before[2], &to_use.code).await.unwrap();
+    }
     let last_cp = dir.path().join("last-checkpoint");
     std::fs::write(
         &last_cp,
@@ -390,6 +471,15 @@ async fn backup_under_load_restores_under_a_new_origin_and_replays_revocations()
     let r = check(s.addr, &revoked_licence).await;
     assert_eq!(r.indication, pb::Indication::TotalFailed as i32);
     assert_eq!(r.sub_indication, pb::SubIndication::Revoked as i32);
+    // A code revoked or used up after the backup opens nothing again.
+    assert_eq!(
+        check_with(s.addr, &before[1], &to_revoke.code).await,
+        Err("USE_CODE_REVOKED".into())
+    );
+    assert_eq!(
+        check_with(s.addr, &before[2], &to_use.code).await,
+        Err("USE_CODE_USED_UP".into())
+    );
     // Every licence acknowledged before the backup verifies.
     for id in &before[1..] {
         let r = check(s.addr, id).await;

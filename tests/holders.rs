@@ -887,3 +887,74 @@ async fn the_command_line_makes_lists_uses_and_revokes_codes() {
     );
     server.stop().await;
 }
+
+/// Checks made before the holder's record existed are in it after the upgrade: the first start
+/// indexes them once.
+#[tokio::test]
+async fn checks_made_before_the_upgrade_are_in_the_holders_record() {
+    use certseal_store::{Batch, Direction, KvStore, Read, Table};
+    let mut server = TestServer::start().await;
+    let addr = server.addr();
+    let i = crate::licences::issuer(addr, 91, pb::SealAlgorithm::Ed25519).await;
+    let licence = LicenceServiceClient::new(connect(addr).await)
+        .issue_licence(as_actor(
+            &i.dept,
+            "issuer",
+            crate::licences::request(&i, "old"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .licence_id;
+    let verifier = dept_code(92);
+    let mut receipts = Vec::new();
+    for _ in 0..2 {
+        let r = VerificationServiceClient::new(connect(addr).await)
+            .verify_licence(as_actor(
+                &verifier,
+                "verifier",
+                check(&licence, "ADMIN_APPROVAL", ""),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        receipts.push(r.receipt_id);
+    }
+    // The data folder as the previous version left it: no holder index, not marked built.
+    server.server.take().unwrap().stop().await.unwrap();
+    {
+        let store = certseal_store_rocks::RocksStore::open(
+            &server.dir.path().join("db"),
+            &Default::default(),
+        )
+        .unwrap();
+        let rows = store
+            .scan(Table::ReceiptsByHolder, b"", None, 100, Direction::Forward)
+            .unwrap();
+        assert_eq!(rows.items.len(), 2);
+        let mut b = Batch::new();
+        for (k, _) in rows.items {
+            b.delete(Table::ReceiptsByHolder, k);
+        }
+        b.delete(Table::Meta, b"usage_index".to_vec());
+        store.write(&b, true).unwrap();
+    }
+    server.server = Some(start_in(server.dir.path(), true).await);
+    let usage = HolderServiceClient::new(server.channel().await)
+        .list_usage(as_actor(
+            &dept_code(93),
+            "holder_agent",
+            pb::ListUsageRequest {
+                holder: person(PERSON),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .usage;
+    let listed: Vec<&str> = usage.iter().map(|u| u.receipt_id.as_str()).collect();
+    assert_eq!(listed, [receipts[1].as_str(), receipts[0].as_str()]);
+    assert!(usage.iter().all(|u| u.licence_id == licence));
+    server.stop().await;
+}

@@ -312,8 +312,11 @@ pub struct RestoreReport {
 }
 
 /// The kinds of change a replay re-applies: each one's record is the whole new state.
-const REPLAYED_KINDS: [&str; 11] = [
+const REPLAYED_KINDS: [&str; 13] = [
     "licence.ofd_sealed",
+    // A code used or revoked after the backup must not open a check again.
+    "use_code.used",
+    "use_code.revoked",
     "licence.suspended",
     "licence.reinstated",
     "licence.revoked",
@@ -710,6 +713,20 @@ fn replay_change(
             Table::LicenceFiles,
             crate::licence_files::file_key(&id),
             [&sha256(&[&record])[..], &index.to_be_bytes()].concat(),
+        );
+    } else if kind.starts_with("use_code.") {
+        let act: crate::holders::HolderAct = decode("replayed use code", &record)?;
+        let code = act.use_code.ok_or_else(mismatch)?;
+        if code.id.to_string() != entry.subject {
+            return Err(mismatch());
+        }
+        if txn.get(Table::UseCodes, &code.hash)?.is_none() {
+            return Ok(false);
+        }
+        txn.put(
+            Table::UseCodes,
+            code.hash.clone(),
+            crate::codec::encode(&code),
         );
     } else if kind.starts_with("licence.") {
         let l: Licence = decode("replayed licence", &record)?;

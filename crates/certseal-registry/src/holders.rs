@@ -708,7 +708,8 @@ pub(crate) fn migrate_usage_index(store: &dyn KvStore) -> Result<(), RegistryErr
         return Ok(());
     }
     let mut after: Option<Vec<u8>> = None;
-    let mut holder_of: Option<(Vec<u8>, Option<(HolderKind, String)>)> = None;
+    // The last licence read and its holder: a licence's receipts are next to each other.
+    let mut holder_of: Option<(Vec<u8>, Option<HolderRef>)> = None;
     let mut count = 0u64;
     loop {
         let page = store.scan(
@@ -732,21 +733,19 @@ pub(crate) fn migrate_usage_index(store: &dyn KvStore) -> Result<(), RegistryErr
                     .ok()
                     .and_then(|s| s.parse::<LicenceId>().ok())
                 {
-                    Some(id) => load_licence(store, &id)?.map(|l| (l.holder_kind, l.holder_id)),
+                    Some(id) => load_licence(store, &id)?.map(|l| HolderRef {
+                        kind: l.holder_kind,
+                        id: l.holder_id,
+                    }),
                     None => None,
                 };
                 holder_of = Some((licence.to_vec(), h));
             }
-            if let Some((_, Some((kind, id)))) = &holder_of {
+            if let Some((_, Some(holder))) = &holder_of {
                 let at = u64::from_be_bytes(k[sep + 1..sep + 9].try_into().expect("8 bytes"));
                 batch.put(
                     Table::ReceiptsByHolder,
-                    [
-                        &holder_prefix(*kind, id)[..],
-                        &at.to_be_bytes(),
-                        &k[sep + 9..],
-                    ]
-                    .concat(),
+                    [&holder.prefix()[..], &at.to_be_bytes(), &k[sep + 9..]].concat(),
                     licence.to_vec(),
                 );
                 count += 1;
