@@ -176,6 +176,11 @@ fn the_load_generator_reports_each_workload() {
             false,
         ),
         (
+            "verify-code",
+            &["--duration", "1", "--baseline-seconds", "0"][..],
+            false,
+        ),
+        (
             "import",
             &["--count", "300", "--baseline-seconds", "1"][..],
             true,

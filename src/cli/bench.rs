@@ -24,6 +24,9 @@ pub enum Workload {
     VerifyId,
     /// VerifyDocument with the COSE bytes.
     VerifyDoc,
+    /// VerifyLicence by ID with a holder's use code: each check also uses one use, counted
+    /// and logged with its receipt.
+    VerifyCode,
     /// One issue, three checks by ID and one by document, in turn.
     Mixed,
     /// IssueLicences: `--count` licences through one bulk stream (as `certseal licence import`).
@@ -35,7 +38,7 @@ pub enum Workload {
 /// `certseal bench …`
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// issue, verify-id, verify-doc, mixed, import or baseline.
+    /// issue, verify-id, verify-doc, verify-code, mixed, import or baseline.
     pub workload: Workload,
     /// Calls in flight.
     #[arg(long, default_value_t = 64)]
@@ -151,6 +154,78 @@ fn baseline(seconds: u64, group: usize) -> anyhow::Result<(u64, f64)> {
 }
 
 const ADMIN: &str = "11100000000013338W";
+/// The holder agent and the verifier of the use-code workload (registered by `use_codes`).
+const CODE_AGENT: &str = "11350200MB0123457D";
+const CODE_VERIFIER: &str = "11350200MB0123458G";
+/// Use codes the use-code workload makes: of 100 uses each, enough for 100,000 checks.
+const BENCH_CODES: usize = 1024;
+
+/// Codes of 100 uses for the licences `targets`, made by a holder agent for one verifier, as
+/// (licence ID, code).
+async fn use_codes(
+    channel: &Channel,
+    targets: &[(String, Vec<u8>)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::pb::department_service_client::DepartmentServiceClient;
+    use crate::pb::holder_service_client::HolderServiceClient;
+    for (code, name) in [
+        (CODE_AGENT, "基准政务服务平台"),
+        (CODE_VERIFIER, "基准核验局"),
+    ] {
+        let _ = DepartmentServiceClient::new(channel.clone())
+            .register_department(as_actor(
+                ADMIN,
+                "admin",
+                pb::RegisterDepartmentRequest {
+                    credit_code: code.into(),
+                    name: name.into(),
+                    region_code: "350200".into(),
+                },
+            ))
+            .await;
+    }
+    // 64 at a time: within the department's limit of calls in progress.
+    let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut making = tokio::task::JoinSet::new();
+    for i in 0..BENCH_CODES {
+        let slot = slots.clone().acquire_owned().await?;
+        let mut h = HolderServiceClient::new(channel.clone());
+        let licence = targets[i % targets.len()].0.clone();
+        making.spawn(async move {
+            let r = h
+                .create_use_code(as_actor(
+                    CODE_AGENT,
+                    "holder_agent",
+                    pb::CreateUseCodeRequest {
+                        holder: Some(pb::HolderRef {
+                            kind: pb::HolderKind::Organisation as i32,
+                            id: "91350200MA2XYW123L".into(),
+                        }),
+                        licence_id: licence.clone(),
+                        purposes: vec!["ADMIN_APPROVAL".into()],
+                        fields: vec![],
+                        audience: Some(pb::UseCodeAudience {
+                            audience: Some(pb::use_code_audience::Audience::Department(
+                                CODE_VERIFIER.into(),
+                            )),
+                        }),
+                        validity_seconds: 24 * 3600,
+                        uses: certseal_core::use_code::MAX_USE_CODE_USES,
+                    },
+                ))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            drop(slot);
+            anyhow::Ok((licence, r.code))
+        });
+    }
+    let mut made = Vec::with_capacity(BENCH_CODES);
+    while let Some(r) = making.join_next().await {
+        made.push(r??);
+    }
+    Ok(made)
+}
 const DEPT: &str = "11350200MB0123456A";
 const PERSON: &str = "11010519491231002X";
 
@@ -394,6 +469,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.workload == Workload::Import {
         return import(&a, channel, &seal, &run_id, group).await;
     }
+    let codes = Arc::new(if a.workload == Workload::VerifyCode {
+        use_codes(&channel, &targets).await?
+    } else {
+        Vec::new()
+    });
     let targets = Arc::new(targets);
     let seal = Arc::new(seal);
     let deadline = Instant::now() + Duration::from_secs(a.duration);
@@ -401,12 +481,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (channel, targets, seal, counter, run_id) = (
+        let (channel, targets, seal, counter, run_id, codes) = (
             channel.clone(),
             targets.clone(),
             seal.clone(),
             counter.clone(),
             run_id.clone(),
+            codes.clone(),
         );
         let workload = a.workload;
         workers.push(tokio::spawn(async move {
@@ -443,6 +524,21 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                                 purpose: purpose.clone(),
                                 at: None,
                                 use_code: String::new(),
+                            },
+                        ))
+                        .await
+                        .is_ok_and(|r| r.get_ref().indication() == pb::Indication::TotalPassed)
+                    }
+                    Workload::VerifyCode => {
+                        let (id, code) = &codes[n as usize % codes.len()];
+                        v.verify_licence(as_actor(
+                            CODE_VERIFIER,
+                            "verifier",
+                            pb::VerifyLicenceRequest {
+                                licence_id: id.clone(),
+                                purpose: purpose.clone(),
+                                at: None,
+                                use_code: code.clone(),
                             },
                         ))
                         .await
