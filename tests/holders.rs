@@ -279,6 +279,12 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
             .map(String::from)
             .into()
     );
+    // A code opens fields, not the person: the holder is masked as on the public page.
+    let shown_holder = passed.licence.as_ref().unwrap().holder.clone().unwrap();
+    assert_eq!(
+        (shown_holder.id.as_str(), shown_holder.name.as_str()),
+        ("1********X", "张*")
+    );
     // Its receipt says so: version 2, basis use code, naming the code's ID.
     let sign1 = certseal_crypto::cose::parse_sign1(&passed.receipt, 1 << 16).unwrap();
     sign1
@@ -290,6 +296,15 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     assert_eq!(basis.kind, certseal_core::BasisKind::UseCode);
     assert_eq!(basis.use_code.as_deref(), Some(info.code_id.as_str()));
 
+    // Another department learns only that the code is not for it, not that it was used.
+    assert_eq!(
+        refusal(
+            at_w.verify_licence(check(&mine, "ADMIN_APPROVAL", &created.code))
+                .await
+                .unwrap_err()
+        ),
+        "USE_CODE_OTHER_AUDIENCE"
+    );
     // A second use of a one-use code is refused, with no licence data.
     assert_eq!(
         refusal(
@@ -344,6 +359,13 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         .unwrap()
         .into_inner();
     assert_eq!(by_qr.indication(), pb::Indication::TotalPassed);
+    // A QR string naming another licence than the one checked is refused as malformed.
+    expect_code(
+        at_v.verify_licence(check(&mine_too, "ADMIN_APPROVAL", &five.qr))
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+    );
     // A mistyped code is malformed, not unknown; an unknown one is refused.
     let mut typo = five.code.clone().into_bytes();
     typo[0] = if typo[0] == b'7' { b'8' } else { b'7' };

@@ -224,6 +224,11 @@ pub(crate) fn item_error(s: &Status) -> pb::ItemError {
                     .collect()
             })
             .unwrap_or_default(),
+        reason: s
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.clone())
+            .unwrap_or_default(),
     }
 }
 

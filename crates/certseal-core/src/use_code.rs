@@ -264,7 +264,9 @@ pub enum Presenter<'a> {
 
 impl UseCode {
     /// Why the code does not open a check of `licence` by `presenter` for `purpose` at `now`;
-    /// `None` when it does. The holder's own acts (revoked, expired, used up) come first.
+    /// `None` when it does. A presenter the code is not for learns only that: nothing of what
+    /// the holder or the intended department did with it. Then the holder's own acts
+    /// (revoked, expired, used up) come first.
     pub fn refusal(
         &self,
         licence: &LicenceId,
@@ -272,6 +274,14 @@ impl UseCode {
         purpose: &str,
         now: Timestamp,
     ) -> Option<UseCodeRefusal> {
+        let audience_ok = match (&self.audience, presenter) {
+            (Audience::Anyone, _) => true,
+            (Audience::Department(d), Presenter::Department(p)) => d == p,
+            (Audience::Department(_), Presenter::PublicPage) => false,
+        };
+        if !audience_ok {
+            return Some(UseCodeRefusal::OtherAudience);
+        }
         if self.revoked_at.is_some() {
             return Some(UseCodeRefusal::Revoked);
         }
@@ -283,14 +293,6 @@ impl UseCode {
         }
         if &self.licence != licence {
             return Some(UseCodeRefusal::OtherLicence);
-        }
-        let audience_ok = match (&self.audience, presenter) {
-            (Audience::Anyone, _) => true,
-            (Audience::Department(d), Presenter::Department(p)) => d == p,
-            (Audience::Department(_), Presenter::PublicPage) => false,
-        };
-        if !audience_ok {
-            return Some(UseCodeRefusal::OtherAudience);
         }
         if !self.purposes.contains(purpose) {
             return Some(UseCodeRefusal::OtherPurpose);

@@ -116,6 +116,11 @@ impl WriterState for AuditWriter {
         reload(self).map_err(|e| {
             StoreError::Backend(format!("reloading the audit log's right edge: {e}"))
         })?;
+        // A node that starts leading may be the first upgraded one to (a rolling upgrade):
+        // the holders' record of earlier checks is built here if no leader built it yet.
+        if let Err(e) = crate::holders::migrate_usage_index(store) {
+            tracing::error!(error = %e, "cannot index earlier checks in the holders' record; retried when this node next takes the lease");
+        }
         tracing::info!(
             size = self.frontier.size(),
             "reloaded the audit log's right edge"

@@ -164,7 +164,7 @@ pub struct NewUseCode {
 }
 
 /// A new use code: the code itself, shown once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CreatedUseCode {
     /// The code.
     pub code: UseCodeText,
@@ -174,6 +174,16 @@ pub struct CreatedUseCode {
     pub info: UseCode,
     /// Its `use_code.created` entry.
     pub log_index: u64,
+}
+
+impl std::fmt::Debug for CreatedUseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The QR string holds the code: a bearer secret stays out of logs.
+        f.debug_struct("CreatedUseCode")
+            .field("info", &self.info)
+            .field("log_index", &self.log_index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One check of a holder's licence.
@@ -317,15 +327,16 @@ impl Registry {
                 licence.status().as_str()
             )));
         }
-        if licence.expired_at(Timestamp::now()) {
+        if licence.expired_at(self.clock.now()) {
             return Err(RegistryError::FailedPrecondition(format!(
                 "licence {id} has expired: a use code opens a licence in its validity"
             )));
         }
-        if let Ok(t) = self.read_template(
-            &licence.type_code,
-            crate::TemplateSelector::Version(licence.template_version),
-        ) {
+        {
+            let t = self.read_template(
+                &licence.type_code,
+                crate::TemplateSelector::Version(licence.template_version),
+            )?;
             for (i, f) in req.fields.iter().enumerate() {
                 if !t.content.fields.iter().any(|s| s.name == f.trim()) {
                     v.push(FieldViolation::new(

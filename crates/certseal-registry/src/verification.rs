@@ -274,7 +274,16 @@ impl Registry {
                     ));
                 }
                 let access = self.authorize_held(actor, "checking a licence with a use code")?;
-                (access, Some(self.presented_code(actor, text)?.0))
+                let (code, named) = self.presented_code(actor, text)?;
+                if let (Subject::Id(id), Some(named)) = (&subject, named)
+                    && id.trim() != named.as_str()
+                {
+                    return Err(RegistryError::invalid(
+                        "use_code",
+                        format!("the code's QR string names licence {named}, not the one checked"),
+                    ));
+                }
+                (access, Some(code))
             }
         };
         self.record_check(
@@ -350,9 +359,14 @@ impl Registry {
         {
             return Err(crate::holders::refused(actor, UseCodeRefusal::OtherLicence));
         }
-        let holder = licence
-            .as_ref()
-            .map(|l| (l.holder_kind, l.holder_id.clone()));
+        // The check goes into the holder's record: of the licence the registry holds, or of
+        // the code, whose use is counted even when the presented document is not genuine.
+        let holder = match &code {
+            Some(c) => Some((c.holder_kind, c.holder_id.clone())),
+            None => licence
+                .as_ref()
+                .map(|l| (l.holder_kind, l.holder_id.clone())),
+        };
         // One rule whatever the outcome: what the caller sees follows from the licence's type
         // and issuer, in the registry's record or else in the document. A check that fails
         // (an unreadable document, say) still names the licence, so it must be no side door.
@@ -399,10 +413,26 @@ impl Registry {
                         e.note.clear();
                     }
                 }
-                match &outcome.claims {
+                let visible = match &outcome.claims {
                     Some(c) => self.visible_fields(reading, c),
                     None => BTreeMap::new(),
+                };
+                // A code opens fields, not the person: a person holder is masked as on the
+                // public page (enough to match the person presenting it, no more).
+                if code.is_some() {
+                    if let Some(c) = outcome.claims.as_mut()
+                        && c.holder.kind == certseal_core::HolderKind::Person
+                    {
+                        c.holder.name = crate::public::mask_name(&c.holder.name);
+                        c.holder.id = crate::public::mask_id(&c.holder.id);
+                    }
+                    if let Some(l) = licence.as_mut()
+                        && l.holder_kind == certseal_core::HolderKind::Person
+                    {
+                        l.holder_id = crate::public::mask_id(&l.holder_id);
+                    }
                 }
+                visible
             }
             None => BTreeMap::new(),
         };
