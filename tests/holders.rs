@@ -37,6 +37,20 @@ fn refusal(status: tonic::Status) -> String {
         .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
 }
 
+/// The reason a check with a use code is refused.
+async fn refused(
+    v: &mut VerificationServiceClient<Channel>,
+    licence: &str,
+    purpose: &str,
+    code: &str,
+) -> String {
+    refusal(
+        v.verify_licence(check(licence, purpose, code))
+            .await
+            .unwrap_err(),
+    )
+}
+
 fn person(id: &str) -> Option<pb::HolderRef> {
     Some(pb::HolderRef {
         kind: pb::HolderKind::Person as i32,
@@ -298,20 +312,12 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
 
     // Another department learns only that the code is not for it, not that it was used.
     assert_eq!(
-        refusal(
-            at_w.verify_licence(check(&mine, "ADMIN_APPROVAL", &created.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_w, &mine, "ADMIN_APPROVAL", &created.code).await,
         "USE_CODE_OTHER_AUDIENCE"
     );
     // A second use of a one-use code is refused, with no licence data.
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine, "ADMIN_APPROVAL", &created.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine, "ADMIN_APPROVAL", &created.code).await,
         "USE_CODE_USED_UP"
     );
 
@@ -329,27 +335,15 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         .unwrap()
         .into_inner();
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine, "PUBLIC_SERVICE", &five.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine, "PUBLIC_SERVICE", &five.code).await,
         "USE_CODE_OTHER_PURPOSE"
     );
     assert_eq!(
-        refusal(
-            at_w.verify_licence(check(&mine, "ADMIN_APPROVAL", &five.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_w, &mine, "ADMIN_APPROVAL", &five.code).await,
         "USE_CODE_OTHER_AUDIENCE"
     );
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine_too, "ADMIN_APPROVAL", &five.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine_too, "ADMIN_APPROVAL", &five.code).await,
         "USE_CODE_OTHER_LICENCE"
     );
     // The QR string alone names the licence; it counts one use.
@@ -381,11 +375,7 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     );
     let unknown = certseal_core::UseCodeText::from_random(&[9; 10]).grouped();
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine, "ADMIN_APPROVAL", &unknown))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine, "ADMIN_APPROVAL", &unknown).await,
         "USE_CODE_UNKNOWN"
     );
 
@@ -412,11 +402,7 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         .into_inner();
     assert!(after.revoked_at.is_some() && !after.live);
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine_too, "ADMIN_APPROVAL", &revoked.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine_too, "ADMIN_APPROVAL", &revoked.code).await,
         "USE_CODE_REVOKED"
     );
     // Another holder cannot revoke it (nor learn it exists).
@@ -434,11 +420,7 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     // Expired: ten minutes later by the registry's clock.
     clock.advance(std::time::Duration::from_secs(601));
     assert_eq!(
-        refusal(
-            at_v.verify_licence(check(&mine, "ADMIN_APPROVAL", &five.code))
-                .await
-                .unwrap_err()
-        ),
+        refused(&mut at_v, &mine, "ADMIN_APPROVAL", &five.code).await,
         "USE_CODE_EXPIRED"
     );
 
