@@ -470,6 +470,28 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
         assert!(fields.iter().any(|(n, _)| n == f), "{f} not in {fields:?}");
     }
 
+    // A code for a department that cannot check licences (the auditor) would open nothing.
+    let fields = expect_code(
+        agent
+            .create_use_code(code_request(
+                PERSON,
+                &mine,
+                &["ADMIN_APPROVAL"],
+                &[],
+                for_department(&d),
+                1,
+            ))
+            .await
+            .unwrap_err(),
+        Code::InvalidArgument,
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|(f, m)| f == "audience.department" && m.contains("neither the verifier")),
+        "{fields:?}"
+    );
+
     // A department with a statutory grant checks without a code; its receipt says so.
     let granted = VerificationServiceClient::new(g_ch)
         .verify_licence(check(&mine, "ADMIN_APPROVAL", ""))

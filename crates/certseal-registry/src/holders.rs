@@ -357,10 +357,23 @@ impl Registry {
                 .records
                 .department(self.store.as_ref(), &stamp, d)?
                 .is_some_and(|d| d.status == certseal_core::DepartmentStatus::Active);
+            // A code for a department that may not check licences would open nothing.
+            let checks = !self.access.enforce_policy
+                || self
+                    .records
+                    .policy(self.store.as_ref(), &stamp, d)?
+                    .is_some_and(|p| p.holds(Role::Verifier) || p.holds(Role::Issuer));
             if !known {
                 v.push(FieldViolation::new(
                     "audience.department",
                     format!("no active department {d} is registered"),
+                ));
+            } else if !checks {
+                v.push(FieldViolation::new(
+                    "audience.department",
+                    format!(
+                        "department {d} holds neither the verifier nor the issuer role: it could not use the code"
+                    ),
                 ));
             }
         }
