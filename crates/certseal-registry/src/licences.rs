@@ -198,13 +198,7 @@ pub(crate) fn parse_licence_id(value: &str) -> Result<LicenceId, RegistryError> 
         .map_err(|e: certseal_core::IdError| RegistryError::invalid("licence_id", e.0))
 }
 
-fn holder_prefix(kind: HolderKind, id: &str) -> Vec<u8> {
-    let k = match kind {
-        HolderKind::Person => b'P',
-        HolderKind::Organisation => b'O',
-    };
-    [&[k][..], id.as_bytes()].concat()
-}
+use crate::holders::holder_prefix;
 
 fn index_key(prefix: &[u8], at: Timestamp, id: &LicenceId) -> Vec<u8> {
     [
