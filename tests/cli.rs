@@ -212,3 +212,145 @@ fn the_load_generator_reports_each_workload() {
         }
     }
 }
+
+/// The catalogue of the quick start's registry (its department and the food licence type of
+/// `examples/food-licence.toml`), exported as JSON that validates against the schema published
+/// in `docs/`, and as XML with the same content.
+#[test]
+fn the_catalogue_exports_as_json_valid_against_its_schema_and_as_xml() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::spawn(&dir.path().join("data"));
+    let dept = "11350200MB0123456A";
+    let food = format!("{dept}001");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/food-licence.toml");
+    for args in [
+        vec![
+            "department",
+            "register",
+            "--credit-code",
+            dept,
+            "--name",
+            "厦门市市场监督管理局",
+            "--region",
+            "350200",
+        ],
+        vec![
+            "template",
+            "create",
+            "--type-code",
+            &food,
+            "--file",
+            example,
+        ],
+        vec!["template", "publish", &food, "1"],
+        // A type with only a draft is not in the catalogue.
+        vec![
+            "template",
+            "create",
+            "--type-code",
+            "11350200MB0123456A002",
+            "--file",
+            example,
+        ],
+    ] {
+        let out = certseal(&server, &as_admin(&args));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let json_file = dir.path().join("catalogue.json");
+    let xml_file = dir.path().join("catalogue.xml");
+    for (format, file) in [("json", &json_file), ("xml", &xml_file)] {
+        let out = certseal(
+            &server,
+            &as_admin(&[
+                "catalogue",
+                "export",
+                "--format",
+                format,
+                "--out",
+                file.to_str().unwrap(),
+            ]),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Checked by an implementation of JSON Schema we did not write.
+    let out = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/validate_json.py"
+        ))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/catalogue.schema.json"
+        ))
+        .arg(&json_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    let types = c["licence_types"].as_array().unwrap();
+    assert_eq!(types.len(), 1, "{c}");
+    let t = &types[0];
+    assert_eq!(t["type_code"], food.as_str());
+    assert_eq!(t["name"], "食品经营许可证");
+    assert_eq!(t["issuing_authority"]["name"], "厦门市市场监督管理局");
+    assert_eq!(t["validity_days"], 1825);
+    let template: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let fields = template["fields"].as_array().unwrap();
+    let items = t["data_items"].as_array().unwrap();
+    assert_eq!(items.len(), fields.len());
+    for (item, field) in items.iter().zip(fields) {
+        assert_eq!(item["name"].as_str(), field["name"].as_str());
+        assert_eq!(item["label"].as_str(), field["label"].as_str());
+        assert_eq!(item["type"].as_str(), field["type"].as_str());
+        assert_eq!(
+            item["personal"].as_bool().unwrap(),
+            field["visibility"].as_str() == Some("personal")
+        );
+    }
+    // The XML says the same.
+    let xml = std::fs::read_to_string(&xml_file).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let types: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("LicenceType"))
+        .collect();
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0].attribute("typeCode"), Some(food.as_str()));
+    let names: Vec<_> = types[0]
+        .descendants()
+        .filter(|n| n.has_tag_name("DataItem"))
+        .map(|n| {
+            (
+                n.attribute("name").unwrap(),
+                n.attribute("personal").unwrap(),
+            )
+        })
+        .collect();
+    let from_json: Vec<_> = items
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap(),
+                if i["personal"].as_bool().unwrap() {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+        })
+        .collect();
+    assert_eq!(names, from_json);
+}

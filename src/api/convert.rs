@@ -105,6 +105,41 @@ fn content_to_pb(c: TemplateContent) -> pb::TemplateContent {
     }
 }
 
+/// One licence type of the catalogue.
+pub(crate) fn catalogue_entry(e: certseal_registry::CatalogueEntry) -> pb::CatalogueEntry {
+    let t = e.template;
+    pb::CatalogueEntry {
+        authority: t.defining_department().to_string(),
+        authority_name: e.authority_name.unwrap_or_default(),
+        type_code: t.type_code.to_string(),
+        name: t.content.name,
+        category: match t.content.category {
+            TemplateCategory::Licence => pb::TemplateCategory::Licence,
+            TemplateCategory::Approval => pb::TemplateCategory::Approval,
+        } as i32,
+        version: t.version,
+        default_validity_days: t.content.default_validity_days,
+        // Every type may be held by a person or an organisation: templates do not restrict it.
+        holder_kinds: vec!["person".into(), "organisation".into()],
+        data_items: t
+            .content
+            .fields
+            .into_iter()
+            .map(|f| pb::CatalogueDataItem {
+                name: f.name,
+                label: f.label,
+                r#type: field_type_to_pb(f.field_type) as i32,
+                required: f.required,
+                personal: f.visibility == Visibility::Personal,
+                max_length: f.max_length,
+                enum_values: f.enum_values,
+                scale: f.scale,
+            })
+            .collect(),
+        published_at: t.published_at.map(timestamp),
+    }
+}
+
 fn field_type_to_pb(t: FieldType) -> pb::FieldType {
     match t {
         FieldType::String => pb::FieldType::String,

@@ -119,6 +119,28 @@ impl TemplateService for TemplateApi {
             next_page_token: page.next_token,
         }))
     }
+
+    async fn get_catalogue(
+        &self,
+        request: Request<pb::GetCatalogueRequest>,
+    ) -> Result<Response<pb::Catalogue>, Status> {
+        self.catalogue(request).await
+    }
+}
+
+impl TemplateApi {
+    async fn catalogue(
+        &self,
+        request: Request<pb::GetCatalogueRequest>,
+    ) -> Result<Response<pb::Catalogue>, Status> {
+        let Caller { actor, slot: _slot } = self.0.admit(&request)?;
+        let entries = self.0.registry.catalogue(&actor).map_err(to_status)?;
+        Ok(Response::new(pb::Catalogue {
+            registry: self.0.registry.latest_checkpoint().checkpoint.origin,
+            generated_at: Some(convert::timestamp(certseal_core::Timestamp::now())),
+            entries: entries.into_iter().map(convert::catalogue_entry).collect(),
+        }))
+    }
 }
 
 fn filter(r: &pb::ListTemplatesRequest) -> Result<TemplateFilter, RegistryError> {

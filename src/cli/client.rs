@@ -191,6 +191,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::DeptCert(c) => super::policy::dept_cert(c).await,
         Command::Usecode(c) => super::holder::usecode(c).await,
         Command::Usage(a) => super::holder::usage(a).await,
+        Command::Catalogue(c) => super::catalogue::run(c).await,
         Command::Ca(
             c @ (super::CaCommand::RotateClient { .. } | super::CaCommand::RetireClient { .. }),
         ) => super::policy::client_ca(c).await,

@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod bench;
+mod catalogue;
 mod client;
 mod files;
 mod holder;
@@ -81,6 +82,9 @@ pub enum Command {
     Usecode(holder::UseCodeCommand),
     /// Every check of a holder's licences (用证留痕), for a holder agent.
     Usage(holder::UsageArgs),
+    /// The catalogue of licence types (GB/T 36902): export it as JSON or XML.
+    #[command(subcommand)]
+    Catalogue(catalogue::CatalogueCommand),
 }
 
 /// `certseal seal …`

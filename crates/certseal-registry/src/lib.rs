@@ -66,7 +66,7 @@ pub use seals::{
     rewrap_keys,
 };
 pub use status_list::SignedStatusList;
-pub use templates::{TemplateFilter, TemplateSelector};
+pub use templates::{CatalogueEntry, MAX_CATALOGUE_TYPES, TemplateFilter, TemplateSelector};
 pub use verification::{DEFAULT_PURPOSES, ReceiptView, Subject, Verification};
 
 /// Written into a new data folder; a folder with another value is refused.

@@ -554,3 +554,50 @@ fn check_template_input(
         (Err(e), _) | (_, Err(e)) => Err(e),
     }
 }
+
+/// Most licence types one catalogue lists.
+pub const MAX_CATALOGUE_TYPES: usize = 10_000;
+
+/// One licence type of the catalogue: its latest published version and who defines it.
+#[derive(Debug, Clone)]
+pub struct CatalogueEntry {
+    /// The latest published version.
+    pub template: Template,
+    /// The defining department's registered name.
+    pub authority_name: Option<String>,
+}
+
+impl Registry {
+    /// The catalogue (GB/T 36902's 目录): every licence type with a published version, in
+    /// type-code order, each at its latest published version. Any caller may read it.
+    pub fn catalogue(&self, actor: &Actor) -> Result<Vec<CatalogueEntry>, RegistryError> {
+        self.authorize_held(actor, "reading the catalogue")?;
+        let snap = self.store.snapshot();
+        let page = snap.scan(
+            Table::TemplateHeads,
+            b"",
+            None,
+            MAX_CATALOGUE_TYPES,
+            Direction::Forward,
+        )?;
+        let stamp = self.records.stamp();
+        let mut out = Vec::new();
+        for (k, _) in page.items {
+            let type_code = parse_type_code(&String::from_utf8_lossy(&k))?;
+            let template = match self.read_template(&type_code, TemplateSelector::LatestPublished) {
+                Ok(t) => t,
+                Err(RegistryError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let authority_name = self
+                .records
+                .department(self.store.as_ref(), &stamp, &template.defining_department())?
+                .map(|d| d.name.clone());
+            out.push(CatalogueEntry {
+                template,
+                authority_name,
+            });
+        }
+        Ok(out)
+    }
+}
