@@ -235,6 +235,35 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
         "it was valid before the revocation"
     );
     docs.push(("revoked", rv.document.clone(), (TotalFailed, S::Revoked)));
+    // Revoked as a penalty (吊销): a reason of its own, the same sub-indication.
+    let penalty = issue(addr, &i, "penalty", None, None).await;
+    let revoked = l
+        .revoke_licence(as_actor(
+            &i.dept,
+            "issuer",
+            pb::RevokeLicenceRequest {
+                request_id: String::new(),
+                licence_id: penalty.licence_id.clone(),
+                reason: pb::LicenceRevocationReason::Penalty as i32,
+                note: "行政处罚决定书 厦市监罚〔2026〕1号".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        revoked.history.last().unwrap().reason(),
+        pb::LicenceRevocationReason::Penalty
+    );
+    assert_eq!(
+        says(&c.by_id(&penalty.licence_id, None).await),
+        (TotalFailed, S::Revoked)
+    );
+    docs.push((
+        "revoked as a penalty",
+        penalty.document.clone(),
+        (TotalFailed, S::Revoked),
+    ));
 
     // Suspended, then reinstated.
     let su = issue(addr, &i, "suspended", None, None).await;
@@ -481,6 +510,10 @@ async fn every_sub_indication_from_a_real_case_and_the_offline_verifier_agrees()
     assert_eq!(
         history(&rv.licence_id)[0].reason.as_deref(),
         Some("withdrawn")
+    );
+    assert_eq!(
+        history(&penalty.licence_id)[0].reason.as_deref(),
+        Some("penalty")
     );
     assert_eq!(history(&su.licence_id).len(), 2, "suspended, reinstated");
     use certseal_core::LicenceStatus::{Revoked, Suspended};

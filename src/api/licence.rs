@@ -113,6 +113,8 @@ fn reason_to_pb(r: Option<LicenceRevocationReason>) -> pb::LicenceRevocationReas
         Some(LicenceRevocationReason::Withdrawn) => pb::LicenceRevocationReason::Withdrawn,
         Some(LicenceRevocationReason::Cancelled) => pb::LicenceRevocationReason::Cancelled,
         Some(LicenceRevocationReason::Other) => pb::LicenceRevocationReason::Other,
+        Some(LicenceRevocationReason::Penalty) => pb::LicenceRevocationReason::Penalty,
+        Some(LicenceRevocationReason::Lapsed) => pb::LicenceRevocationReason::Lapsed,
     }
 }
 
@@ -486,10 +488,12 @@ impl LicenceService for LicenceApi {
             Ok(pb::LicenceRevocationReason::Withdrawn) => LicenceRevocationReason::Withdrawn,
             Ok(pb::LicenceRevocationReason::Cancelled) => LicenceRevocationReason::Cancelled,
             Ok(pb::LicenceRevocationReason::Other) => LicenceRevocationReason::Other,
+            Ok(pb::LicenceRevocationReason::Penalty) => LicenceRevocationReason::Penalty,
+            Ok(pb::LicenceRevocationReason::Lapsed) => LicenceRevocationReason::Lapsed,
             _ => {
                 return Err(to_status(RegistryError::invalid(
                     "reason",
-                    "a revocation has a reason: ISSUED_IN_ERROR, WITHDRAWN, CANCELLED or OTHER",
+                    "a revocation has a reason: ISSUED_IN_ERROR, WITHDRAWN, CANCELLED, PENALTY, LAPSED or OTHER",
                 )));
             }
         };

@@ -354,8 +354,12 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                 "withdrawn" => pb::LicenceRevocationReason::Withdrawn,
                 "cancelled" => pb::LicenceRevocationReason::Cancelled,
                 "other" => pb::LicenceRevocationReason::Other,
+                "penalty" => pb::LicenceRevocationReason::Penalty,
+                "lapsed" => pb::LicenceRevocationReason::Lapsed,
                 other => {
-                    bail!("--reason '{other}': issued-in-error, withdrawn, cancelled or other")
+                    bail!(
+                        "--reason '{other}': issued-in-error, withdrawn (撤销), cancelled (注销), penalty (吊销), lapsed (失效) or other"
+                    )
                 }
             };
             cl.licences()

@@ -422,7 +422,8 @@ pub enum LicenceCommand {
     Revoke {
         /// Licence ID.
         licence_id: String,
-        /// issued-in-error, withdrawn, cancelled or other (say which in --note).
+        /// issued-in-error, withdrawn (撤销), cancelled (注销), penalty (吊销), lapsed (失效)
+        /// or other (say which in --note).
         #[arg(long)]
         reason: String,
         /// Why.

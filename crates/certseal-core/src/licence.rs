@@ -332,12 +332,16 @@ impl LicenceStatus {
 pub enum LicenceRevocationReason {
     /// Issued in error (错误颁发).
     IssuedInError,
-    /// Withdrawn by the issuer (撤销/吊销).
+    /// Withdrawn by the issuer (撤销).
     Withdrawn,
     /// Cancelled at the holder's request or because the holder ceased (注销).
     Cancelled,
     /// Another reason, in the note.
     Other,
+    /// Revoked as an administrative penalty (吊销), distinct from a withdrawal.
+    Penalty,
+    /// Lapsed: no longer valid because its conditions ended (失效).
+    Lapsed,
 }
 
 impl LicenceRevocationReason {
@@ -348,6 +352,18 @@ impl LicenceRevocationReason {
             Self::Withdrawn => "withdrawn",
             Self::Cancelled => "cancelled",
             Self::Other => "other",
+            Self::Penalty => "penalty",
+            Self::Lapsed => "lapsed",
+        }
+    }
+
+    /// The term the national sharing platforms use for a revocation for this reason.
+    pub fn national_term(self) -> &'static str {
+        match self {
+            Self::IssuedInError | Self::Withdrawn => "撤销",
+            Self::Cancelled => "注销",
+            Self::Penalty => "吊销",
+            Self::Lapsed | Self::Other => "失效",
         }
     }
 }

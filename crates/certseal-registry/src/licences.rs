@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE, licence_content_type};
 use certseal_core::{
     Actor, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind, Licence,
-    LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceRevocationReason, LicenceStatus,
-    Role, SealId, SealStatus, Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
+    LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceStatus, Role, SealId, SealStatus,
+    Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
 };
 use certseal_crypto::{Certificate, cose, sha256};
 use certseal_log::Extra;
@@ -1291,18 +1291,7 @@ impl Registry {
                     LicenceAction::Revoke(r) => ("licence.revoked", Some(r)),
                     LicenceAction::Supersede => unreachable!("refused above"),
                 };
-                let reason = reason.map(|r| {
-                    (
-                        "reason",
-                        match r {
-                            LicenceRevocationReason::IssuedInError => "issued_in_error",
-                            LicenceRevocationReason::Withdrawn => "withdrawn",
-                            LicenceRevocationReason::Cancelled => "cancelled",
-                            LicenceRevocationReason::Other => "other",
-                        }
-                        .to_owned(),
-                    )
-                });
+                let reason = reason.map(|r| ("reason", r.code().to_owned()));
                 append(
                     txn,
                     &actor,
