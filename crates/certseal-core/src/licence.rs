@@ -503,6 +503,25 @@ mod tests {
     use super::*;
     use crate::department::Role;
 
+    #[test]
+    fn revocation_reasons_speak_the_national_vocabulary() {
+        use LicenceRevocationReason as R;
+        let all = [
+            (R::IssuedInError, "issued_in_error", "撤销"),
+            (R::Withdrawn, "withdrawn", "撤销"),
+            (R::Cancelled, "cancelled", "注销"),
+            (R::Penalty, "penalty", "吊销"),
+            (R::Lapsed, "lapsed", "失效"),
+            (R::Other, "other", "失效"),
+        ];
+        for (reason, code, term) in all {
+            assert_eq!((reason.code(), reason.national_term()), (code, term));
+            // The code is how the reason is stored and listed.
+            let stored = crate::cbor::to_canonical(&reason).unwrap();
+            assert_eq!(crate::cbor::from_canonical::<R>(&stored).unwrap(), reason);
+        }
+    }
+
     fn claims() -> LicenceClaims {
         let issuer: CreditCode = "11100000000013338W".parse().unwrap();
         let type_code: TypeCode = "11100000000013338W001".parse().unwrap();
