@@ -100,6 +100,7 @@ const READS: &[&str] = &[
     "/certseal.v1.SealService/GetTrustList",
     "/certseal.v1.TemplateService/GetTemplate",
     "/certseal.v1.TemplateService/ListTemplates",
+    "/certseal.v1.TemplateService/GetCatalogue",
     "/certseal.v1.VerificationService/ListReceipts",
     "/certseal.v1.VerificationService/GetStatusList",
     "/certseal.v1.VerificationService/ListPurposes",

@@ -329,6 +329,11 @@ fn the_catalogue_exports_as_json_valid_against_its_schema_and_as_xml() {
         .collect();
     assert_eq!(types.len(), 1);
     assert_eq!(types[0].attribute("typeCode"), Some(food.as_str()));
+    assert_eq!(
+        types[0].attribute("publishedAt"),
+        t["published_at"].as_str(),
+        "the same publication time"
+    );
     let names: Vec<_> = types[0]
         .descendants()
         .filter(|n| n.has_tag_name("DataItem"))

@@ -93,6 +93,9 @@ pub fn to_json(c: &pb::Catalogue) -> Value {
     })
 }
 
+/// Text for an XML element or attribute. Characters XML 1.0 cannot carry at all (C0 controls
+/// but tab and newline, U+FFFE, U+FFFF) become U+FFFD; a carriage return is a reference, so a
+/// parser does not turn it into a newline.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -102,6 +105,9 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -118,10 +124,14 @@ pub fn to_xml(c: &pb::Catalogue) -> String {
     ));
     for e in &c.entries {
         x.push_str(&format!(
-            "  <LicenceType typeCode=\"{}\" version=\"{}\" category=\"{}\">\n    <Name>{}</Name>\n    <IssuingAuthority creditCode=\"{}\">{}</IssuingAuthority>\n",
+            "  <LicenceType typeCode=\"{}\" version=\"{}\" category=\"{}\"{}>\n    <Name>{}</Name>\n    <IssuingAuthority creditCode=\"{}\">{}</IssuingAuthority>\n",
             escape(&e.type_code),
             e.version,
             category(e),
+            e.published_at
+                .as_ref()
+                .map(|t| format!(" publishedAt=\"{t}\""))
+                .unwrap_or_default(),
             escape(&e.name),
             escape(&e.authority),
             escape(&e.authority_name)
@@ -180,6 +190,7 @@ pub async fn run(c: CatalogueCommand) -> anyhow::Result<()> {
     let cl = Client::connect(&client).await?;
     let catalogue =
         crate::pb::template_service_client::TemplateServiceClient::new(cl.channel().clone())
+            .max_decoding_message_size(64 << 20)
             .get_catalogue(cl.request(pb::GetCatalogueRequest {})?)
             .await
             .map_err(explain)?
@@ -197,5 +208,18 @@ pub async fn run(c: CatalogueCommand) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_xml_cannot_carry_is_replaced_and_the_rest_escaped() {
+        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&apos;");
+        assert_eq!(escape("x\ry\tz\n"), "x&#13;y\tz\n");
+        assert_eq!(escape("bell\u{7}\u{FFFF}"), "bell\u{FFFD}\u{FFFD}");
+        assert_eq!(escape("食品经营许可证"), "食品经营许可证");
     }
 }

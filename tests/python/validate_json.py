@@ -17,6 +17,9 @@ def main():
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     jsonschema.Draft202012Validator.check_schema(schema)
+    # Without rfc3339-validator, jsonschema skips "date-time" silently.
+    if "date-time" not in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers:
+        sys.exit("FAIL: date-time cannot be checked (pip install rfc3339-validator)")
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
     for e in errors:
         print(f"FAIL: {'/'.join(map(str, e.path))}: {e.message}")

@@ -269,6 +269,12 @@ fn check_enum_values(values: &[String], field: &str, v: &mut Vec<FieldViolation>
                 format!("{field}[{j}]"),
                 format!("an enum value has 1 to {MAX_LABEL} characters"),
             ));
+        } else if value.chars().any(char::is_control) {
+            // Shown in pages and written into XML catalogues, which cannot carry them.
+            v.push(FieldViolation::new(
+                format!("{field}[{j}]"),
+                "an enum value has no control characters",
+            ));
         } else if !seen.insert(value) {
             v.push(FieldViolation::new(
                 format!("{field}[{j}]"),

@@ -298,7 +298,7 @@ pub struct StatusChange {
     /// Since when.
     pub since: Timestamp,
     /// Why, as a code (a revocation's reason today: `issued_in_error`, `withdrawn`,
-    /// `cancelled`, `other`). The vocabulary grows: a reader keeps codes it does not know.
+    /// `cancelled`, `penalty`, `lapsed`, `other`). The vocabulary grows: a reader keeps codes it does not know.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

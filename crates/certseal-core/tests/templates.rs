@@ -122,6 +122,16 @@ fn schema_limits() {
         violations(content(vec![e]).validate().unwrap_err())[0].0,
         "fields[0].enum_values[1]"
     );
+    // A control character cannot be shown in a page nor written into an XML catalogue.
+    let mut e = field("kind", FieldType::Enum);
+    e.enum_values = vec!["a".into(), "b\u{7}".into()];
+    assert_eq!(
+        violations(content(vec![e]).validate().unwrap_err())[0],
+        (
+            "fields[0].enum_values[1]".to_owned(),
+            "an enum value has no control characters".to_owned()
+        )
+    );
 }
 
 #[test]

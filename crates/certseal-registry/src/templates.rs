@@ -573,17 +573,28 @@ impl Registry {
     pub fn catalogue(&self, actor: &Actor) -> Result<Vec<CatalogueEntry>, RegistryError> {
         self.authorize_held(actor, "reading the catalogue")?;
         let snap = self.store.snapshot();
-        let page = snap.scan(
-            Table::TemplateHeads,
-            b"",
-            None,
-            MAX_CATALOGUE_TYPES,
-            Direction::Forward,
-        )?;
+        let mut heads = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = snap.scan(
+                Table::TemplateHeads,
+                b"",
+                after.as_deref(),
+                1000,
+                Direction::Forward,
+            )?;
+            after = page.items.last().map(|(k, _)| k.clone());
+            heads.extend(page.items.into_iter().map(|(k, _)| k));
+            if !page.more {
+                break;
+            }
+        }
         let stamp = self.records.stamp();
         let mut out = Vec::new();
-        for (k, _) in page.items {
-            let type_code = parse_type_code(&String::from_utf8_lossy(&k))?;
+        for k in heads {
+            let type_code: TypeCode = String::from_utf8_lossy(&k)
+                .parse()
+                .map_err(|_| RegistryError::Corrupt("template head key".into()))?;
             let template = match self.read_template(&type_code, TemplateSelector::LatestPublished) {
                 Ok(t) => t,
                 Err(RegistryError::NotFound(_)) => continue,
@@ -597,6 +608,11 @@ impl Registry {
                 template,
                 authority_name,
             });
+            if out.len() > MAX_CATALOGUE_TYPES {
+                return Err(RegistryError::FailedPrecondition(format!(
+                    "the registry defines more than {MAX_CATALOGUE_TYPES} published licence types: too many for one catalogue"
+                )));
+            }
         }
         Ok(out)
     }
