@@ -632,12 +632,21 @@ fn verdict(view: &PublicView) -> (&'static str, &'static str, &'static str, &'st
     (class, mark, title, why)
 }
 
-fn status_words(s: LicenceStatus) -> &'static str {
-    match s {
-        LicenceStatus::Active => "有效 active",
-        LicenceStatus::Suspended => "暂停 suspended",
-        LicenceStatus::Revoked => "撤销 revoked",
-        LicenceStatus::Superseded => "已取代 superseded",
+/// The status in the national platforms' terms (docs/formats.md, "The national status
+/// vocabulary"): a revocation says which kind by its reason.
+fn status_words(l: &certseal_core::Licence) -> String {
+    match l.status() {
+        LicenceStatus::Active => "有效 active".into(),
+        LicenceStatus::Suspended => "暂扣 suspended".into(),
+        LicenceStatus::Revoked => {
+            let term = l
+                .history
+                .last()
+                .and_then(|e| e.reason)
+                .map_or("撤销", |r| r.national_term());
+            format!("{term} revoked")
+        }
+        LicenceStatus::Superseded => "已取代 superseded".into(),
     }
 }
 
@@ -710,7 +719,7 @@ fn result_page(view: &PublicView, base_url: Option<&str>) -> Markup {
                     tr { th { "签发时间 Issued" } td { (local_time(c.iat)) " (UTC+8)" } }
                     @if let Some(l) = licence {
                         tr { th { "当前状态 Status" } td #status {
-                            (status_words(l.status()))
+                            (status_words(l))
                             @if let Some(since) = &status_since { "，自 since " (since) }
                         } }
                         @if let Some(next) = &l.next {

@@ -180,8 +180,8 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
         pb::RevokeLicenceRequest {
             request_id: String::new(),
             licence_id: ids[1].clone(),
-            reason: pb::LicenceRevocationReason::Withdrawn as i32,
-            note: "经营者申请注销".into(),
+            reason: pb::LicenceRevocationReason::Penalty as i32,
+            note: "厦市监罚〔2026〕7号".into(),
         },
     ))
     .await
@@ -238,9 +238,10 @@ async fn a_browser_sees_valid_revoked_and_unknown_licences_and_each_view_is_reco
     let html = browse(&format!("http://{page}/v/{}", ids[1]), "revoked");
     assert_eq!(element(&html, "verdict"), "无效 Not valid");
     assert!(element(&html, "why").contains("revoked"), "{html}");
-    assert!(element(&html, "status").contains("revoked"));
+    // In the national platforms' terms: revoked as a penalty, 吊销.
+    assert!(element(&html, "status").contains("吊销 revoked"), "{html}");
     assert!(
-        !html.contains("经营者申请注销"),
+        !html.contains("厦市监罚〔2026〕7号"),
         "the issuer's note is its own business"
     );
 
