@@ -663,26 +663,33 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_one_use_code_presented_32_times_at_once_passes_once() {
-    let server = TestServer::start().await;
+/// A licence of [`PERSON`] from issuer `n`, and two registered departments: a holder agent
+/// (`n + 1`) and a verifier (`n + 2`).
+async fn licence_agent_and_verifier(server: &TestServer, n: u32) -> (String, String, String) {
     let addr = server.addr();
-    let i = crate::licences::issuer(addr, 71, pb::SealAlgorithm::Ed25519).await;
+    let i = crate::licences::issuer(addr, n, pb::SealAlgorithm::Ed25519).await;
     let licence = LicenceServiceClient::new(connect(addr).await)
         .issue_licence(as_actor(
             &i.dept,
             "issuer",
-            crate::licences::request(&i, "one-use"),
+            crate::licences::request(&i, &format!("holder-{n}")),
         ))
         .await
         .unwrap()
         .into_inner()
         .licence_id;
-    let agent = dept_code(72);
-    let verifier = dept_code(73);
+    let (agent, verifier) = (dept_code(n + 1), dept_code(n + 2));
     let mut depts = DepartmentServiceClient::new(server.channel().await);
     register(&mut depts, &agent, "省政务服务平台").await;
     register(&mut depts, &verifier, "某区教育局").await;
+    (licence, agent, verifier)
+}
+
+#[tokio::test]
+async fn a_one_use_code_presented_32_times_at_once_passes_once() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let (licence, agent, verifier) = licence_agent_and_verifier(&server, 71).await;
     let code = HolderServiceClient::new(connect(addr).await)
         .create_use_code(as_actor(
             &agent,
@@ -789,21 +796,7 @@ async fn a_one_use_code_presented_32_times_at_once_passes_once() {
 async fn the_command_line_makes_lists_uses_and_revokes_codes() {
     let server = TestServer::start().await;
     let addr = server.addr();
-    let i = crate::licences::issuer(addr, 81, pb::SealAlgorithm::Ed25519).await;
-    let licence = LicenceServiceClient::new(connect(addr).await)
-        .issue_licence(as_actor(
-            &i.dept,
-            "issuer",
-            crate::licences::request(&i, "cli"),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .licence_id;
-    let (agent, verifier) = (dept_code(82), dept_code(83));
-    let mut depts = DepartmentServiceClient::new(server.channel().await);
-    register(&mut depts, &agent, "省政务服务平台").await;
-    register(&mut depts, &verifier, "某区教育局").await;
+    let (licence, agent, verifier) = licence_agent_and_verifier(&server, 81).await;
     let url = format!("http://{addr}");
     let run = |dept: &str, role: &str, args: &[&str]| -> serde_json::Value {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
