@@ -67,6 +67,7 @@ const WRITES: &[&str] = &[
     "/certseal.v1.HolderService/RevokeUseCode",
     "/certseal.v1.HolderService/ListUseCodes",
     "/certseal.v1.HolderService/ListUsage",
+    "/certseal.v1.SyncService/ApplyUpstreamChange",
     // Its first call for a licence of an SM2 seal seals the file and logs it.
     "/certseal.v1.LicenceService/GetLicenceFile",
 ];
@@ -104,6 +105,8 @@ const READS: &[&str] = &[
     "/certseal.v1.VerificationService/ListReceipts",
     "/certseal.v1.VerificationService/GetStatusList",
     "/certseal.v1.VerificationService/ListPurposes",
+    // A follower reads the log from the database and polls for the leader's checkpoints.
+    "/certseal.v1.SyncService/WatchChanges",
 ];
 
 /// Whether a call at `path` writes.

@@ -190,6 +190,9 @@ pub struct RawLimits {
     pub max_seal_image_kib: Option<usize>,
     /// How long a change's request ID is remembered, in hours (1 to 8760; default 168).
     pub request_id_retention_hours: Option<u64>,
+    /// How long a change-feed consumer may read nothing while changes wait before it is told
+    /// to resume, in seconds.
+    pub feed_stall_secs: Option<u64>,
 }
 
 /// Bounds on what one caller can hold.
@@ -207,6 +210,8 @@ pub struct Limits {
     pub per_department_concurrency: usize,
     /// Most items in one page.
     pub max_page_size: u32,
+    /// How long a change-feed consumer may read nothing while changes wait.
+    pub feed_stall: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -218,6 +223,7 @@ impl Default for Limits {
             per_connection_concurrency: 1024,
             per_department_concurrency: 512,
             max_page_size: 1000,
+            feed_stall: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -826,6 +832,11 @@ impl RawConfig {
                 "limits.stream_idle_secs",
                 self.limits.stream_idle_secs,
                 d.stream_idle,
+            )?,
+            feed_stall: secs(
+                "limits.feed_stall_secs",
+                self.limits.feed_stall_secs,
+                d.feed_stall,
             )?,
             stream_max_items: match self.limits.stream_max_items {
                 None => d.stream_max_items,

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
     AdminApi, AuditApi, Context, DepartmentApi, HolderApi, LicenceApi, PolicyApi, SealApi,
-    TemplateApi, VerificationApi,
+    SyncApi, TemplateApi, VerificationApi,
 };
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -25,6 +25,7 @@ use crate::pb::holder_service_server::HolderServiceServer;
 use crate::pb::licence_service_server::LicenceServiceServer;
 use crate::pb::policy_service_server::PolicyServiceServer;
 use crate::pb::seal_service_server::SealServiceServer;
+use crate::pb::sync_service_server::SyncServiceServer;
 use crate::pb::template_service_server::TemplateServiceServer;
 use crate::pb::verification_service_server::VerificationServiceServer;
 
@@ -142,6 +143,7 @@ pub fn serve_on(
         ),
         None => None,
     };
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     let ctx = Context {
         registry: registry.clone(),
         auth,
@@ -149,6 +151,7 @@ pub fn serve_on(
         in_flight: Arc::new(crate::api::DepartmentSlots::new(
             config.limits.per_department_concurrency,
         )),
+        stopping: stopping_rx,
     };
     // Department certificates from the registry's client CAs (two during a rotation), and
     // from an external one if set; revoked ones are refused in the handshake.
@@ -216,6 +219,7 @@ pub fn serve_on(
         LicenceServiceServer::new(LicenceApi(ctx.clone())).max_decoding_message_size(max);
     let policy = PolicyServiceServer::new(PolicyApi(ctx.clone())).max_decoding_message_size(max);
     let holders = HolderServiceServer::new(HolderApi(ctx.clone())).max_decoding_message_size(max);
+    let sync = SyncServiceServer::new(SyncApi(ctx.clone())).max_decoding_message_size(max);
     let verification =
         VerificationServiceServer::new(VerificationApi(ctx)).max_decoding_message_size(max);
 
@@ -242,7 +246,7 @@ pub fn serve_on(
             <AdminServiceServer<AdminApi> as NamedService>::NAME,
             <AuditServiceServer<AuditApi> as NamedService>::NAME,
         ];
-        const WRITE_SERVICES: [&str; 7] = [
+        const WRITE_SERVICES: [&str; 8] = [
             <DepartmentServiceServer<DepartmentApi> as NamedService>::NAME,
             <TemplateServiceServer<TemplateApi> as NamedService>::NAME,
             <SealServiceServer<SealApi> as NamedService>::NAME,
@@ -252,6 +256,8 @@ pub fn serve_on(
             <VerificationServiceServer<VerificationApi> as NamedService>::NAME,
             // Every call for a holder is logged.
             <HolderServiceServer<HolderApi> as NamedService>::NAME,
+            // Upstream changes write; the feed reads.
+            <SyncServiceServer<SyncApi> as NamedService>::NAME,
         ];
         for s in READ_SERVICES.iter().chain(&WRITE_SERVICES) {
             health
@@ -325,6 +331,7 @@ pub fn serve_on(
             .add_service(licences)
             .add_service(verification)
             .add_service(holders)
+            .add_service(sync)
             .add_service(policy);
         let stop = async move {
             shutdown.await;
@@ -332,6 +339,8 @@ pub fn serve_on(
             // The page stops taking checks too; those in progress finish, except that one
             // waiting for its picture answers at once (the decode is not waited for).
             let _ = page_stop.send(());
+            // Change feeds end, telling their consumers where to resume.
+            let _ = stopping.send(true);
         };
         let result = match tls {
             Some(tls) => {

@@ -70,6 +70,32 @@ pub fn to_status(e: RegistryError) -> Status {
     }
 }
 
+/// A change-feed consumer that read nothing for `stall` while changes waited: it resumes after
+/// the last change it got, which the status names (in words and in its ErrorInfo).
+pub fn feed_behind(
+    resume_after: Option<u64>,
+    origin: &str,
+    waiting: u64,
+    stall: std::time::Duration,
+) -> Status {
+    let mut metadata = std::collections::HashMap::from([("origin".to_owned(), origin.to_owned())]);
+    let resume = match resume_after {
+        Some(i) => {
+            metadata.insert("resume_after".to_owned(), i.to_string());
+            format!("resume with after = {i} and origin '{origin}'")
+        }
+        None => "resume from the start (no `after`)".to_owned(),
+    };
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "the consumer read nothing for {} s while {waiting} entries waited: {resume}",
+            stall.as_secs()
+        ),
+        ErrorDetails::with_error_info("FEED_CONSUMER_BEHIND", "certseal.registry", metadata),
+    )
+}
+
 fn summary(v: &[certseal_core::FieldViolation]) -> String {
     v.iter()
         .map(ToString::to_string)

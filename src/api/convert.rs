@@ -22,6 +22,7 @@ pub(crate) fn role(r: Role) -> pb::Role {
         Role::Verifier => pb::Role::Verifier,
         Role::Auditor => pb::Role::Auditor,
         Role::HolderAgent => pb::Role::HolderAgent,
+        Role::Sync => pb::Role::Sync,
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) fn fields_to_pb(
         .collect()
 }
 
-fn status_to_pb(s: LicenceStatus) -> pb::LicenceStatus {
+pub(crate) fn status_to_pb(s: LicenceStatus) -> pb::LicenceStatus {
     match s {
         LicenceStatus::Active => pb::LicenceStatus::Active,
         LicenceStatus::Suspended => pb::LicenceStatus::Suspended,
@@ -115,6 +115,29 @@ fn reason_to_pb(r: Option<LicenceRevocationReason>) -> pb::LicenceRevocationReas
         Some(LicenceRevocationReason::Other) => pb::LicenceRevocationReason::Other,
         Some(LicenceRevocationReason::Penalty) => pb::LicenceRevocationReason::Penalty,
         Some(LicenceRevocationReason::Lapsed) => pb::LicenceRevocationReason::Lapsed,
+    }
+}
+
+/// A revocation reason from its message: `None` when unspecified.
+pub(crate) fn reason_from_pb(r: i32) -> Result<Option<LicenceRevocationReason>, RegistryError> {
+    Ok(Some(match pb::LicenceRevocationReason::try_from(r) {
+        Ok(pb::LicenceRevocationReason::Unspecified) => return Ok(None),
+        Ok(pb::LicenceRevocationReason::IssuedInError) => LicenceRevocationReason::IssuedInError,
+        Ok(pb::LicenceRevocationReason::Withdrawn) => LicenceRevocationReason::Withdrawn,
+        Ok(pb::LicenceRevocationReason::Cancelled) => LicenceRevocationReason::Cancelled,
+        Ok(pb::LicenceRevocationReason::Other) => LicenceRevocationReason::Other,
+        Ok(pb::LicenceRevocationReason::Penalty) => LicenceRevocationReason::Penalty,
+        Ok(pb::LicenceRevocationReason::Lapsed) => LicenceRevocationReason::Lapsed,
+        Err(_) => return Err(RegistryError::invalid("reason", format!("unknown reason {r}"))),
+    }))
+}
+
+/// An upstream decision as a message.
+pub(crate) fn upstream_to_pb(u: &certseal_core::Upstream) -> pb::UpstreamSource {
+    pb::UpstreamSource {
+        source: u.source.clone(),
+        reference: u.reference.clone(),
+        decided_at: Some(timestamp(u.decided_at)),
     }
 }
 
@@ -145,6 +168,7 @@ pub(crate) fn licence_state_to_pb(l: &Licence) -> pb::Licence {
                 status: status_to_pb(e.status) as i32,
                 reason: reason_to_pb(e.reason) as i32,
                 note: e.note.clone(),
+                upstream: e.upstream.as_ref().map(upstream_to_pb),
             })
             .collect(),
         prev: l.prev.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -481,22 +505,14 @@ impl LicenceService for LicenceApi {
         request: Request<pb::RevokeLicenceRequest>,
     ) -> Result<Response<pb::Licence>, Status> {
         let caller = self.0.admit(&request)?;
-        let reason = match pb::LicenceRevocationReason::try_from(request.get_ref().reason) {
-            Ok(pb::LicenceRevocationReason::IssuedInError) => {
-                LicenceRevocationReason::IssuedInError
-            }
-            Ok(pb::LicenceRevocationReason::Withdrawn) => LicenceRevocationReason::Withdrawn,
-            Ok(pb::LicenceRevocationReason::Cancelled) => LicenceRevocationReason::Cancelled,
-            Ok(pb::LicenceRevocationReason::Other) => LicenceRevocationReason::Other,
-            Ok(pb::LicenceRevocationReason::Penalty) => LicenceRevocationReason::Penalty,
-            Ok(pb::LicenceRevocationReason::Lapsed) => LicenceRevocationReason::Lapsed,
-            _ => {
-                return Err(to_status(RegistryError::invalid(
+        let reason = reason_from_pb(request.get_ref().reason)
+            .map_err(to_status)?
+            .ok_or_else(|| {
+                to_status(RegistryError::invalid(
                     "reason",
                     "a revocation has a reason: ISSUED_IN_ERROR, WITHDRAWN, CANCELLED, PENALTY, LAPSED or OTHER",
-                )));
-            }
-        };
+                ))
+            })?;
         let r = request.into_inner();
         self.change_status(
             caller,

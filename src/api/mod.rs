@@ -9,6 +9,7 @@ mod holder;
 mod licence;
 mod policy;
 mod seal;
+mod sync;
 mod template;
 mod verification;
 
@@ -28,6 +29,7 @@ pub use holder::HolderApi;
 pub use licence::LicenceApi;
 pub use policy::PolicyApi;
 pub use seal::SealApi;
+pub use sync::SyncApi;
 pub use template::TemplateApi;
 pub use verification::VerificationApi;
 
@@ -42,6 +44,8 @@ pub struct Context {
     pub limits: crate::config::Limits,
     /// Calls in progress per department.
     pub in_flight: Arc<DepartmentSlots>,
+    /// Becomes true when the server begins to shut down: long-running streams end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A caller let in: who it is, and its department's slot, held until the call ends.

@@ -24,10 +24,11 @@ fn role_names(roles: &[i32], field: &str) -> Result<Vec<String>, Status> {
             Ok(pb::Role::Verifier) => Ok("verifier".to_owned()),
             Ok(pb::Role::Auditor) => Ok("auditor".to_owned()),
             Ok(pb::Role::HolderAgent) => Ok("holder_agent".to_owned()),
+            Ok(pb::Role::Sync) => Ok("sync".to_owned()),
             Ok(pb::Role::Node) => Ok(certseal_core::NODE_ROLE.to_owned()),
             _ => Err(to_status(RegistryError::invalid(
                 format!("{field}[{i}]"),
-                "a role: ROLE_ADMIN, ROLE_ISSUER, ROLE_VERIFIER, ROLE_AUDITOR, ROLE_HOLDER_AGENT or (certificates only) ROLE_NODE",
+                "a role: ROLE_ADMIN, ROLE_ISSUER, ROLE_VERIFIER, ROLE_AUDITOR, ROLE_HOLDER_AGENT, ROLE_SYNC or (certificates only) ROLE_NODE",
             ))),
         })
         .collect()
@@ -49,10 +50,7 @@ fn policy_to_pb(p: DepartmentPolicy) -> pb::DepartmentPolicy {
             .read
             .into_iter()
             .map(|g| {
-                let (fields, all_fields) = match g.fields {
-                    FieldAccess::All => (Vec::new(), true),
-                    FieldAccess::Named(n) => (n.into_iter().collect(), false),
-                };
+                let (fields, all_fields) = field_access(g.fields);
                 pb::ReadGrant {
                     type_code: g.type_code.to_string(),
                     purposes: g.purposes.into_iter().collect(),
@@ -61,9 +59,30 @@ fn policy_to_pb(p: DepartmentPolicy) -> pb::DepartmentPolicy {
                 }
             })
             .collect(),
+        sync: p
+            .sync
+            .into_iter()
+            .map(|g| {
+                let (fields, all_fields) = field_access(g.fields);
+                pb::SyncGrant {
+                    type_code: g.type_code.to_string(),
+                    fields,
+                    all_fields,
+                    apply_issuers: g.apply_issuers.iter().map(ToString::to_string).collect(),
+                }
+            })
+            .collect(),
         revision: p.revision,
         updated_at: Some(convert::timestamp(p.updated_at)),
         updated_by: Some(convert::actor(&p.updated_by)),
+    }
+}
+
+/// A grant's fields as the proto says them: named, or all.
+fn field_access(f: FieldAccess) -> (Vec<String>, bool) {
+    match f {
+        FieldAccess::All => (Vec::new(), true),
+        FieldAccess::Named(n) => (n.into_iter().collect(), false),
     }
 }
 
@@ -152,6 +171,11 @@ impl PolicyService for PolicyApi {
                 .read
                 .into_iter()
                 .map(|g| (g.type_code, g.purposes, g.fields, g.all_fields))
+                .collect(),
+            sync: r
+                .sync
+                .into_iter()
+                .map(|g| (g.type_code, g.fields, g.all_fields, g.apply_issuers))
                 .collect(),
         };
         let p = self

@@ -77,7 +77,8 @@ pub enum PolicyCommand {
 /// What `policy grant` adds or `policy revoke` removes.
 #[derive(Debug, clap::Args)]
 pub struct Change {
-    /// Roles (admin, issuer, verifier, auditor); repeat or separate with commas.
+    /// Roles (admin, issuer, verifier, auditor, holder_agent, sync); repeat or separate with
+    /// commas.
     #[arg(long = "role", value_delimiter = ',')]
     roles: Vec<String>,
     /// Licence type the department may issue (revoke: may no longer issue).
@@ -92,12 +93,19 @@ pub struct Change {
     /// With --read: a purpose code it may state; repeat for several (none: any).
     #[arg(long = "purpose", requires = "read")]
     purposes: Vec<String>,
-    /// With --read: a non-public field it may see; repeat for several.
-    #[arg(long = "field", requires = "read")]
+    /// With --read or --sync: a non-public field it may see; repeat for several.
+    #[arg(long = "field")]
     fields: Vec<String>,
-    /// With --read: it sees every field.
-    #[arg(long, requires = "read", conflicts_with = "fields")]
+    /// With --read or --sync: it sees every field.
+    #[arg(long, conflicts_with = "fields")]
     all_fields: bool,
+    /// Licence type the department may follow in the change feed (revoke: may no longer).
+    #[arg(long, conflicts_with = "read")]
+    sync: Option<String>,
+    /// With --sync: an issuing department whose licences of the type it may change from
+    /// upstream; repeat for several (none: it only follows).
+    #[arg(long = "apply-issuer", requires = "sync")]
+    apply_issuers: Vec<String>,
 }
 
 /// `certseal dept-cert …`
@@ -187,6 +195,21 @@ struct PolicyFile {
     issue: Vec<IssueEntry>,
     #[serde(default)]
     read: Vec<ReadEntry>,
+    #[serde(default)]
+    sync: Vec<SyncEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncEntry {
+    #[serde(rename = "type")]
+    type_code: String,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    all_fields: bool,
+    #[serde(default)]
+    apply_issuers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,9 +240,11 @@ fn role_value(name: &str) -> anyhow::Result<i32> {
         "issuer" => pb::Role::Issuer,
         "verifier" => pb::Role::Verifier,
         "auditor" => pb::Role::Auditor,
+        "holder_agent" => pb::Role::HolderAgent,
+        "sync" => pb::Role::Sync,
         "node" => pb::Role::Node,
         other => bail!(
-            "unknown role '{other}': expected admin, issuer, verifier, auditor or (certificates only) node"
+            "unknown role '{other}': expected admin, issuer, verifier, auditor, holder_agent, sync or (certificates only) node"
         ),
     } as i32)
 }
@@ -243,6 +268,12 @@ fn policy_json(p: &pb::DepartmentPolicy) -> Value {
             "purposes": g.purposes,
             "fields": g.fields,
             "all_fields": g.all_fields,
+        })).collect::<Vec<_>>(),
+        "sync": p.sync.iter().map(|g| json!({
+            "type": g.type_code,
+            "fields": g.fields,
+            "all_fields": g.all_fields,
+            "apply_issuers": g.apply_issuers,
         })).collect::<Vec<_>>(),
         "updated_at": p.updated_at.as_ref().map(ToString::to_string),
         "updated_by": p.updated_by.as_ref().map(|a| a.department.clone()),
@@ -286,6 +317,19 @@ fn print_policy(p: &pb::DepartmentPolicy, as_json: bool) {
             any(&g.purposes, "any")
         );
     }
+    println!("follows     {} type(s)", p.sync.len());
+    for g in &p.sync {
+        let fields = if g.all_fields {
+            "all".to_owned()
+        } else {
+            format!("public + {}", any(&g.fields, "nothing else"))
+        };
+        println!(
+            "  - {}  fields: {fields}  applies upstream changes for: {}",
+            g.type_code,
+            any(&g.apply_issuers, "none")
+        );
+    }
 }
 
 fn policies(cl: &Client) -> PolicyServiceClient<tonic::transport::Channel> {
@@ -301,12 +345,23 @@ fn set_request(p: pb::DepartmentPolicy) -> pb::SetDepartmentPolicyRequest {
         roles: p.roles,
         issue: p.issue,
         read: p.read,
+        sync: p.sync,
     }
 }
 
 fn apply(change: &Change, p: &mut pb::DepartmentPolicy, grant: bool) -> anyhow::Result<()> {
-    if change.roles.is_empty() && change.issue.is_none() && change.read.is_none() {
-        bail!("name what changes: --role, --issue or --read");
+    if change.roles.is_empty()
+        && change.issue.is_none()
+        && change.read.is_none()
+        && change.sync.is_none()
+    {
+        bail!("name what changes: --role, --issue, --read or --sync");
+    }
+    if (!change.fields.is_empty() || change.all_fields)
+        && change.read.is_none()
+        && change.sync.is_none()
+    {
+        bail!("--field and --all-fields go with --read or --sync");
     }
     for r in &change.roles {
         let v = role_value(r)?;
@@ -339,6 +394,20 @@ fn apply(change: &Change, p: &mut pb::DepartmentPolicy, grant: bool) -> anyhow::
             });
         } else if had == p.read.len() {
             bail!("department {} has no grant to read {t}", p.department);
+        }
+    }
+    if let Some(t) = &change.sync {
+        let had = p.sync.len();
+        p.sync.retain(|g| &g.type_code != t);
+        if grant {
+            p.sync.push(pb::SyncGrant {
+                type_code: t.clone(),
+                fields: change.fields.clone(),
+                all_fields: change.all_fields,
+                apply_issuers: change.apply_issuers.clone(),
+            });
+        } else if had == p.sync.len() {
+            bail!("department {} has no grant to follow {t}", p.department);
         }
     }
     Ok(())
@@ -412,6 +481,16 @@ pub async fn run(c: PolicyCommand) -> anyhow::Result<()> {
                         purposes: g.purposes,
                         fields: g.fields,
                         all_fields: g.all_fields,
+                    })
+                    .collect(),
+                sync: f
+                    .sync
+                    .into_iter()
+                    .map(|g| pb::SyncGrant {
+                        type_code: g.type_code,
+                        fields: g.fields,
+                        all_fields: g.all_fields,
+                        apply_issuers: g.apply_issuers,
                     })
                     .collect(),
                 expected_revision: revision,

@@ -34,6 +34,9 @@ pub enum Role {
     /// A platform that authenticated a holder (the provincial app, a service hall's counter)
     /// and acts for them, naming them in each call.
     HolderAgent,
+    /// A sharing platform (the province's, the nation's) that follows the registry's changes
+    /// and applies the changes decided upstream, for the types its sync grants name.
+    Sync,
 }
 
 impl Role {
@@ -45,6 +48,7 @@ impl Role {
             Role::Verifier => "verifier",
             Role::Auditor => "auditor",
             Role::HolderAgent => "holder_agent",
+            Role::Sync => "sync",
         }
     }
 }
@@ -58,8 +62,9 @@ impl std::str::FromStr for Role {
             "verifier" => Ok(Role::Verifier),
             "auditor" => Ok(Role::Auditor),
             "holder_agent" => Ok(Role::HolderAgent),
+            "sync" => Ok(Role::Sync),
             _ => Err(format!(
-                "unknown role '{s}': expected admin, issuer, verifier, auditor or holder_agent"
+                "unknown role '{s}': expected admin, issuer, verifier, auditor, holder_agent or sync"
             )),
         }
     }

@@ -26,9 +26,11 @@ pub use error::{Error, FieldViolation};
 pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
 pub use licence::{
     Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
-    LicenceRevocationReason, LicenceStatus,
+    LicenceRevocationReason, LicenceStatus, Upstream,
 };
-pub use policy::{DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant};
+pub use policy::{
+    DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant, SyncGrant,
+};
 pub use seal::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
     SealLifecycle, SealStatus, SealType, Usability,

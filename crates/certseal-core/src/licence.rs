@@ -345,6 +345,21 @@ pub enum LicenceRevocationReason {
 }
 
 impl LicenceRevocationReason {
+    /// Every reason.
+    pub const ALL: [Self; 6] = [
+        Self::IssuedInError,
+        Self::Withdrawn,
+        Self::Cancelled,
+        Self::Other,
+        Self::Penalty,
+        Self::Lapsed,
+    ];
+
+    /// The reason with this code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// Its code, as serialised (and in a status list of version 2).
     pub fn code(self) -> &'static str {
         match self {
@@ -394,6 +409,20 @@ pub struct LicenceEvent {
     pub reason: Option<LicenceRevocationReason>,
     /// The actor's note (for a supersession: the new licence's ID).
     pub note: String,
+    /// Set when the change was decided upstream and applied by a sharing platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
+}
+
+/// A change decided on an upstream platform (回流), as applied here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The platform or authority that decided it.
+    pub source: String,
+    /// Its reference of the decision.
+    pub reference: String,
+    /// When it was decided there.
+    pub decided_at: Timestamp,
 }
 
 /// The stored state of a licence. The signed document is stored apart, under its SHA-256
@@ -493,6 +522,7 @@ impl Licence {
             status: to,
             reason,
             note: note.to_owned(),
+            upstream: None,
         });
         Ok(to)
     }
@@ -516,6 +546,7 @@ mod tests {
         ];
         for (reason, code, term) in all {
             assert_eq!((reason.code(), reason.national_term()), (code, term));
+            assert_eq!(R::from_code(code), Some(reason));
             // The code is how the reason is stored and listed.
             let stored = crate::cbor::to_canonical(&reason).unwrap();
             assert_eq!(crate::cbor::from_canonical::<R>(&stored).unwrap(), reason);
@@ -602,6 +633,7 @@ mod tests {
                 status: LicenceStatus::Active,
                 reason: None,
                 note: String::new(),
+                upstream: None,
             }],
         };
         let a = |l: &mut Licence, act| l.apply(act, actor.clone(), Timestamp(20), "n");

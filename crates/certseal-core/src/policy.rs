@@ -75,6 +75,25 @@ impl IssueGrant {
     }
 }
 
+/// Permission to follow the changes of one type and to apply changes decided upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncGrant {
+    /// The licence type.
+    pub type_code: TypeCode,
+    /// Fields the change feed shows beyond those the template marks public.
+    pub fields: FieldAccess,
+    /// Issuing departments whose licences of this type it may change from upstream; empty
+    /// means none: it only follows.
+    pub apply_issuers: BTreeSet<CreditCode>,
+}
+
+impl SyncGrant {
+    /// Whether it may apply upstream changes to licences `issuer` issued.
+    pub fn may_apply(&self, issuer: &CreditCode) -> bool {
+        self.apply_issuers.contains(issuer)
+    }
+}
+
 /// What one department may do: its roles and grants, as set by an administrator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepartmentPolicy {
@@ -86,6 +105,9 @@ pub struct DepartmentPolicy {
     pub issue: Vec<IssueGrant>,
     /// Types it may verify and read, one grant per type.
     pub read: Vec<ReadGrant>,
+    /// Types it may follow in the change feed and change from upstream, one grant per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncGrant>,
     /// 1 for the first version, one more for each change.
     pub revision: u64,
     /// When it last changed.
@@ -103,10 +125,17 @@ pub struct PolicyContent {
     pub issue: Vec<(String, Vec<String>)>,
     /// (type code, purpose codes, field names, all fields).
     pub read: Vec<(String, Vec<String>, Vec<String>, bool)>,
+    /// (type code, field names, all fields, issuers whose licences it may change from upstream).
+    pub sync: Vec<(String, Vec<String>, bool, Vec<String>)>,
 }
 
 /// Checked roles and grants.
-pub type CheckedContent = (BTreeSet<Role>, Vec<IssueGrant>, Vec<ReadGrant>);
+pub type CheckedContent = (
+    BTreeSet<Role>,
+    Vec<IssueGrant>,
+    Vec<ReadGrant>,
+    Vec<SyncGrant>,
+);
 
 impl PolicyContent {
     /// Checks every part, reporting every problem at once. Grants keep the request's order.
@@ -130,6 +159,7 @@ impl PolicyContent {
         };
         too_many(&mut v, "issue", self.issue.len(), MAX_GRANTS);
         too_many(&mut v, "read", self.read.len(), MAX_GRANTS);
+        too_many(&mut v, "sync", self.sync.len(), MAX_GRANTS);
         let mut issue = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, (t, seals)) in self.issue.iter().enumerate().take(MAX_GRANTS) {
@@ -168,12 +198,6 @@ impl PolicyContent {
                 purposes.len(),
                 MAX_GRANT_ITEMS,
             );
-            too_many(
-                &mut v,
-                &format!("{field}.fields"),
-                fields.len(),
-                MAX_GRANT_ITEMS,
-            );
             let mut p = BTreeSet::new();
             for (j, code) in purposes.iter().enumerate().take(MAX_GRANT_ITEMS) {
                 let code = code.trim();
@@ -193,37 +217,86 @@ impl PolicyContent {
                     p.insert(code.to_owned());
                 }
             }
-            let mut names = BTreeSet::new();
-            for (j, name) in fields.iter().enumerate().take(MAX_GRANT_ITEMS) {
-                match check_field_name(name.trim()) {
-                    Ok(()) => {
-                        names.insert(name.trim().to_owned());
-                    }
-                    Err(e) => v.push(FieldViolation::new(format!("{field}.fields[{j}]"), e)),
-                }
-            }
-            if *all && !fields.is_empty() {
-                v.push(FieldViolation::new(
-                    format!("{field}.fields"),
-                    "name fields or grant all fields, not both",
-                ));
-            }
+            let fields = field_names(&field, fields, *all, &mut v);
             if let Some(type_code) = ty {
                 read.push(ReadGrant {
                     type_code,
                     purposes: p,
-                    fields: if *all {
-                        FieldAccess::All
-                    } else {
-                        FieldAccess::Named(names)
-                    },
+                    fields,
+                });
+            }
+        }
+        let mut sync = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, (t, fields, all, issuers)) in self.sync.iter().enumerate().take(MAX_GRANTS) {
+            let field = format!("sync[{i}]");
+            let ty = type_code(&field, t, &mut seen, &mut v);
+            let names = field_names(&field, fields, *all, &mut v);
+            too_many(
+                &mut v,
+                &format!("{field}.apply_issuers"),
+                issuers.len(),
+                MAX_GRANT_ITEMS,
+            );
+            let mut apply = BTreeSet::new();
+            for (j, code) in issuers.iter().enumerate().take(MAX_GRANT_ITEMS) {
+                match code.trim().parse::<CreditCode>() {
+                    Ok(c) => {
+                        apply.insert(c);
+                    }
+                    Err(e) => v.push(FieldViolation::new(
+                        format!("{field}.apply_issuers[{j}]"),
+                        e.0,
+                    )),
+                }
+            }
+            if let Some(type_code) = ty {
+                sync.push(SyncGrant {
+                    type_code,
+                    fields: names,
+                    apply_issuers: apply,
                 });
             }
         }
         if !v.is_empty() {
             return Err(Error::InvalidArgument(v));
         }
-        Ok((roles, issue, read))
+        Ok((roles, issue, read, sync))
+    }
+}
+
+/// The fields a grant shows: named (checked) or all, not both.
+fn field_names(
+    field: &str,
+    fields: &[String],
+    all: bool,
+    v: &mut Vec<FieldViolation>,
+) -> FieldAccess {
+    if fields.len() > MAX_GRANT_ITEMS {
+        v.push(FieldViolation::new(
+            format!("{field}.fields"),
+            format!("at most {MAX_GRANT_ITEMS} entries"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (j, name) in fields.iter().enumerate().take(MAX_GRANT_ITEMS) {
+        match check_field_name(name.trim()) {
+            Ok(()) => {
+                names.insert(name.trim().to_owned());
+            }
+            Err(e) => v.push(FieldViolation::new(format!("{field}.fields[{j}]"), e)),
+        }
+    }
+    if all && !fields.is_empty() {
+        v.push(FieldViolation::new(
+            format!("{field}.fields"),
+            "name fields or grant all fields, not both",
+        ));
+    }
+    if all {
+        FieldAccess::All
+    } else {
+        FieldAccess::Named(names)
     }
 }
 
@@ -264,6 +337,11 @@ impl DepartmentPolicy {
     pub fn read_grant(&self, type_code: &TypeCode) -> Option<&ReadGrant> {
         self.read.iter().find(|g| &g.type_code == type_code)
     }
+
+    /// The grant to follow `type_code` and change it from upstream, if any.
+    pub fn sync_grant(&self, type_code: &TypeCode) -> Option<&SyncGrant> {
+        self.sync.iter().find(|g| &g.type_code == type_code)
+    }
 }
 
 #[cfg(test)]
@@ -280,12 +358,20 @@ mod tests {
                 vec!["address".into()],
                 false,
             )],
+            sync: vec![(
+                "11100000000013338W001".into(),
+                vec![],
+                true,
+                vec!["11100000000013338W".into()],
+            )],
         }
     }
 
     #[test]
     fn a_good_policy_is_taken_and_read_back_by_its_grants() {
-        let (roles, issue, read) = content().check().unwrap();
+        let (roles, issue, read, sync) = content().check().unwrap();
+        let issuer: CreditCode = "11100000000013338W".parse().unwrap();
+        assert!(sync[0].may_apply(&issuer) && sync[0].fields.shows("any"));
         assert!(roles.contains(&Role::Issuer) && !roles.contains(&Role::Admin));
         assert!(issue[0].allows_seal(&SealId::new(1, &[0; 10])));
         assert!(read[0].allows_purpose("ADMIN_APPROVAL"));
@@ -303,6 +389,8 @@ mod tests {
         c.read[0].1.push("bad code!".into());
         c.read[0].2.push("Bad".into());
         c.read[0].3 = true;
+        c.sync[0].1.push("name".into());
+        c.sync[0].3.push("not-a-credit-code".into());
         let Err(Error::InvalidArgument(v)) = c.check() else {
             panic!("bad policy taken");
         };
@@ -315,6 +403,8 @@ mod tests {
             "read[0].purposes[1]",
             "read[0].fields[1]",
             "read[0].fields",
+            "sync[0].fields",
+            "sync[0].apply_issuers[1]",
         ] {
             assert!(fields.contains(&want), "{want} missing from {fields:?}");
         }

@@ -6,8 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use certseal_core::policy::{DepartmentPolicy, IssueGrant, PolicyContent, ReadGrant};
-use certseal_core::{Actor, CreditCode, DepartmentStatus, Role, SealId, Timestamp, TypeCode};
+use certseal_core::policy::{DepartmentPolicy, IssueGrant, PolicyContent, ReadGrant, SyncGrant};
+use certseal_core::{
+    Actor, CreditCode, DepartmentStatus, FieldAccess, Role, SealId, Timestamp, TypeCode,
+};
 use certseal_crypto::x509::{self, ClientSubject, KeyAlgorithm};
 use certseal_crypto::{Certificate, Kek};
 use certseal_log::Extra;
@@ -59,6 +61,8 @@ pub(crate) enum Reading<'a> {
     Public,
     /// A holder's use code: the public fields and those it names.
     Opened(&'a BTreeSet<String>),
+    /// A sync grant: the public fields and those it names.
+    Fields(&'a FieldAccess),
 }
 
 impl Access {
@@ -95,6 +99,11 @@ impl Access {
             })
     }
 
+    /// The caller's policy; `None` when the policy is not enforced.
+    pub fn policy(&self) -> Option<&DepartmentPolicy> {
+        self.policy.as_deref()
+    }
+
     /// Whether the sharing policy applies to this caller.
     pub fn enforced(&self) -> bool {
         self.policy.is_some()
@@ -113,6 +122,7 @@ impl Reading<'_> {
             Reading::Unenforced | Reading::Public => false,
             Reading::Granted(g) => g.fields.shows(field),
             Reading::Opened(fields) => fields.contains(field),
+            Reading::Fields(f) => f.shows(field),
         }
     }
 
@@ -120,7 +130,7 @@ impl Reading<'_> {
     pub fn allows_purpose(&self, purpose_code: &str) -> bool {
         match self {
             // A code's purposes are checked with the code.
-            Reading::Unenforced | Reading::Public | Reading::Opened(_) => true,
+            Reading::Unenforced | Reading::Public | Reading::Opened(_) | Reading::Fields(_) => true,
             Reading::Granted(g) => g.allows_purpose(purpose_code),
         }
     }
@@ -318,10 +328,11 @@ impl Registry {
         {
             return replayed(&outcome);
         }
-        let (roles, mut issue, mut read) = content.check()?;
-        self.check_grants(&code, &issue, &read)?;
+        let (roles, mut issue, mut read, mut sync) = content.check()?;
+        self.check_grants(&code, &issue, &read, &sync)?;
         issue.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         read.sort_by(|a, b| a.type_code.cmp(&b.type_code));
+        sync.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         let actor = actor.clone();
         let retention = self.request_id_retention;
         let outcome = self
@@ -357,6 +368,7 @@ impl Registry {
                     roles,
                     issue,
                     read,
+                    sync,
                     revision: revision + 1,
                     updated_at: Timestamp::now(),
                     updated_by: actor.clone(),
@@ -387,6 +399,7 @@ impl Registry {
         department: &CreditCode,
         issue: &[IssueGrant],
         read: &[ReadGrant],
+        sync: &[SyncGrant],
     ) -> Result<(), RegistryError> {
         let mut v = Vec::new();
         let snap = self.store.snapshot();
@@ -427,6 +440,9 @@ impl Registry {
         }
         for (i, g) in read.iter().enumerate() {
             check_type(format!("read[{i}].type_code"), &g.type_code, &mut v)?;
+        }
+        for (i, g) in sync.iter().enumerate() {
+            check_type(format!("sync[{i}].type_code"), &g.type_code, &mut v)?;
         }
         if v.is_empty() {
             Ok(())
@@ -621,6 +637,7 @@ fn empty_policy(actor: &Actor) -> DepartmentPolicy {
         roles: BTreeSet::new(),
         issue: Vec::new(),
         read: Vec::new(),
+        sync: Vec::new(),
         revision: 0,
         updated_at: Timestamp(0),
         updated_by: actor.clone(),

@@ -59,6 +59,8 @@ pub struct AuditWriter {
     pub(crate) caches_stale: Arc<std::sync::atomic::AtomicBool>,
     /// Forgets request IDs past their retention.
     request_ids: crate::request_ids::Pruner,
+    /// Tells change-feed consumers the size of each new checkpoint.
+    pub(crate) signed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 pub(crate) type RegTxn<'a> = Txn<'a, AuditWriter>;
@@ -87,7 +89,9 @@ impl WriterState for AuditWriter {
         if self.frontier.size() != signed {
             match sign_and_store(store, &self.origin, &self.frontier, self.signer.as_ref()) {
                 Ok(cp) => {
+                    let size = cp.checkpoint.size;
                     *self.latest.write().expect("lock") = cp;
+                    self.signed.send_replace(size);
                     self.signed_at
                         .store(Timestamp::now().0, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -354,6 +358,7 @@ pub(crate) fn open_log(
         _ => sign_and_store(store, origin, &frontier, &key)?,
     };
     tracing::info!(size, origin, "audit log open");
+    let signed = Arc::new(tokio::sync::watch::Sender::new(latest.checkpoint.size));
     let latest = Arc::new(RwLock::new(latest));
     Ok(OpenedLog {
         writer: AuditWriter {
@@ -367,6 +372,7 @@ pub(crate) fn open_log(
             change_seq,
             caches_stale: Arc::default(),
             request_ids: crate::request_ids::Pruner::new(request_id_retention),
+            signed,
         },
         latest,
         verifier_key,

@@ -118,7 +118,8 @@ impl Registry {
         Ok(entry)
     }
 
-    /// The reading rule of the log.
+    /// The reading rule of the log: auditors read every entry, a sharing platform the entries
+    /// of its feed, others those of their own acts ([`Registry::entry_concerns`]).
     fn may_read_entry(
         &self,
         actor: &Actor,
@@ -126,9 +127,16 @@ impl Registry {
         entry: &[u8],
         holder: Option<&HolderRef>,
     ) -> Result<bool, RegistryError> {
-        Ok(!access.enforced()
-            || actor.role == Role::Auditor
-            || self.entry_concerns(actor, entry, holder)?)
+        if !access.enforced() || actor.role == Role::Auditor {
+            return Ok(true);
+        }
+        // A sharing platform reads the entries its feed carries, to prove them.
+        if actor.role == Role::Sync
+            && self.feed_shows(access, &Entry::decode(entry).map_err(log_err)?)?
+        {
+            return Ok(true);
+        }
+        self.entry_concerns(actor, entry, holder)
     }
 
     /// The entry with leaf hash `hash` and its index, under the reading rule. To a caller who

@@ -19,6 +19,7 @@ mod codec;
 mod departments;
 mod error;
 pub mod esl;
+mod feed;
 mod holders;
 mod licence_files;
 mod licences;
@@ -30,6 +31,7 @@ mod seals;
 mod signing;
 mod status_list;
 mod templates;
+mod upstream;
 mod verification;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,9 @@ pub use client_certs::{
     MAX_REVOCATION_REASON, RevokedCertificates,
 };
 pub use error::RegistryError;
+pub use feed::{
+    ChangeSubject, ChangedLicence, FeedChange, FeedPage, MAX_FEED_PAGE, national_term,
+};
 pub use holders::{Clock, CreatedUseCode, HolderRef, NewUseCode, UsageView};
 pub use licence_files::{LicenceFile, OFD_DOCUMENT_SHA256, OFD_KIND, OFD_LICENCE_ID, OfdOptions};
 pub use licences::{
@@ -67,6 +72,9 @@ pub use seals::{
 };
 pub use status_list::SignedStatusList;
 pub use templates::{CatalogueEntry, MAX_CATALOGUE_TYPES, TemplateFilter, TemplateSelector};
+pub use upstream::{
+    AppliedUpstream, MAX_UPSTREAM_REFERENCE, MAX_UPSTREAM_SOURCE, UpstreamChange,
+};
 pub use verification::{DEFAULT_PURPOSES, ReceiptView, Subject, Verification};
 
 /// Written into a new data folder; a folder with another value is refused.
@@ -214,6 +222,8 @@ pub struct Registry {
     issued: std::sync::atomic::AtomicU64,
     checks: [std::sync::atomic::AtomicU64; 3],
     clock: Clock,
+    /// The size of each new signed checkpoint, for change-feed consumers.
+    signed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Registry {
@@ -272,6 +282,7 @@ impl Registry {
         let serials = licences::SerialAllocator::new(log.writer.last_time());
         let checkpoint_signed_at = log.writer.signed_at.clone();
         let caches_stale = log.writer.caches_stale.clone();
+        let signed = log.writer.signed.clone();
         let restore = backup::load_restore_state(store.as_ref())?;
         if let Some(r) = restore.as_ref().and_then(backup::RestoreState::refusal) {
             tracing::warn!("{r}");
@@ -311,6 +322,7 @@ impl Registry {
             issued: Default::default(),
             checks: Default::default(),
             clock: opts.clock.clone(),
+            signed,
         })
     }
 

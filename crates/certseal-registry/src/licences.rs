@@ -241,7 +241,7 @@ fn secs(t: Timestamp) -> i64 {
     t.0.div_euclid(1000)
 }
 
-fn licence_fields(l: &Licence, extra: &[(&str, String)]) -> BTreeMap<String, Extra> {
+pub(crate) fn licence_fields(l: &Licence, extra: &[(&str, String)]) -> BTreeMap<String, Extra> {
     let mut m = BTreeMap::from([
         (
             "type".to_owned(),
@@ -597,6 +597,7 @@ impl Registry {
                 status: LicenceStatus::Active,
                 reason: None,
                 note: String::new(),
+                upstream: None,
             }],
         };
         self.signing

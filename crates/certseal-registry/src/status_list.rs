@@ -291,6 +291,7 @@ mod tests {
                 status: LicenceStatus::Active,
                 reason: None,
                 note: String::new(),
+                upstream: None,
             }],
         };
         for (n, a) in actions.iter().enumerate() {

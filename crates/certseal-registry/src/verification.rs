@@ -229,7 +229,7 @@ impl Registry {
 
     /// The fields shown: all to the issuing department (`reading` is `None`), otherwise the
     /// public ones and those the grant names.
-    fn visible_fields(
+    pub(crate) fn visible_fields(
         &self,
         reading: Option<Reading<'_>>,
         claims: &LicenceClaims,

@@ -90,11 +90,15 @@ pub enum Table {
     /// Index: holder kind (1 byte) ‖ holder ID (18) ‖ checked-at ms (u64 BE) ‖ receipt ID →
     /// licence ID: every check of a holder's licences.
     ReceiptsByHolder,
+    /// Changes decided upstream, applied once: applying department's credit code (18) ‖
+    /// SHA-256(source ‖ 0x0A ‖ reference) → request digest (32) ‖ log index (u64 BE) ‖
+    /// licence ID.
+    UpstreamChanges,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 30] = [
+    pub const ALL: [Table; 31] = [
         Table::Meta,
         Table::Departments,
         Table::Templates,
@@ -125,6 +129,7 @@ impl Table {
         Table::UseCodeIds,
         Table::UseCodesByHolder,
         Table::ReceiptsByHolder,
+        Table::UpstreamChanges,
     ];
 
     /// The column family's name, fixed forever once data exists.
@@ -160,6 +165,7 @@ impl Table {
             Table::UseCodeIds => "use_code_ids",
             Table::UseCodesByHolder => "use_codes_by_holder",
             Table::ReceiptsByHolder => "receipts_by_holder",
+            Table::UpstreamChanges => "upstream_changes",
         }
     }
 }
