@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{
-    AdminApi, AuditApi, Context, DepartmentApi, HolderApi, LicenceApi, PolicyApi, SealApi,
-    SyncApi, TemplateApi, VerificationApi,
+    AdminApi, AuditApi, Context, DepartmentApi, HolderApi, LicenceApi, PolicyApi, SealApi, SyncApi,
+    TemplateApi, VerificationApi,
 };
 use crate::auth::Authenticator;
 use crate::config::Config;

@@ -411,6 +411,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             ],
             read: vec![],
             expected_revision: None,
+            sync: vec![],
         })
         .await
         .unwrap_err();
@@ -451,6 +452,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
                 seal_ids: vec![a_seal.clone()],
             }],
             read: vec![],
+            sync: vec![],
             expected_revision: Some(0),
         })
         .await

@@ -128,7 +128,12 @@ pub(crate) fn reason_from_pb(r: i32) -> Result<Option<LicenceRevocationReason>, 
         Ok(pb::LicenceRevocationReason::Other) => LicenceRevocationReason::Other,
         Ok(pb::LicenceRevocationReason::Penalty) => LicenceRevocationReason::Penalty,
         Ok(pb::LicenceRevocationReason::Lapsed) => LicenceRevocationReason::Lapsed,
-        Err(_) => return Err(RegistryError::invalid("reason", format!("unknown reason {r}"))),
+        Err(_) => {
+            return Err(RegistryError::invalid(
+                "reason",
+                format!("unknown reason {r}"),
+            ));
+        }
     }))
 }
 

@@ -165,12 +165,12 @@ impl Feed {
             let (size, origin) = (latest.checkpoint.size, latest.checkpoint.origin.clone());
             if self.next < size {
                 let (actor, next) = (self.actor.clone(), self.next);
-                let page =
-                    match blocking(&self.registry, move |r| r.feed_page(&actor, next, size)).await
-                    {
-                        Ok(p) => p,
-                        Err(e) => return Stop::End(e),
-                    };
+                let page = match blocking(&self.registry, move |r| r.feed_page(&actor, next, size))
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => return Stop::End(e),
+                };
                 for c in page.changes {
                     let index = c.index;
                     let item = pb::WatchChangesResponse {
@@ -227,7 +227,10 @@ impl SyncService for SyncApi {
         let registry = self.0.registry.clone();
         let start = {
             let actor = actor.clone();
-            blocking(&registry, move |reg| reg.feed_start(&actor, r.after, &r.origin)).await?
+            blocking(&registry, move |reg| {
+                reg.feed_start(&actor, r.after, &r.origin)
+            })
+            .await?
         };
         let (items, items_rx) = mpsc::channel(FEED_BUFFER);
         let (end, end_rx) = mpsc::channel(1);
@@ -291,7 +294,9 @@ impl SyncService for SyncApi {
     }
 }
 
-fn upstream_action(r: &pb::ApplyUpstreamChangeRequest) -> Result<certseal_core::LicenceAction, Status> {
+fn upstream_action(
+    r: &pb::ApplyUpstreamChangeRequest,
+) -> Result<certseal_core::LicenceAction, Status> {
     use certseal_core::LicenceAction;
     let reason = super::licence::reason_from_pb(r.reason).map_err(to_status)?;
     match (pb::UpstreamAction::try_from(r.action), reason) {

@@ -192,6 +192,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Usecode(c) => super::holder::usecode(c).await,
         Command::Usage(a) => super::holder::usage(a).await,
         Command::Catalogue(c) => super::catalogue::run(c).await,
+        Command::Sync(c) => super::sync::run(c).await,
         Command::Ca(
             c @ (super::CaCommand::RotateClient { .. } | super::CaCommand::RetireClient { .. }),
         ) => super::policy::client_ca(c).await,

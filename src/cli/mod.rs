@@ -12,6 +12,7 @@ mod output;
 mod policy;
 mod schema_file;
 mod seal;
+mod sync;
 mod verify;
 
 use std::path::PathBuf;
@@ -85,6 +86,10 @@ pub enum Command {
     /// The catalogue of licence types (GB/T 36902): export it as JSON or XML.
     #[command(subcommand)]
     Catalogue(catalogue::CatalogueCommand),
+    /// A sharing platform's commands (role sync): follow the change feed, apply upstream
+    /// changes.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 /// `certseal seal …`

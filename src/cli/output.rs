@@ -212,7 +212,7 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -300,6 +300,13 @@ pub fn licence(l: &pb::Licence) -> Value {
             });
             if e.reason != 0 {
                 v["reason"] = json!(short(e.reason().as_str_name(), "LICENCE_REVOCATION_REASON_"));
+            }
+            if let Some(u) = &e.upstream {
+                v["upstream"] = json!({
+                    "source": u.source,
+                    "reference": u.reference,
+                    "decided_at": time(u.decided_at.as_ref()),
+                });
             }
             v
         }).collect::<Vec<_>>(),

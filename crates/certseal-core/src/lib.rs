@@ -28,9 +28,7 @@ pub use licence::{
     Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
     LicenceRevocationReason, LicenceStatus, Upstream,
 };
-pub use policy::{
-    DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant, SyncGrant,
-};
+pub use policy::{DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant, SyncGrant};
 pub use seal::{
     CertificateSource, ImageFormat, RevocationReason, Seal, SealAction, SealAlgorithm, SealEvent,
     SealLifecycle, SealStatus, SealType, Usability,

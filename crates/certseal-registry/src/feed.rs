@@ -8,8 +8,8 @@
 //! nothing the writer waits for.
 
 use certseal_core::{
-    Actor, FieldAccess, Licence, LicenceClaims, LicenceRevocationReason, Role,
-    Timestamp, TypeCode, Upstream,
+    Actor, FieldAccess, Licence, LicenceClaims, LicenceRevocationReason, Role, Timestamp, TypeCode,
+    Upstream,
 };
 use certseal_crypto::cose;
 use certseal_log::{Entry, Extra};
@@ -201,8 +201,11 @@ impl Registry {
                     Some(r) if r.old_origin == origin => {
                         let b = r.backup_size;
                         let keep = match b.checked_sub(1) {
-                            Some(last) => format!("keep the changes up to index {last}, drop any later one, and resume with after = {last}"),
-                            None => "drop every change you hold and start again without `after`".to_owned(),
+                            Some(last) => format!(
+                                "keep the changes up to index {last}, drop any later one, and resume with after = {last}"
+                            ),
+                            None => "drop every change you hold and start again without `after`"
+                                .to_owned(),
                         };
                         format!(
                             "the log '{origin}' you followed was restored from a backup at index {b}: entry {b} starts log '{}', which shares the entries before {b} and no later one; {keep} and origin '{}'",
@@ -258,15 +261,22 @@ impl Registry {
         let mut next = from;
         for (k, bytes) in page.items {
             if k != next.to_be_bytes() {
-                return Err(RegistryError::Corrupt(format!("log entry {next} is missing")));
+                return Err(RegistryError::Corrupt(format!(
+                    "log entry {next} is missing"
+                )));
             }
             let index = next;
             next += 1;
             let entry = Entry::decode(&bytes).map_err(log_err)?;
             let kind = entry.kind.clone();
-            if let Some(change) =
-                self.change_of(snap.as_ref(), &following, index, entry, &bytes, &previous_kind)?
-            {
+            if let Some(change) = self.change_of(
+                snap.as_ref(),
+                &following,
+                index,
+                entry,
+                &bytes,
+                &previous_kind,
+            )? {
                 changes.push(change);
             }
             previous_kind = Some(kind);
@@ -378,9 +388,9 @@ impl Registry {
             l.next = None;
             (l, document)
         } else {
-            let record = r.get(Table::Records, &entry.digest)?.ok_or_else(|| {
-                RegistryError::Corrupt(format!("record of licence {id}'s entry"))
-            })?;
+            let record = r
+                .get(Table::Records, &entry.digest)?
+                .ok_or_else(|| RegistryError::Corrupt(format!("record of licence {id}'s entry")))?;
             let l: Licence = decode("licence", &record)?;
             let document = current_document(r, &l)?;
             (l, document)
@@ -424,10 +434,22 @@ mod tests {
         use LicenceRevocationReason as R;
         assert_eq!(national_term("licence.suspended", None, None), "暂扣");
         assert_eq!(national_term("licence.reinstated", None, None), "恢复");
-        assert_eq!(national_term("licence.revoked", Some(R::Penalty), None), "吊销");
-        assert_eq!(national_term("licence.revoked", Some(R::Cancelled), None), "注销");
-        assert_eq!(national_term("licence.revoked", Some(R::Withdrawn), None), "撤销");
-        assert_eq!(national_term("licence.revoked", Some(R::Lapsed), None), "失效");
+        assert_eq!(
+            national_term("licence.revoked", Some(R::Penalty), None),
+            "吊销"
+        );
+        assert_eq!(
+            national_term("licence.revoked", Some(R::Cancelled), None),
+            "注销"
+        );
+        assert_eq!(
+            national_term("licence.revoked", Some(R::Withdrawn), None),
+            "撤销"
+        );
+        assert_eq!(
+            national_term("licence.revoked", Some(R::Lapsed), None),
+            "失效"
+        );
         assert_eq!(national_term("licence.amended", None, None), "变更");
         assert_eq!(national_term("licence.renewed", None, None), "补发/换发");
         assert_eq!(

@@ -53,9 +53,7 @@ pub use client_certs::{
     MAX_REVOCATION_REASON, RevokedCertificates,
 };
 pub use error::RegistryError;
-pub use feed::{
-    ChangeSubject, ChangedLicence, FeedChange, FeedPage, MAX_FEED_PAGE, national_term,
-};
+pub use feed::{ChangeSubject, ChangedLicence, FeedChange, FeedPage, MAX_FEED_PAGE, national_term};
 pub use holders::{Clock, CreatedUseCode, HolderRef, NewUseCode, UsageView};
 pub use licence_files::{LicenceFile, OFD_DOCUMENT_SHA256, OFD_KIND, OFD_LICENCE_ID, OfdOptions};
 pub use licences::{
@@ -72,9 +70,7 @@ pub use seals::{
 };
 pub use status_list::SignedStatusList;
 pub use templates::{CatalogueEntry, MAX_CATALOGUE_TYPES, TemplateFilter, TemplateSelector};
-pub use upstream::{
-    AppliedUpstream, MAX_UPSTREAM_REFERENCE, MAX_UPSTREAM_SOURCE, UpstreamChange,
-};
+pub use upstream::{AppliedUpstream, MAX_UPSTREAM_REFERENCE, MAX_UPSTREAM_SOURCE, UpstreamChange};
 pub use verification::{DEFAULT_PURPOSES, ReceiptView, Subject, Verification};
 
 /// Written into a new data folder; a folder with another value is refused.

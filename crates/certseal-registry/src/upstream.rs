@@ -133,8 +133,7 @@ impl Registry {
                 "a licence is superseded by its issuer amending or renewing it",
             ));
         }
-        if change.decided_at.0 <= 0 || change.decided_at.0 > Timestamp::now().0 + CLOCK_SKEW_MS
-        {
+        if change.decided_at.0 <= 0 || change.decided_at.0 > Timestamp::now().0 + CLOCK_SKEW_MS {
             return Err(RegistryError::invalid(
                 "decided_at",
                 "when it was decided upstream: after 1970 and not in the future",
