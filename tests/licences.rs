@@ -919,7 +919,7 @@ async fn documents_verify_with_an_independent_cose_implementation() {
     server.stop().await;
 }
 
-fn issuer_clone(i: &Issuer) -> Issuer {
+pub fn issuer_clone(i: &Issuer) -> Issuer {
     Issuer {
         dept: i.dept.clone(),
         type_code: i.type_code.clone(),

@@ -64,3 +64,6 @@ mod disk_full;
 // National formats: SM2 seals (chain checked by OpenSSL), GB/T 38540 seals, SM2 licence
 // documents (COSE v=2) checked by the service and offline, an external SM2 CA.
 mod national;
+// Joining the sharing platforms: the change feed (killed and restarted, stalled, positions and
+// origins) and changes decided upstream, applied once.
+mod sync;
