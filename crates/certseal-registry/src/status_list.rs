@@ -292,6 +292,7 @@ mod tests {
                 reason: None,
                 note: String::new(),
             }],
+            collected: None,
         };
         for (n, a) in actions.iter().enumerate() {
             l.apply(*a, actor.clone(), Timestamp(20 + n as i64), "n")
