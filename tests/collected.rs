@@ -6,11 +6,13 @@
 use std::net::SocketAddr;
 
 use certseal::pb;
+use certseal::pb::audit_service_client::AuditServiceClient;
 use certseal::pb::licence_service_client::LicenceServiceClient;
 use certseal::pb::policy_service_client::PolicyServiceClient;
 use certseal::pb::seal_service_client::SealServiceClient;
 use certseal::pb::verification_service_client::VerificationServiceClient;
 use certseal_core::{CreditCode, IdIssuer, LicenceClaims, LicenceId, Timestamp, TypeCode};
+use certseal_log::{Entry, Extra};
 use tonic::Code;
 
 use crate::licences::{Issuer, PERSON, issuer, request};
@@ -176,7 +178,6 @@ async fn collected_ids_verify_by_id_by_document_and_offline() {
     assert_eq!(r.licence_id, regional.as_str());
     assert_eq!(r.issuer, a.dept);
     claims(&r, &a);
-    verify_both(addr, &r).await;
     let read = c
         .get_licence(as_actor(
             &a.dept,
@@ -189,6 +190,35 @@ async fn collected_ids_verify_by_id_by_document_and_offline() {
         .unwrap()
         .into_inner();
     assert_eq!(read.collected, r.collected);
+    // Its issue entry (the latest) says where and when it was first issued, and commits to
+    // the document.
+    let mut audit = AuditServiceClient::new(connect(addr).await);
+    let size = audit
+        .get_latest_checkpoint(admin(pb::GetLatestCheckpointRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .size;
+    let entry = audit
+        .get_entry(admin(pb::GetEntryRequest { index: size - 1 }))
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = Entry::decode(&entry.entry).unwrap();
+    assert_eq!(
+        (entry.kind.as_str(), entry.subject.as_str()),
+        ("licence.issued", regional.as_str())
+    );
+    assert_eq!(entry.digest, certseal_crypto::sha256(&[&r.document]));
+    assert_eq!(
+        entry.extra.get("collected_from"),
+        Some(&Extra::Text("福建省电子证照库".into()))
+    );
+    assert_eq!(
+        entry.extra.get("first_issued_at"),
+        Some(&Extra::Uint(FIRST_ISSUED_MS as u64))
+    );
+    verify_both(addr, &r).await;
 
     // The same ID collected twice, under another key: ALREADY_EXISTS, both shapes.
     for (id, key) in [(&own, "c-3"), (&regional, "c-4")] {
