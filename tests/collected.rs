@@ -128,7 +128,11 @@ fn claims(l: &pb::Licence, i: &Issuer) -> LicenceClaims {
     doc.verify_with_certificate(&i.seal_cert).unwrap();
     let c = LicenceClaims::decode(&doc.payload).unwrap();
     assert_eq!(c.id.as_str(), l.licence_id);
-    assert_eq!(c.issuer.as_str(), i.dept, "iss is the collecting department");
+    assert_eq!(
+        c.issuer.as_str(),
+        i.dept,
+        "iss is the collecting department"
+    );
     c
 }
 
@@ -144,7 +148,11 @@ async fn collected_ids_verify_by_id_by_document_and_offline() {
     // A credit-code issuer: the caller's own code.
     let own = id_of(&a, dept_of(&a), "HZ2021000123");
     let l = c
-        .issue_licence(as_actor(&a.dept, "issuer", collect(&a, own.as_str(), "c-1")))
+        .issue_licence(as_actor(
+            &a.dept,
+            "issuer",
+            collect(&a, own.as_str(), "c-1"),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -157,7 +165,11 @@ async fn collected_ids_verify_by_id_by_document_and_offline() {
     verify_both(addr, &l).await;
     // A retry with the same key and request answers with the same licence.
     let again = c
-        .issue_licence(as_actor(&a.dept, "issuer", collect(&a, own.as_str(), "c-1")))
+        .issue_licence(as_actor(
+            &a.dept,
+            "issuer",
+            collect(&a, own.as_str(), "c-1"),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -319,7 +331,13 @@ async fn wrong_collected_ids_are_refused() {
         &good.as_str()[..good.as_str().len() - 1],
         if last == '0' { '1' } else { '0' }
     );
-    let e = refused(&mut c, &a, collect(&a, &wrong, "w-1"), Code::InvalidArgument).await;
+    let e = refused(
+        &mut c,
+        &a,
+        collect(&a, &wrong, "w-1"),
+        Code::InvalidArgument,
+    )
+    .await;
     let fields = expect_code(e, Code::InvalidArgument);
     assert!(
         fields
@@ -329,13 +347,31 @@ async fn wrong_collected_ids_are_refused() {
     );
     // Another department's credit code in the issuer position.
     let theirs = id_of(&a, dept_of(&b), "HZ2021000790");
-    let e = refused(&mut c, &a, collect(&a, theirs.as_str(), "w-2"), Code::PermissionDenied).await;
+    let e = refused(
+        &mut c,
+        &a,
+        collect(&a, theirs.as_str(), "w-2"),
+        Code::PermissionDenied,
+    )
+    .await;
     assert!(e.message().contains(&b.dept), "{e:?}");
     // A region the caller is not the collecting authority of; and b, for a's region.
     let elsewhere = id_of(&a, IdIssuer::Region("350500".parse().unwrap()), "QZ1");
-    refused(&mut c, &a, collect(&a, elsewhere.as_str(), "w-3"), Code::PermissionDenied).await;
+    refused(
+        &mut c,
+        &a,
+        collect(&a, elsewhere.as_str(), "w-3"),
+        Code::PermissionDenied,
+    )
+    .await;
     let b_regional = id_of(&b, region(), "XM1");
-    refused(&mut c, &b, collect(&b, b_regional.as_str(), "w-4"), Code::PermissionDenied).await;
+    refused(
+        &mut c,
+        &b,
+        collect(&b, b_regional.as_str(), "w-4"),
+        Code::PermissionDenied,
+    )
+    .await;
     // An ID of another type than the request's; no collected record; collected without an ID.
     let e = refused(
         &mut c,
@@ -344,7 +380,11 @@ async fn wrong_collected_ids_are_refused() {
         Code::InvalidArgument,
     )
     .await;
-    assert!(expect_code(e, Code::InvalidArgument).iter().any(|(f, _)| f == "existing_id"));
+    assert!(
+        expect_code(e, Code::InvalidArgument)
+            .iter()
+            .any(|(f, _)| f == "existing_id")
+    );
     let mut bare = collect(&a, good.as_str(), "w-6");
     bare.collected = None;
     refused(&mut c, &a, bare, Code::InvalidArgument).await;

@@ -9,7 +9,8 @@ use certseal_core::{
     Timestamp,
 };
 use certseal_registry::{
-    CollectedRequest, IssueRequest, LicenceFilter, LicenceView, RegistryError, Reissue, ReissueRequest,
+    CollectedRequest, IssueRequest, LicenceFilter, LicenceView, RegistryError, Reissue,
+    ReissueRequest,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};

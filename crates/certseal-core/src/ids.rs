@@ -519,10 +519,22 @@ mod tests {
             "check character",
         );
         // Not a region: no province 99; letters; 5 or 7 digits.
-        refused("1.2.156.3005.2.11100000000013338W032.990500.2430599.001.C", "province");
-        refused("1.2.156.3005.2.11100000000013338W032.3505A0.2430599.001.C", "6 digits");
-        refused("1.2.156.3005.2.11100000000013338W032.35050.2430599.001.C", "region code (6 digits)");
-        refused("1.2.156.3005.2.11100000000013338W032.3505000.2430599.001.C", "region code (6 digits)");
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.990500.2430599.001.C",
+            "province",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.3505A0.2430599.001.C",
+            "6 digits",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.35050.2430599.001.C",
+            "region code (6 digits)",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.3505000.2430599.001.C",
+            "region code (6 digits)",
+        );
         // A credit code with a wrong check character is still refused as one.
         refused(
             "1.2.156.3005.2.11100000000013338W032.11220000013544541K.2430599.001.F",

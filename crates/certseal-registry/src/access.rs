@@ -381,7 +381,10 @@ impl Registry {
                     let Some(theirs) = other.issue_grant(&g.type_code) else {
                         continue;
                     };
-                    if let Some(r) = g.collect_regions.intersection(&theirs.collect_regions).next()
+                    if let Some(r) = g
+                        .collect_regions
+                        .intersection(&theirs.collect_regions)
+                        .next()
                     {
                         return Err(RegistryError::FailedPrecondition(format!(
                             "issue[{i}].collect_regions: department {} is already the collecting authority of type {} for region {r}; take it from that department's policy first",
