@@ -241,6 +241,28 @@ async fn collected_ids_verify_by_id_by_document_and_offline() {
         assert_eq!(e.code(), Code::AlreadyExists, "{id}: {e:?}");
     }
 
+    // The same new ID arriving twice at once, under two keys: one is collected, the other is
+    // ALREADY_EXISTS (checked before signing and again in the write).
+    let racing = id_of(&a, region(), "XM2021000457");
+    let (mut c1, mut c2) = (licences(addr).await, licences(addr).await);
+    let (x, y) = tokio::join!(
+        c1.issue_licence(as_actor(
+            &a.dept,
+            "issuer",
+            collect(&a, racing.as_str(), "r-1")
+        )),
+        c2.issue_licence(as_actor(
+            &a.dept,
+            "issuer",
+            collect(&a, racing.as_str(), "r-2")
+        )),
+    );
+    let codes = [x.map(|_| Code::Ok), y.map(|_| Code::Ok)].map(|r| r.unwrap_or_else(|e| e.code()));
+    assert!(
+        codes.contains(&Code::Ok) && codes.contains(&Code::AlreadyExists),
+        "{codes:?}"
+    );
+
     // The offline verifier accepts the region-code licence with the trust and status lists.
     let mut seals = SealServiceClient::new(connect(addr).await);
     let ca = seals
