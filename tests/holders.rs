@@ -195,6 +195,7 @@ async fn holders_authorise_checks_with_use_codes_and_see_every_use_over_mutual_t
     a_policy.issue = vec![pb::IssueGrant {
         type_code: food.clone(),
         seal_ids: vec![],
+        collect_regions: vec![],
     }];
     let mut g_policy = policy(&g, pb::Role::Verifier);
     g_policy.read = vec![read_grant(&food, &["ADMIN_APPROVAL"], &[])];

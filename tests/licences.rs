@@ -151,6 +151,7 @@ pub fn request(i: &Issuer, key: &str) -> pb::IssueLicenceRequest {
         not_after: None,
         seal_id: i.seal_id.clone(),
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

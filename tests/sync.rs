@@ -70,6 +70,7 @@ async fn grants(addr: SocketAddr, i: &Issuer, apply: &[&str]) {
             issue: vec![pb::IssueGrant {
                 type_code: i.type_code.clone(),
                 seal_ids: Vec::new(),
+                ..Default::default()
             }],
             ..Default::default()
         },
@@ -221,6 +222,7 @@ async fn a_consumer_killed_and_restarted_gets_every_change_once_in_log_order_eac
             issue: vec![pb::IssueGrant {
                 type_code: other.type_code.clone(),
                 seal_ids: Vec::new(),
+                ..Default::default()
             }],
             ..Default::default()
         },
@@ -561,6 +563,7 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
             issue: vec![pb::IssueGrant {
                 type_code: b.type_code.clone(),
                 seal_ids: Vec::new(),
+                ..Default::default()
             }],
             read: vec![pb::ReadGrant {
                 type_code: a.type_code.clone(),

@@ -29,6 +29,9 @@ mod seals;
 // Licences: issue, idempotency, reads and lists, every lifecycle path, bad input, an
 // independent COSE check in Python, bulk import and a restart.
 mod licences;
+// Licences collected under existing IDs (credit-code and region-code issuers): verified by ID,
+// document and offline; the refusals; one collecting authority per (type, region); CLI import.
+mod collected;
 // Request IDs (AIP-155) on amend, renew, status, seal and policy changes: a retry gets the
 // first answer and changes nothing, also after a restart; a reused ID is refused.
 mod request_ids;

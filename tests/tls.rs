@@ -403,10 +403,12 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
                 pb::IssueGrant {
                     type_code: format!("{a}009"),
                     seal_ids: vec![],
+                    collect_regions: vec![],
                 },
                 pb::IssueGrant {
                     type_code: food.clone(),
                     seal_ids: vec![b_seal.clone()],
+                    collect_regions: vec![],
                 },
             ],
             read: vec![],
@@ -450,6 +452,7 @@ async fn sharing_policy_allows_exactly_what_it_grants_over_mutual_tls() {
             issue: vec![pb::IssueGrant {
                 type_code: food.clone(),
                 seal_ids: vec![a_seal.clone()],
+                collect_regions: vec![],
             }],
             read: vec![],
             sync: vec![],

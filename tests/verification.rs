@@ -1050,6 +1050,7 @@ async fn a_failed_check_shows_no_more_than_a_passed_one() {
         issue: vec![pb::IssueGrant {
             type_code: a.type_code.clone(),
             seal_ids: Vec::new(),
+            collect_regions: vec![],
         }],
         ..Default::default()
     }))

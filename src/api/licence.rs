@@ -9,7 +9,8 @@ use certseal_core::{
     Timestamp,
 };
 use certseal_registry::{
-    IssueRequest, LicenceFilter, LicenceView, RegistryError, Reissue, ReissueRequest,
+    CollectedRequest, IssueRequest, LicenceFilter, LicenceView, RegistryError, Reissue,
+    ReissueRequest,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -181,6 +182,10 @@ pub(crate) fn licence_state_to_pb(l: &Licence) -> pb::Licence {
         document: Vec::new(),
         qr: String::new(),
         document_sha256: l.document_digest.clone(),
+        collected: l.collected.as_ref().map(|c| pb::Collected {
+            source: c.source.clone(),
+            first_issued_at: Some(timestamp(c.first_issued_at)),
+        }),
     }
 }
 
@@ -210,6 +215,19 @@ pub(crate) fn issue_request(r: pb::IssueLicenceRequest) -> Result<IssueRequest, 
         not_after: optional_time("not_after", &r.not_after)?,
         seal_id: r.seal_id,
         idempotency_key: r.idempotency_key,
+        existing_id: r.existing_id,
+        collected: r
+            .collected
+            .map(|c| {
+                Ok::<_, RegistryError>(CollectedRequest {
+                    source: c.source,
+                    first_issued_at: optional_time(
+                        "collected.first_issued_at",
+                        &c.first_issued_at,
+                    )?,
+                })
+            })
+            .transpose()?,
     })
 }
 

@@ -44,6 +44,7 @@ fn policy_to_pb(p: DepartmentPolicy) -> pb::DepartmentPolicy {
             .map(|g| pb::IssueGrant {
                 type_code: g.type_code.to_string(),
                 seal_ids: g.seals.iter().map(ToString::to_string).collect(),
+                collect_regions: g.collect_regions.iter().map(ToString::to_string).collect(),
             })
             .collect(),
         read: p
@@ -165,7 +166,7 @@ impl PolicyService for PolicyApi {
             issue: r
                 .issue
                 .into_iter()
-                .map(|g| (g.type_code, g.seal_ids))
+                .map(|g| (g.type_code, g.seal_ids, g.collect_regions))
                 .collect(),
             read: r
                 .read

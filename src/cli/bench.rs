@@ -298,6 +298,8 @@ fn issue_request(seal: &str, run: &str, n: u64) -> pb::IssueLicenceRequest {
         not_after: None,
         seal_id: seal.into(),
         idempotency_key: format!("bench-{run}-{n}"),
+        existing_id: String::new(),
+        collected: None,
     }
 }
 

@@ -128,6 +128,8 @@ pub async fn run(c: LicenceCommand) -> anyhow::Result<()> {
                     not_after: time_arg("--not-after", content.not_after.as_deref())?,
                     seal_id: seal,
                     idempotency_key: key,
+                    existing_id: String::new(),
+                    collected: None,
                 })?)
                 .await
                 .map_err(explain)?
@@ -464,6 +466,19 @@ struct ImportRow {
     not_after: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// A licence being collected keeps the ID another platform gave it.
+    #[serde(default)]
+    existing_id: Option<String>,
+    /// Where and when it was first issued (with existing_id).
+    #[serde(default)]
+    collected: Option<ImportCollected>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportCollected {
+    source: String,
+    first_issued_at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,17 +515,46 @@ fn row_request(line: &str) -> anyhow::Result<pb::IssueLicenceRequest> {
         not_after: time_arg("not_after", row.not_after.as_deref())?,
         seal_id: row.seal_id,
         idempotency_key: key,
+        existing_id: row.existing_id.unwrap_or_default(),
+        collected: row
+            .collected
+            .map(|c| {
+                Ok::<_, anyhow::Error>(pb::Collected {
+                    source: c.source,
+                    first_issued_at: time_arg(
+                        "collected.first_issued_at",
+                        Some(&c.first_issued_at),
+                    )?,
+                })
+            })
+            .transpose()?,
     })
+}
+
+/// The rows of an import file: JSON lines, or one JSON array (then each element is a row,
+/// numbered from 1 as if it were a line).
+fn import_rows(file: &Path) -> anyhow::Result<Option<Vec<String>>> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if text.trim_ascii_start().first() != Some(&b'[') {
+        return Ok(None);
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&text)
+        .with_context(|| format!("{} starts with '[' but is not a JSON array", file.display()))?;
+    Ok(Some(items.iter().map(ToString::to_string).collect()))
 }
 
 async fn import(cl: &Client, file: &Path, failures_file: Option<&Path>) -> anyhow::Result<()> {
     let open =
         || std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()));
-    let total = std::io::BufReader::new(open()?)
-        .split(b'\n')
-        .map_while(Result::ok)
-        .filter(|l| !l.trim_ascii().is_empty())
-        .count() as u64;
+    let array = import_rows(file)?;
+    let total = match &array {
+        Some(rows) => rows.len() as u64,
+        None => std::io::BufReader::new(open()?)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .filter(|l| !l.trim_ascii().is_empty())
+            .count() as u64,
+    };
     let bar = super::output::progress(total, "licences");
     let mut failures: Vec<serde_json::Value> = Vec::new();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::IssueLicencesItem>(1024);
@@ -520,8 +564,11 @@ async fn import(cl: &Client, file: &Path, failures_file: Option<&Path>) -> anyho
         let bar = bar.clone();
         std::thread::spawn(move || -> anyhow::Result<Vec<serde_json::Value>> {
             let mut bad = Vec::new();
-            let f = std::fs::File::open(&file)?;
-            for (n, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+            let lines: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>>> = match array {
+                Some(rows) => Box::new(rows.into_iter().map(|r| Ok(r.into_bytes()))),
+                None => Box::new(std::io::BufReader::new(std::fs::File::open(&file)?).split(b'\n')),
+            };
+            for (n, line) in lines.enumerate() {
                 let line = line.with_context(|| format!("reading line {}", n + 1))?;
                 let line = match String::from_utf8(line) {
                     Ok(l) => l,

@@ -441,11 +441,13 @@ pub enum LicenceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Issue every licence of a JSON-lines file through one stream; bad rows are reported with
-    /// their line numbers, good rows are issued.
+    /// Issue every licence of a JSON-lines file (or a JSON array) through one stream; bad rows
+    /// are reported with their line numbers, good rows are issued. Rows with "existing_id" are
+    /// collected (归集) under the ID another platform gave them.
     Import {
         /// One licence per line: {"type_code", "holder": {"kind", "id", "name"}, "fields",
-        /// "seal_id", optional "template_version", "not_before", "not_after", "idempotency_key"}.
+        /// "seal_id", optional "template_version", "not_before", "not_after", "idempotency_key",
+        /// and to collect: "existing_id", "collected": {"source", "first_issued_at" (RFC 3339)}}.
         file: PathBuf,
         /// Write the failed rows here (JSON lines with the line number and the reasons).
         #[arg(long)]

@@ -311,6 +311,12 @@ pub fn licence(l: &pb::Licence) -> Value {
             v
         }).collect::<Vec<_>>(),
     });
+    if let Some(c) = &l.collected {
+        v["collected"] = json!({
+            "source": c.source,
+            "first_issued_at": time(c.first_issued_at.as_ref()),
+        });
+    }
     if !fields.is_empty() {
         v["fields"] = Value::Object(fields);
     }

@@ -87,6 +87,11 @@ pub struct Change {
     /// With --issue: a seal that may sign it; repeat for several (none: any of its seals).
     #[arg(long = "seal", requires = "issue")]
     seals: Vec<String>,
+    /// With --issue: a region code (6 digits) for which the department is the collecting
+    /// authority of the type, so it may collect licences whose existing ID names that region;
+    /// repeat or separate with commas.
+    #[arg(long = "collect-region", requires = "issue", value_delimiter = ',')]
+    collect_regions: Vec<String>,
     /// Licence type the department may verify and read (revoke: may no longer).
     #[arg(long)]
     read: Option<String>,
@@ -219,6 +224,9 @@ struct IssueEntry {
     type_code: String,
     #[serde(default)]
     seals: Vec<String>,
+    /// Regions it is the collecting authority of, for this type.
+    #[serde(default)]
+    collect_regions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,7 +270,7 @@ fn policy_json(p: &pb::DepartmentPolicy) -> Value {
         "department": p.department,
         "revision": p.revision,
         "roles": p.roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
-        "issue": p.issue.iter().map(|g| json!({"type": g.type_code, "seals": g.seal_ids})).collect::<Vec<_>>(),
+        "issue": p.issue.iter().map(|g| json!({"type": g.type_code, "seals": g.seal_ids, "collect_regions": g.collect_regions})).collect::<Vec<_>>(),
         "read": p.read.iter().map(|g| json!({
             "type": g.type_code,
             "purposes": g.purposes,
@@ -303,6 +311,9 @@ fn print_policy(p: &pb::DepartmentPolicy, as_json: bool) {
             g.type_code,
             any(&g.seal_ids, "any of its own")
         );
+        if !g.collect_regions.is_empty() {
+            println!("    collects for regions: {}", g.collect_regions.join(", "));
+        }
     }
     println!("reads       {} type(s)", p.read.len());
     for g in &p.read {
@@ -377,6 +388,7 @@ fn apply(change: &Change, p: &mut pb::DepartmentPolicy, grant: bool) -> anyhow::
             p.issue.push(pb::IssueGrant {
                 type_code: t.clone(),
                 seal_ids: change.seals.clone(),
+                collect_regions: change.collect_regions.clone(),
             });
         } else if had == p.issue.len() {
             bail!("department {} has no grant to issue {t}", p.department);
@@ -471,6 +483,7 @@ pub async fn run(c: PolicyCommand) -> anyhow::Result<()> {
                     .map(|g| pb::IssueGrant {
                         type_code: g.type_code,
                         seal_ids: g.seals,
+                        collect_regions: g.collect_regions,
                     })
                     .collect(),
                 read: f

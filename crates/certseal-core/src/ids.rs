@@ -202,7 +202,9 @@ impl FromStr for TypeCode {
 }
 
 /// A licence ID in the GB/T 36904 shape:
-/// `1.2.156.3005.2.<type code>.<issuer credit code>.<serial>.<version>.<check>`.
+/// `1.2.156.3005.2.<type code>.<issuer>.<serial>.<version>.<check>`, where the issuer is a
+/// department's credit code (version 1 of the format) or, in IDs collected from platforms that
+/// put one there, a 6-digit administrative region code (addition 1.1, `docs/formats.md`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LicenceId(String);
@@ -210,11 +212,67 @@ pub struct LicenceId(String);
 /// The fixed prefix of every licence ID.
 pub const LICENCE_ID_PREFIX: &str = "1.2.156.3005.2.";
 
+/// What a licence ID names in its issuer position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdIssuer {
+    /// The issuing department's credit code (18 characters): the document's `iss` is this code.
+    Department(CreditCode),
+    /// An administrative region code (6 digits, GB/T 2260), as some provincial platforms
+    /// write it: the ID does not name the department; the document's `iss` is the collecting
+    /// department's credit code.
+    Region(RegionCode),
+}
+
+impl IdIssuer {
+    /// The text in the ID.
+    pub fn as_str(&self) -> &str {
+        match self {
+            IdIssuer::Department(c) => c.as_str(),
+            IdIssuer::Region(r) => r.as_str(),
+        }
+    }
+
+    /// Reads the issuer position: 18 characters are a credit code, 6 a region code.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        match s.len() {
+            6 => s.parse().map(IdIssuer::Region),
+            _ if s.len() == 18 || !s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().map(IdIssuer::Department)
+            }
+            n => Err(err(format!(
+                "an issuer is a credit code (18 characters) or a region code (6 digits), this one has {n} digits"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for IdIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl LicenceId {
     /// Builds the ID of a licence, computing its check character.
     pub fn new(
         type_code: &TypeCode,
         issuer: &CreditCode,
+        serial: &str,
+        version: u16,
+    ) -> Result<Self, IdError> {
+        Self::with_issuer(
+            type_code,
+            &IdIssuer::Department(issuer.clone()),
+            serial,
+            version,
+        )
+    }
+
+    /// Builds the ID of a licence whose issuer position is `issuer`, computing its check
+    /// character.
+    pub fn with_issuer(
+        type_code: &TypeCode,
+        issuer: &IdIssuer,
         serial: &str,
         version: u16,
     ) -> Result<Self, IdError> {
@@ -254,9 +312,14 @@ impl LicenceId {
         TypeCode(self.part(0).to_owned())
     }
 
-    /// The issuing department.
-    pub fn issuer(&self) -> CreditCode {
-        CreditCode(self.part(1).to_owned())
+    /// What the issuer position names: a department, or a region.
+    pub fn issuer(&self) -> IdIssuer {
+        let s = self.part(1);
+        if s.len() == 6 {
+            IdIssuer::Region(RegionCode(s.to_owned()))
+        } else {
+            IdIssuer::Department(CreditCode(s.to_owned()))
+        }
     }
 
     /// The serial, unique per issuer.
@@ -267,6 +330,16 @@ impl LicenceId {
     /// The version: 1 for a new licence, one more for each amendment or renewal.
     pub fn version(&self) -> u16 {
         self.part(3).parse().expect("3 digits")
+    }
+
+    /// Whether a document whose `iss` is `iss` may carry this ID: a credit-code ID only with
+    /// that code; a region-code ID with any department's (the registry's record, or the
+    /// collecting authority's seal, says which).
+    pub fn admits_iss(&self, iss: &CreditCode) -> bool {
+        match self.issuer() {
+            IdIssuer::Department(c) => &c == iss,
+            IdIssuer::Region(_) => true,
+        }
     }
 }
 
@@ -322,11 +395,11 @@ impl FromStr for LicenceId {
         let type_code: TypeCode = type_code
             .parse()
             .map_err(|e| err(format!("type code: {e}")))?;
-        let issuer: CreditCode = issuer.parse().map_err(|e| err(format!("issuer: {e}")))?;
+        let issuer = IdIssuer::parse(issuer).map_err(|e| err(format!("issuer: {e}")))?;
         if version.len() != 3 || !version.bytes().all(|c| c.is_ascii_digit()) {
             return Err(err("a licence ID version has 3 digits"));
         }
-        let id = Self::new(
+        let id = Self::with_issuer(
             &type_code,
             &issuer,
             serial,
@@ -388,5 +461,84 @@ mod tests {
         assert!("35050".parse::<RegionCode>().is_err());
         assert!("05A500".parse::<RegionCode>().is_err());
         assert!("990000".parse::<RegionCode>().is_err());
+    }
+
+    // Computed with an independent ISO/IEC 7064 MOD 37,36 implementation (Python, checked
+    // first against the published vectors of tests/data/identifiers.json).
+    const REGION_IDS: [&str; 2] = [
+        "1.2.156.3005.2.11100000000013338W032.350500.2430599.001.C",
+        "1.2.156.3005.2.11100000000013338W011.440300.20230000403.002.0",
+    ];
+
+    #[test]
+    fn region_code_issuers_are_read_and_rebuilt() {
+        for s in REGION_IDS {
+            let id: LicenceId = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+            let IdIssuer::Region(region) = id.issuer() else {
+                panic!("{s}: the issuer is a region code");
+            };
+            let again = LicenceId::with_issuer(
+                &id.type_code(),
+                &IdIssuer::Region(region),
+                id.serial(),
+                id.version(),
+            )
+            .unwrap();
+            assert_eq!(again.as_str(), s);
+        }
+        let id: LicenceId = REGION_IDS[0].parse().unwrap();
+        assert_eq!(id.issuer().as_str(), "350500");
+        assert_eq!(id.version(), 1);
+        // Any department may be `iss` of a region-code ID; the registry says which one is.
+        assert!(id.admits_iss(&"11220000013544541J".parse().unwrap()));
+    }
+
+    #[test]
+    fn credit_code_issuers_bind_iss() {
+        let id: LicenceId = "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F"
+            .parse()
+            .unwrap();
+        assert!(matches!(id.issuer(), IdIssuer::Department(_)));
+        assert!(id.admits_iss(&"11220000013544541J".parse().unwrap()));
+        assert!(!id.admits_iss(&"11100000000013338W".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_region_code_ids_say_why() {
+        let refused = |s: &str, why: &str| {
+            let e = s.parse::<LicenceId>().expect_err(s).0;
+            assert!(e.contains(why), "{s}: {e}");
+        };
+        // One character changed: the check character catches it.
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.350500.2430599.001.D",
+            "check character is 'D', expected 'C'",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.350501.2430599.001.C",
+            "check character",
+        );
+        // Not a region: no province 99; letters; 5 or 7 digits.
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.990500.2430599.001.C",
+            "province",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.3505A0.2430599.001.C",
+            "6 digits",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.35050.2430599.001.C",
+            "region code (6 digits)",
+        );
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.3505000.2430599.001.C",
+            "region code (6 digits)",
+        );
+        // A credit code with a wrong check character is still refused as one.
+        refused(
+            "1.2.156.3005.2.11100000000013338W032.11220000013544541K.2430599.001.F",
+            "GB 32100",
+        );
     }
 }

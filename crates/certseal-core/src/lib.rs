@@ -23,9 +23,9 @@ pub mod verification;
 
 pub use department::{Actor, Department, DepartmentStatus, NODE_ROLE, Role, Timestamp};
 pub use error::{Error, FieldViolation};
-pub use ids::{CreditCode, IdError, LicenceId, RegionCode, ResidentId, TypeCode};
+pub use ids::{CreditCode, IdError, IdIssuer, LicenceId, RegionCode, ResidentId, TypeCode};
 pub use licence::{
-    Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
+    Collected, Holder, HolderKind, Licence, LicenceAction, LicenceClaims, LicenceEvent,
     LicenceRevocationReason, LicenceStatus, Upstream,
 };
 pub use policy::{DepartmentPolicy, FieldAccess, IssueGrant, PolicyContent, ReadGrant, SyncGrant};

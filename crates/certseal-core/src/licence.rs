@@ -293,7 +293,8 @@ impl LicenceClaims {
                 .transpose()?,
             id,
         };
-        if claims.id.issuer() != claims.issuer || claims.id.type_code() != claims.type_code {
+        // A region-code ID (formats 1.1) does not name the department: `iss` does.
+        if !claims.id.admits_iss(&claims.issuer) || claims.id.type_code() != claims.type_code {
             return Err("the licence ID names another issuer or type than the claims".into());
         }
         Ok(claims)
@@ -458,6 +459,54 @@ pub struct Licence {
     pub next: Option<LicenceId>,
     /// Status changes, oldest first; the first is the issue.
     pub history: Vec<LicenceEvent>,
+    /// For a licence collected under the ID another platform gave it: where and when it was
+    /// first issued. Absent from records written before collection existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected: Option<Collected>,
+}
+
+/// Longest name of the platform or authority that first issued a collected licence.
+pub const MAX_COLLECTED_SOURCE: usize = 200;
+
+/// Where and when a collected licence was first issued (归集: it keeps its existing ID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collected {
+    /// The platform or authority that first issued it.
+    pub source: String,
+    /// When it first issued it.
+    pub first_issued_at: Timestamp,
+}
+
+impl Collected {
+    /// Checks the source (1 to 200 characters, no control characters) and that the first
+    /// issue is not after `now`.
+    pub fn new(source: &str, first_issued_at: Timestamp, now: Timestamp) -> Result<Self, Error> {
+        let mut v = Vec::new();
+        let source = source.trim();
+        if source.is_empty()
+            || source.chars().count() > MAX_COLLECTED_SOURCE
+            || source.chars().any(char::is_control)
+        {
+            v.push(FieldViolation::new(
+                "collected.source",
+                format!("1 to {MAX_COLLECTED_SOURCE} characters without control characters"),
+            ));
+        }
+        if first_issued_at > now {
+            v.push(FieldViolation::new(
+                "collected.first_issued_at",
+                "must not be in the future",
+            ));
+        }
+        if v.is_empty() {
+            Ok(Self {
+                source: source.to_owned(),
+                first_issued_at,
+            })
+        } else {
+            Err(Error::InvalidArgument(v))
+        }
+    }
 }
 
 impl Licence {
@@ -635,6 +684,7 @@ mod tests {
                 note: String::new(),
                 upstream: None,
             }],
+            collected: None,
         };
         let a = |l: &mut Licence, act| l.apply(act, actor.clone(), Timestamp(20), "n");
         assert!(a(&mut l, LicenceAction::Reinstate).is_err());

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldViolation};
-use crate::ids::{CreditCode, TypeCode};
+use crate::ids::{CreditCode, RegionCode, TypeCode};
 use crate::template::check_field_name;
 use crate::uuid_id::SealId;
 use crate::{Actor, Role, Timestamp};
@@ -28,6 +28,12 @@ pub struct IssueGrant {
     pub type_code: TypeCode,
     /// The department's seals that may sign it; empty means any of its own seals.
     pub seals: BTreeSet<SealId>,
+    /// Regions for which the department is the collecting authority of this type: it alone
+    /// may collect licences whose existing ID has one of these region codes in the issuer
+    /// position (docs/formats.md, "Licence ID, addition 1.1"). Absent from policies written
+    /// before collection existed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub collect_regions: BTreeSet<RegionCode>,
 }
 
 /// Permission to verify and read licences of one type.
@@ -72,6 +78,11 @@ impl IssueGrant {
     /// Whether `seal` may sign licences of this type.
     pub fn allows_seal(&self, seal: &SealId) -> bool {
         self.seals.is_empty() || self.seals.contains(seal)
+    }
+
+    /// Whether the department is the collecting authority of this type for `region`.
+    pub fn collects(&self, region: &RegionCode) -> bool {
+        self.collect_regions.contains(region)
     }
 }
 
@@ -121,8 +132,8 @@ pub struct DepartmentPolicy {
 pub struct PolicyContent {
     /// Roles, by name.
     pub roles: Vec<String>,
-    /// (type code, seal IDs).
-    pub issue: Vec<(String, Vec<String>)>,
+    /// (type code, seal IDs, region codes collected).
+    pub issue: Vec<(String, Vec<String>, Vec<String>)>,
     /// (type code, purpose codes, field names, all fields).
     pub read: Vec<(String, Vec<String>, Vec<String>, bool)>,
     /// (type code, field names, all fields, issuers whose licences it may change from upstream).
@@ -162,7 +173,7 @@ impl PolicyContent {
         too_many(&mut v, "sync", self.sync.len(), MAX_GRANTS);
         let mut issue = Vec::new();
         let mut seen = BTreeSet::new();
-        for (i, (t, seals)) in self.issue.iter().enumerate().take(MAX_GRANTS) {
+        for (i, (t, seals, regions)) in self.issue.iter().enumerate().take(MAX_GRANTS) {
             let field = format!("issue[{i}]");
             let ty = type_code(&field, t, &mut seen, &mut v);
             too_many(
@@ -180,10 +191,31 @@ impl PolicyContent {
                     Err(e) => v.push(FieldViolation::new(format!("{field}.seal_ids[{j}]"), e.0)),
                 }
             }
+            too_many(
+                &mut v,
+                &format!("{field}.collect_regions"),
+                regions.len(),
+                MAX_GRANT_ITEMS,
+            );
+            let mut collect_regions = BTreeSet::new();
+            for (j, r) in regions.iter().enumerate().take(MAX_GRANT_ITEMS) {
+                match r.trim().parse::<RegionCode>() {
+                    Ok(code) if collect_regions.insert(code.clone()) => {}
+                    Ok(code) => v.push(FieldViolation::new(
+                        format!("{field}.collect_regions[{j}]"),
+                        format!("region {code} is listed twice"),
+                    )),
+                    Err(e) => v.push(FieldViolation::new(
+                        format!("{field}.collect_regions[{j}]"),
+                        e.0,
+                    )),
+                }
+            }
             if let Some(type_code) = ty {
                 issue.push(IssueGrant {
                     type_code,
                     seals: set,
+                    collect_regions,
                 });
             }
         }
@@ -351,7 +383,11 @@ mod tests {
     fn content() -> PolicyContent {
         PolicyContent {
             roles: vec!["issuer".into(), "verifier".into()],
-            issue: vec![("11100000000013338W001".into(), vec![])],
+            issue: vec![(
+                "11100000000013338W001".into(),
+                vec![],
+                vec!["350500".into()],
+            )],
             read: vec![(
                 "11100000000013338W001".into(),
                 vec!["ADMIN_APPROVAL".into()],
@@ -374,6 +410,8 @@ mod tests {
         assert!(sync[0].may_apply(&issuer) && sync[0].fields.shows("any"));
         assert!(roles.contains(&Role::Issuer) && !roles.contains(&Role::Admin));
         assert!(issue[0].allows_seal(&SealId::new(1, &[0; 10])));
+        assert!(issue[0].collects(&"350500".parse().unwrap()));
+        assert!(!issue[0].collects(&"350600".parse().unwrap()));
         assert!(read[0].allows_purpose("ADMIN_APPROVAL"));
         assert!(!read[0].allows_purpose("OTHER"));
         assert!(read[0].fields.shows("address") && !read[0].fields.shows("id_number"));
@@ -384,8 +422,11 @@ mod tests {
         let mut c = content();
         c.roles.push("root".into());
         c.roles.push("issuer".into());
-        c.issue
-            .push(("11100000000013338W001".into(), vec!["not-a-seal".into()]));
+        c.issue.push((
+            "11100000000013338W001".into(),
+            vec!["not-a-seal".into()],
+            vec!["990000".into()],
+        ));
         c.read[0].1.push("bad code!".into());
         c.read[0].2.push("Bad".into());
         c.read[0].3 = true;
@@ -400,6 +441,7 @@ mod tests {
             "roles[3]",
             "issue[1].type_code",
             "issue[1].seal_ids[0]",
+            "issue[1].collect_regions[0]",
             "read[0].purposes[1]",
             "read[0].fields[1]",
             "read[0].fields",
@@ -414,7 +456,7 @@ mod tests {
     fn limits_hold() {
         let mut c = content();
         c.issue = (0..=MAX_GRANTS)
-            .map(|i| (format!("11100000000013338W{:03}", i % 1000), vec![]))
+            .map(|i| (format!("11100000000013338W{:03}", i % 1000), vec![], vec![]))
             .collect();
         assert!(c.check().is_err());
     }

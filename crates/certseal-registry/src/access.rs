@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use certseal_core::policy::{DepartmentPolicy, IssueGrant, PolicyContent, ReadGrant, SyncGrant};
 use certseal_core::{
-    Actor, CreditCode, DepartmentStatus, FieldAccess, Role, SealId, Timestamp, TypeCode,
+    Actor, CreditCode, DepartmentStatus, FieldAccess, RegionCode, Role, SealId, Timestamp, TypeCode,
 };
 use certseal_crypto::x509::{self, ClientSubject, KeyAlgorithm};
 use certseal_crypto::{Certificate, Kek};
@@ -333,15 +333,108 @@ impl Registry {
         issue.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         read.sort_by(|a, b| a.type_code.cmp(&b.type_code));
         sync.sort_by(|a, b| a.type_code.cmp(&b.type_code));
+        let collects = issue.iter().any(|g| !g.collect_regions.is_empty());
+        // One collecting authority per (type, region): the other policies are scanned before
+        // the write; the writer takes it only if no policy changed since (else scan again).
+        for _ in 0..3 {
+            let stamp = self.records.stamp();
+            if collects {
+                self.check_collecting_authority(&code, &issue)?;
+            }
+            let read_in = self.records.still_current(&stamp);
+            let outcome = self
+                .write_policy(
+                    actor,
+                    &code,
+                    (roles.clone(), issue.clone(), read.clone(), sync.clone()),
+                    expected_revision,
+                    rid.clone(),
+                    collects.then_some(read_in),
+                )
+                .await?;
+            match outcome {
+                PolicyWrite::Done(p) => return Ok(p),
+                // Err: a concurrent request with the same ID won.
+                PolicyWrite::Replay(outcome) => return replayed(&outcome),
+                PolicyWrite::PoliciesChanged => {}
+            }
+        }
+        Err(RegistryError::FailedPrecondition(
+            "other policies kept changing while this one was written: try again".into(),
+        ))
+    }
+
+    /// Refuses grants that name this department the collecting authority of a (type,
+    /// region) another department's policy already names.
+    fn check_collecting_authority(
+        &self,
+        code: &CreditCode,
+        issue: &[IssueGrant],
+    ) -> Result<(), RegistryError> {
+        let snap = self.store.snapshot();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = snap.scan(
+                Table::Policies,
+                &[],
+                after.as_deref(),
+                1_000,
+                Direction::Forward,
+            )?;
+            for (k, v) in &page.items {
+                let other: DepartmentPolicy = decode("policy", v)?;
+                if &other.department == code {
+                    continue;
+                }
+                for (i, g) in issue.iter().enumerate() {
+                    let Some(theirs) = other.issue_grant(&g.type_code) else {
+                        continue;
+                    };
+                    if let Some(r) = g
+                        .collect_regions
+                        .intersection(&theirs.collect_regions)
+                        .next()
+                    {
+                        return Err(RegistryError::FailedPrecondition(format!(
+                            "issue[{i}].collect_regions: department {} is already the collecting authority of type {} for region {r}; take it from that department's policy first",
+                            other.department, g.type_code
+                        )));
+                    }
+                }
+                after = Some(k.clone());
+            }
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes a checked policy. With `scanned_in`, the write is refused (to be retried) if a
+    /// cached record changed since the other policies were scanned in that epoch.
+    async fn write_policy(
+        &self,
+        actor: &Actor,
+        code: &CreditCode,
+        (roles, issue, read, sync): certseal_core::policy::CheckedContent,
+        expected_revision: Option<u64>,
+        rid: Option<crate::request_ids::RequestId>,
+        scanned_in: Option<Option<u64>>,
+    ) -> Result<PolicyWrite, RegistryError> {
         let actor = actor.clone();
+        let code = code.clone();
         let retention = self.request_id_retention;
-        let outcome = self
+        self
             .sequencer
-            .submit(move |txn| -> Result<Result<DepartmentPolicy, Vec<u8>>, RegistryError> {
+            .submit(move |txn| -> Result<PolicyWrite, RegistryError> {
                 if let Some(rid) = &rid
                     && let Remembered::Done(outcome) = rid.lookup_txn(txn, retention)?
                 {
-                    return Ok(Err(outcome));
+                    return Ok(PolicyWrite::Replay(outcome));
+                }
+                if let Some(read_in) = scanned_in
+                    && !txn.state.records.unchanged_since(read_in)
+                {
+                    return Ok(PolicyWrite::PoliciesChanged);
                 }
                 let dept = load_department(txn, &code)?.ok_or_else(|| {
                     RegistryError::NotFound(format!("department {code} is not registered"))
@@ -386,11 +479,40 @@ impl Registry {
                 if let Some(rid) = &rid {
                     rid.remember(txn, &certseal_crypto::sha256(&[&record]));
                 }
-                Ok(Ok(policy))
+                Ok(PolicyWrite::Done(policy))
             })
-            .await?;
-        // Err: a concurrent request with the same ID won.
-        outcome.or_else(|outcome| replayed(&outcome))
+            .await
+    }
+
+    /// Whether the caller's department is the collecting authority of `type_code` for
+    /// `region`: only then may it collect a licence whose existing ID has the region code in
+    /// the issuer position. Asked of the stored policy even when the policy is not enforced:
+    /// the ID alone names no department, so only the policy can.
+    pub(crate) fn collecting_authority(
+        &self,
+        actor: &Actor,
+        type_code: &TypeCode,
+        region: &RegionCode,
+    ) -> Result<(), RegistryError> {
+        let stamp = self.records.stamp();
+        let policy = self
+            .records
+            .policy(self.store.as_ref(), &stamp, &actor.department)?;
+        if policy
+            .as_ref()
+            .and_then(|p| p.issue_grant(type_code))
+            .is_some_and(|g| g.collects(region))
+        {
+            return Ok(());
+        }
+        Err(self.deny(
+            actor,
+            "collecting a licence",
+            format!(
+                "department {} is not the collecting authority of type {type_code} for region {region} (its policy's issue grant names the regions it collects)",
+                actor.department
+            ),
+        ))
     }
 
     /// Grants name types that have a template and seals of the department itself.
@@ -620,6 +742,15 @@ impl Registry {
 }
 
 /// A denial, logged: usable where no registry is at hand (inside a sequenced write).
+/// How a sequenced policy write ended.
+enum PolicyWrite {
+    Done(DepartmentPolicy),
+    /// A concurrent request with the same request ID won: its outcome.
+    Replay(Vec<u8>),
+    /// A policy changed since the others were scanned: scan again.
+    PoliciesChanged,
+}
+
 pub(crate) fn denied(actor: &Actor, action: &str, reason: String) -> RegistryError {
     tracing::warn!(
         department = %actor.department,

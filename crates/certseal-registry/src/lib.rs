@@ -57,8 +57,8 @@ pub use feed::{ChangeSubject, ChangedLicence, FeedChange, FeedPage, MAX_FEED_PAG
 pub use holders::{Clock, CreatedUseCode, HolderRef, NewUseCode, UsageView};
 pub use licence_files::{LicenceFile, OFD_DOCUMENT_SHA256, OFD_KIND, OFD_LICENCE_ID, OfdOptions};
 pub use licences::{
-    IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY, Reissue,
-    ReissueRequest,
+    CollectedRequest, IssueRequest, LicenceFilter, LicenceView, MAX_FIELDS, MAX_IDEMPOTENCY_KEY,
+    Reissue, ReissueRequest,
 };
 pub use paging::{PageRequest, Paged};
 pub use public::{PUBLIC_PAGE_PURPOSE, PublicField, PublicSeal, PublicView, mask_id, mask_name};

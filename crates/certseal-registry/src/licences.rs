@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use certseal_core::licence::{LICENCE_CONTENT_TYPE, MAX_NOTE, licence_content_type};
 use certseal_core::{
-    Actor, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind, Licence,
-    LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceStatus, Role, SealId, SealStatus,
-    Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
+    Actor, Collected, CreditCode, DepartmentStatus, FieldValue, FieldViolation, Holder, HolderKind,
+    IdIssuer, Licence, LicenceAction, LicenceClaims, LicenceEvent, LicenceId, LicenceStatus, Role,
+    SealId, SealStatus, Template, TemplateStatus, Timestamp, TypeCode, Usability, qr,
 };
 use certseal_crypto::{Certificate, cose, sha256};
 use certseal_log::Extra;
@@ -67,6 +67,23 @@ pub struct IssueRequest {
     pub seal_id: String,
     /// Makes retries safe: the same key and request return the same licence.
     pub idempotency_key: String,
+    /// For a licence being collected (归集): the ID another platform gave it, which it keeps.
+    /// Empty: the registry gives it a new ID. Left out of the request digest when empty, so
+    /// keys stored before collection existed still match their requests.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub existing_id: String,
+    /// Where and when a collected licence was first issued; required with `existing_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collected: Option<CollectedRequest>,
+}
+
+/// Where and when a collected licence was first issued, as asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectedRequest {
+    /// The platform or authority that first issued it.
+    pub source: String,
+    /// When; `None` is refused.
+    pub first_issued_at: Option<Timestamp>,
 }
 
 /// What changes in an amendment or a renewal; the rest is taken from the licence replaced.
@@ -255,6 +272,14 @@ pub(crate) fn licence_fields(l: &Licence, extra: &[(&str, String)]) -> BTreeMap<
     for (k, v) in extra {
         m.insert((*k).to_owned(), Extra::Text(v.clone()));
     }
+    // A collected licence's issue entry says where and when it was first issued.
+    if let Some(c) = &l.collected {
+        m.insert("collected_from".to_owned(), Extra::Text(c.source.clone()));
+        m.insert(
+            "first_issued_at".to_owned(),
+            Extra::Uint(c.first_issued_at.0.max(0) as u64),
+        );
+    }
     m
 }
 
@@ -276,6 +301,8 @@ struct Draft {
     not_after: Option<Timestamp>,
     seal: SealId,
     prev: Option<LicenceId>,
+    /// Set for a licence collected under its existing ID.
+    collected: Option<Collected>,
 }
 
 fn prefixed_fields(e: certseal_core::Error) -> RegistryError {
@@ -599,6 +626,7 @@ impl Registry {
                 note: String::new(),
                 upstream: None,
             }],
+            collected: draft.collected,
         };
         self.signing
             .run(move || {
@@ -644,7 +672,9 @@ impl Registry {
         let mut type_code = None;
         let mut holder = None;
         let mut seal_id = None;
+        let mut existing = None;
         let syntax = merge(vec![
+            self.existing_id(&req).map(|e| existing = e),
             if key.is_empty()
                 || key.chars().count() > MAX_IDEMPOTENCY_KEY
                 || key.chars().any(char::is_control)
@@ -709,6 +739,13 @@ impl Registry {
         if let Some(found) = self.replay(&idem, &request_digest)? {
             return Ok(found);
         }
+        if let Some((id, _)) = &existing {
+            self.may_collect(actor, &type_code, id)?;
+            // Refused before signing; the writer checks again.
+            if load_licence(self.store.as_ref(), id)?.is_some() {
+                return Err(already_collected(id));
+            }
+        }
         let template = template?;
         let now = Timestamp::now();
         let not_before = req.not_before.unwrap_or(now);
@@ -729,8 +766,11 @@ impl Registry {
         // A serial can repeat only if the clock was set back across a restart: then take
         // another one.
         for _ in 0..3 {
-            let id = LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
-                .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?;
+            let id = match &existing {
+                Some((id, _)) => id.clone(),
+                None => LicenceId::new(&type_code, &actor.department, &self.serials.next(), 1)
+                    .map_err(|e| RegistryError::Corrupt(format!("licence ID: {e}")))?,
+            };
             let prepared = self
                 .prepare(
                     &stamp,
@@ -743,6 +783,7 @@ impl Registry {
                         not_after,
                         seal: seal_id,
                         prev: None,
+                        collected: existing.as_ref().map(|(_, c)| c.clone()),
                     },
                     id,
                 )
@@ -808,6 +849,10 @@ impl Registry {
                         .replay_stored(&stored, &request_digest)
                         .map(|v| v.expect("stored"));
                 }
+                // Collected twice (concurrently: the first check passed for both).
+                Issued::SerialTaken if existing.is_some() => {
+                    return Err(already_collected(&prepared.licence.id));
+                }
                 Issued::SerialTaken => {
                     tracing::warn!(
                         "a licence serial was taken already (clock set back?); retrying"
@@ -818,6 +863,101 @@ impl Registry {
         Err(RegistryError::Corrupt(
             "no free licence serial after three tries".into(),
         ))
+    }
+
+    /// The existing ID of a licence being collected, checked for its shape and check
+    /// character, its type, and with where and when it was first issued; `None` for a new
+    /// licence.
+    fn existing_id(
+        &self,
+        req: &IssueRequest,
+    ) -> Result<Option<(LicenceId, Collected)>, RegistryError> {
+        let text = req.existing_id.trim();
+        if text.is_empty() {
+            return match req.collected {
+                Some(_) => Err(RegistryError::invalid(
+                    "collected",
+                    "only a licence collected under its existing ID (existing_id) says where it was first issued",
+                )),
+                None => Ok(None),
+            };
+        }
+        let mut v = Vec::new();
+        let id = match text.parse::<LicenceId>() {
+            Ok(id) => {
+                if id.type_code().as_str() != req.type_code.trim() {
+                    v.push(FieldViolation::new(
+                        "existing_id",
+                        format!(
+                            "the ID is of type {}, the request of type {}",
+                            id.type_code(),
+                            req.type_code.trim()
+                        ),
+                    ));
+                }
+                Some(id)
+            }
+            Err(e) => {
+                v.push(FieldViolation::new("existing_id", e.0));
+                None
+            }
+        };
+        let collected = match &req.collected {
+            None => {
+                v.push(FieldViolation::new(
+                    "collected",
+                    "required with existing_id: where (source) and when (first_issued_at) it was first issued",
+                ));
+                None
+            }
+            Some(CollectedRequest {
+                first_issued_at: None,
+                ..
+            }) => {
+                v.push(FieldViolation::new(
+                    "collected.first_issued_at",
+                    "required with existing_id",
+                ));
+                None
+            }
+            Some(CollectedRequest {
+                source,
+                first_issued_at: Some(at),
+            }) => match Collected::new(source, *at, Timestamp::now()) {
+                Ok(c) => Some(c),
+                Err(certseal_core::Error::InvalidArgument(x)) => {
+                    v.extend(x);
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        match (id, collected) {
+            (Some(id), Some(c)) if v.is_empty() => Ok(Some((id, c))),
+            _ => Err(RegistryError::InvalidArgument(v)),
+        }
+    }
+
+    /// Whether the caller may collect a licence under `id`: its own credit code in the
+    /// issuer position, or a region it is the collecting authority of for the type.
+    fn may_collect(
+        &self,
+        actor: &Actor,
+        type_code: &TypeCode,
+        id: &LicenceId,
+    ) -> Result<(), RegistryError> {
+        match id.issuer() {
+            IdIssuer::Department(code) if code == actor.department => Ok(()),
+            IdIssuer::Department(code) => Err(self.deny(
+                actor,
+                "collecting a licence",
+                format!(
+                    "existing_id names department {code} as issuer; department {} collects only IDs with its own credit code or a region it is the collecting authority of",
+                    actor.department
+                ),
+            )),
+            IdIssuer::Region(region) => self.collecting_authority(actor, type_code, &region),
+        }
     }
 
     /// The licence an idempotency key already issued, if any; `AlreadyExists` if the key was
@@ -1080,9 +1220,10 @@ impl Registry {
                 format!("at most {} fields", self.input.max_licence_fields),
             ));
         }
-        let id = LicenceId::new(
+        // The successor keeps the holder's ID family: a region-code ID stays one.
+        let id = LicenceId::with_issuer(
             &old.licence.type_code,
-            &old.licence.issuer,
+            &old_id.issuer(),
             old_id.serial(),
             version,
         )
@@ -1099,6 +1240,7 @@ impl Registry {
                     not_after,
                     seal,
                     prev: Some(old_id.clone()),
+                    collected: None,
                 },
                 id,
             )
@@ -1329,6 +1471,12 @@ fn reissue_digest(how: Reissue, req: &ReissueRequest) -> Result<RequestDigest, R
         .time(req.not_after)
         .bytes(&certseal_core::cbor::to_canonical(&req.seal_id).map_err(RegistryError::Corrupt)?)
         .text(&req.note))
+}
+
+fn already_collected(id: &LicenceId) -> RegistryError {
+    RegistryError::AlreadyExists(format!(
+        "existing_id: licence {id} is in the registry already"
+    ))
 }
 
 /// How a sequenced issue ended.

@@ -293,6 +293,7 @@ mod tests {
                 note: String::new(),
                 upstream: None,
             }],
+            collected: None,
         };
         for (n, a) in actions.iter().enumerate() {
             l.apply(*a, actor.clone(), Timestamp(20 + n as i64), "n")

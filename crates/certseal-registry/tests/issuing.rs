@@ -74,6 +74,8 @@ fn request(type_code: &str, seal: &str, key: &str) -> IssueRequest {
         not_before: None,
         not_after: None,
         seal_id: seal.into(),
+        existing_id: String::new(),
+        collected: None,
     }
 }
 
