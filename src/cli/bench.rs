@@ -62,6 +62,34 @@ pub struct BenchArgs {
     /// The seal's algorithm: ed25519, p256 or sm2.
     #[arg(long, default_value = "ed25519")]
     pub algorithm: String,
+    /// Attach a change-feed consumer (WatchChanges, role sync) that reads one change and then
+    /// nothing, for the whole run: issuing must not slow down for it.
+    #[arg(long)]
+    pub stalled_feed: bool,
+}
+
+/// A change-feed consumer that takes in its first change and then stops reading; it stays
+/// attached while held.
+async fn stalled_feed(url: &str) -> anyhow::Result<tonic::Streaming<pb::WatchChangesResponse>> {
+    let channel = Channel::from_shared(url.to_owned())?
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await?;
+    let mut feed = crate::pb::sync_service_client::SyncServiceClient::new(channel)
+        .watch_changes(as_actor(
+            FEED_PLATFORM,
+            "sync",
+            pb::WatchChangesRequest {
+                after: None,
+                origin: String::new(),
+            },
+        ))
+        .await
+        .map_err(explain)?
+        .into_inner();
+    feed.message().await.map_err(explain)?;
+    Ok(feed)
 }
 
 /// The in-process baseline: what issuing costs without gRPC, validation or indexes. One
@@ -227,6 +255,8 @@ async fn use_codes(
     Ok(made)
 }
 const DEPT: &str = "11350200MB0123456A";
+/// The sharing platform of `--stalled-feed` (development mode: no policy to hold).
+const FEED_PLATFORM: &str = "11350200MB0123459K";
 const PERSON: &str = "11010519491231002X";
 
 fn as_actor<T>(dept: &str, role: &str, m: T) -> tonic::Request<T> {
@@ -478,6 +508,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     });
     let targets = Arc::new(targets);
     let seal = Arc::new(seal);
+    let _feed = match a.stalled_feed {
+        true => Some(stalled_feed(&url).await?),
+        false => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(a.duration);
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
     let started = Instant::now();
@@ -609,12 +643,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             "max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         },
         "server": if a.target.is_some() { url } else { "started by this command".to_owned() },
+        "stalled_feed": a.stalled_feed,
         "baseline_per_second": base,
         "ratio_to_baseline": base.map(|b| per_second / b),
     });
     println!(
-        "{:?}: {} ok in {:.1} s = {:.0}/s at {} in flight; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
+        "{:?}{}: {} ok in {:.1} s = {:.0}/s at {} in flight; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
         a.workload,
+        if a.stalled_feed {
+            " with a stalled change-feed consumer"
+        } else {
+            ""
+        },
         lat.len(),
         elapsed,
         lat.len() as f64 / elapsed,
