@@ -89,7 +89,7 @@ pub fn feed_behind(
     Status::with_error_details(
         Code::ResourceExhausted,
         format!(
-            "the consumer read nothing for {} s while {waiting} entries waited: {resume}",
+            "the consumer read nothing for {} s ({waiting} log entries not yet read): {resume}",
             stall.as_secs()
         ),
         ErrorDetails::with_error_info("FEED_CONSUMER_BEHIND", "certseal.registry", metadata),

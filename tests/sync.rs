@@ -62,6 +62,11 @@ async fn policy(addr: SocketAddr, r: pb::SetDepartmentPolicyRequest) {
 /// `i` issues its type; the platform follows it (every field) and applies upstream changes to
 /// `apply` issuers' licences of it.
 async fn grants(addr: SocketAddr, i: &Issuer, apply: &[&str]) {
+    grants_showing(addr, i, apply, true).await;
+}
+
+/// [`grants`], the platform seeing every field or only the public ones.
+async fn grants_showing(addr: SocketAddr, i: &Issuer, apply: &[&str], all_fields: bool) {
     policy(
         addr,
         pb::SetDepartmentPolicyRequest {
@@ -91,7 +96,7 @@ async fn grants(addr: SocketAddr, i: &Issuer, apply: &[&str]) {
             roles: vec![pb::Role::Sync as i32],
             sync: vec![pb::SyncGrant {
                 type_code: i.type_code.clone(),
-                all_fields: true,
+                all_fields,
                 apply_issuers: apply.iter().map(|s| (*s).to_owned()).collect(),
                 ..Default::default()
             }],
@@ -122,6 +127,11 @@ async fn verifier_key(addr: SocketAddr) -> VerifierKey {
         .into_inner()
         .verifier_key;
     VerifierKey::parse(&text).unwrap()
+}
+
+/// Now, as a message.
+fn now() -> prost_types::Timestamp {
+    prost_types::Timestamp::from(std::time::SystemTime::now())
 }
 
 /// Every entry of the log, read by an auditor.
@@ -291,10 +301,7 @@ async fn a_consumer_killed_and_restarted_gets_every_change_once_in_log_order_eac
                                 reason: pb::LicenceRevocationReason::Cancelled as i32,
                                 source: "福建省市场监督管理局".into(),
                                 reference: format!("闽市监注〔2026〕{n}号"),
-                                decided_at: Some(prost_types::Timestamp {
-                                    seconds: 1_790_000_000,
-                                    nanos: 0,
-                                }),
+                                decided_at: Some(now()),
                                 note: String::new(),
                             }))
                             .await
@@ -574,6 +581,7 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
     )
     .await;
     let id = issue(addr, &a, "one").await;
+    let decided = now();
     let mut sync = SyncServiceClient::new(connect(addr).await);
     let cancel = |reason: pb::LicenceRevocationReason| pb::ApplyUpstreamChangeRequest {
         licence_id: id.clone(),
@@ -581,10 +589,7 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
         reason: reason as i32,
         source: "国家政务服务平台".into(),
         reference: "GJ-2026-000123".into(),
-        decided_at: Some(prost_types::Timestamp {
-            seconds: 1_795_000_000,
-            nanos: 0,
-        }),
+        decided_at: Some(decided),
         note: String::new(),
     };
     let size = |addr| async move {
@@ -638,7 +643,7 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
         (u.source.as_str(), u.reference.as_str()),
         ("国家政务服务平台", "GJ-2026-000123")
     );
-    assert_eq!(u.decided_at.as_ref().unwrap().seconds, 1_795_000_000);
+    assert_eq!(u.decided_at.as_ref().unwrap().seconds, decided.seconds);
     assert_eq!(e.by.as_ref().unwrap().department, platform());
     // Verification fails with the matching sub-indication.
     let r = VerificationServiceClient::new(connect(addr).await)
@@ -704,6 +709,12 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
 
     // The command line applies one too, and says when it was applied before.
     let second = issue(addr, &a, "two").await;
+    // Decided a minute ahead (clocks differ a little): later than any decision below.
+    let ahead = prost_types::Timestamp {
+        seconds: now().seconds + 60,
+        nanos: 0,
+    }
+    .to_string();
     let apply = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_certseal"))
             .args([
@@ -717,7 +728,7 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
                 "--reference",
                 "SJ-1",
                 "--decided-at",
-                "2026-11-30T09:00:00Z",
+                &ahead,
                 "--json",
                 "--server",
                 &format!("http://{addr}"),
@@ -734,5 +745,113 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
     assert_eq!(out["licence"]["status"], "suspended");
     let out: serde_json::Value = serde_json::from_slice(&apply().stdout).unwrap();
     assert_eq!(out["applied"], false);
+    // Decisions apply in upstream order: one taken before the last applied, or before the
+    // licence was issued, is refused.
+    let stale = |reference: &str, seconds: i64| pb::ApplyUpstreamChangeRequest {
+        licence_id: second.clone(),
+        action: pb::UpstreamAction::Reinstate as i32,
+        reason: 0,
+        source: "市局".into(),
+        reference: reference.into(),
+        decided_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        note: String::new(),
+    };
+    for (reference, seconds) in [("SJ-0", now().seconds + 1), ("SJ-00", 1_000_000_000)] {
+        let e = sync
+            .apply_upstream_change(as_sync(stale(reference, seconds)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    }
+    let _ = s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_sees_what_its_grant_shows_and_proves_only_what_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = enforced(dir.path(), "").await;
+    let addr = s.addr;
+    let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
+    let b = issuer(addr, 2, pb::SealAlgorithm::Ed25519).await;
+    grants_showing(addr, &a, &[], false).await;
+    policy(
+        addr,
+        pb::SetDepartmentPolicyRequest {
+            department: b.dept.clone(),
+            roles: vec![pb::Role::Issuer as i32],
+            issue: vec![pb::IssueGrant {
+                type_code: b.type_code.clone(),
+                seal_ids: Vec::new(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let ours = issue(addr, &a, "ours").await;
+    let theirs = issue(addr, &b, "theirs").await;
+    let mut feed = SyncServiceClient::new(connect(addr).await)
+        .watch_changes(as_sync(pb::WatchChangesRequest {
+            after: None,
+            origin: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut licences = Vec::new();
+    loop {
+        match feed.message().await.unwrap().unwrap().item {
+            Some(pb::watch_changes_response::Item::Change(c)) => {
+                if let Some(l) = c.licence {
+                    licences.push(l);
+                }
+            }
+            Some(pb::watch_changes_response::Item::CaughtUp(_)) => break,
+            None => {}
+        }
+    }
+    assert_eq!(licences.len(), 1, "only the followed type's licence");
+    let l = &licences[0];
+    assert_eq!(l.licence_id, ours);
+    let holder = l.holder.clone().unwrap();
+    assert_ne!(
+        holder.id,
+        crate::licences::PERSON,
+        "a person holder is masked"
+    );
+    assert_ne!(holder.name, "张三");
+    assert!(l.fields.contains_key("capital"), "public fields shown");
+    assert!(
+        !l.fields.contains_key("staff"),
+        "a field the grant does not name"
+    );
+    assert!(l.document.is_empty(), "the document holds every field");
+    // The platform proves the entries its feed carries, and no other.
+    let entries = all_entries(addr).await;
+    let index_of = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e.kind == "licence.issued" && e.subject == id)
+            .unwrap()
+            .seq
+    };
+    let mut audit = AuditServiceClient::new(connect(addr).await);
+    let proof = |index| {
+        as_sync(pb::GetInclusionProofRequest {
+            target: Some(pb::get_inclusion_proof_request::Target::Index(index)),
+            holder: None,
+        })
+    };
+    audit
+        .get_inclusion_proof(proof(index_of(&ours)))
+        .await
+        .unwrap();
+    expect_code(
+        audit
+            .get_inclusion_proof(proof(index_of(&theirs)))
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+    );
     let _ = s.stop().await;
 }

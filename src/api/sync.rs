@@ -35,6 +35,8 @@ pub const FEED_BUFFER: usize = 64;
 const CAUGHT_UP_EVERY: Duration = Duration::from_secs(30);
 /// How often a cluster follower, which signs nothing, looks for a newer checkpoint.
 const FOLLOWER_POLL: Duration = Duration::from_millis(250);
+/// How often the writing node looks anyway (it may have lost the lease meanwhile).
+const LEADER_POLL: Duration = Duration::from_secs(1);
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>>;
 
@@ -106,6 +108,9 @@ struct Feed {
     next: u64,
     stall: Duration,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The caller's client certificate (DER), checked again on every page: a revocation ends
+    /// the feed.
+    certificate: Option<Vec<u8>>,
     items: mpsc::Sender<pb::WatchChangesResponse>,
     end: mpsc::Sender<Status>,
 }
@@ -132,7 +137,11 @@ impl Feed {
         origin: &str,
         waiting: u64,
     ) -> Result<(), Stop> {
-        match tokio::time::timeout(self.stall, self.items.send(item)).await {
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(self.stall, self.items.send(item)) => sent,
+            _ = self.stopping.changed() => return Err(self.shutting_down()),
+        };
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_) => {
@@ -147,16 +156,26 @@ impl Feed {
         }
     }
 
+    fn shutting_down(&self) -> Stop {
+        Stop::End(Status::unavailable(format!(
+            "the server is shutting down: resume after {}",
+            self.last_sent
+                .map_or_else(|| "nothing (from the start)".to_owned(), |i| i.to_string())
+        )))
+    }
+
     async fn follow(&mut self) -> Stop {
         let mut signed = self.registry.watch_signed();
         let mut told: Option<(u64, Instant)> = None;
         loop {
             if *self.stopping.borrow() {
-                return Stop::End(Status::unavailable(format!(
-                    "the server is shutting down: resume after {}",
-                    self.last_sent
-                        .map_or_else(|| "nothing (from the start)".to_owned(), |i| i.to_string())
-                )));
+                return self.shutting_down();
+            }
+            if let Some(der) = self.certificate.clone()
+                && let Err(e) =
+                    blocking(&self.registry, move |r| r.check_client_certificate(&der)).await
+            {
+                return Stop::End(e);
             }
             let latest = match blocking(&self.registry, |r| Ok(r.latest_checkpoint())).await {
                 Ok(l) => l,
@@ -199,10 +218,12 @@ impl Feed {
                 }
                 told = Some((size, Instant::now()));
             }
+            // The leader's writer wakes the feed at once; a follower (or a leader that just
+            // lost the lease) looks at the database's checkpoints.
             let wait = if self.registry.following() {
                 FOLLOWER_POLL
             } else {
-                CAUGHT_UP_EVERY
+                LEADER_POLL
             };
             tokio::select! {
                 _ = signed.changed() => {}
@@ -223,6 +244,13 @@ impl SyncService for SyncApi {
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<FeedStream>, Status> {
         let Caller { actor, slot } = self.0.admit(&request)?;
+        let certificate = if self.0.auth == crate::auth::Authenticator::ClientCert {
+            request
+                .peer_certs()
+                .and_then(|c| c.first().map(|d| d.as_ref().to_vec()))
+        } else {
+            None
+        };
         let r = request.into_inner();
         let registry = self.0.registry.clone();
         let start = {
@@ -241,17 +269,19 @@ impl SyncService for SyncApi {
             next: start,
             stall: self.0.limits.feed_stall,
             stopping: self.0.stopping.clone(),
+            certificate,
             items,
             end,
         };
-        tokio::spawn(async move {
-            feed.run().await;
-            // The department's call slot is held while the feed runs.
-            drop(slot);
-        });
+        tokio::spawn(feed.run());
+        // The department's call slot is held while the stream is, buffered changes included.
         let stream = ReceiverStream::new(items_rx)
             .map(Ok)
-            .chain(ReceiverStream::new(end_rx).map(Err));
+            .chain(ReceiverStream::new(end_rx).map(Err))
+            .map(move |item| {
+                let _held = &slot;
+                item
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -181,6 +181,13 @@ async fn follow(
         .append(true)
         .open(out)
         .with_context(|| format!("cannot open {}", out.display()))?;
+    // Two followers appending to one file would write changes twice.
+    if file.try_lock().is_err() {
+        bail!(
+            "{} is being written by another `certseal sync follow`: stop it first",
+            out.display()
+        );
+    }
     let mut position = match resume_point(&mut file, out)? {
         Some((index, o)) => {
             if after.is_some_and(|a| a != index) || origin.as_ref().is_some_and(|x| *x != o) {
@@ -195,8 +202,19 @@ async fn follow(
         None => after.map(|a| (a, origin.clone().unwrap_or_default())),
     };
     let mut unsynced = 0u32;
+    let mut backoff = Duration::from_millis(200);
     loop {
-        let cl = Client::connect(client).await?;
+        let cl = match Client::connect(client).await {
+            Ok(cl) => cl,
+            // A server restarting comes back: wait for it.
+            Err(e) => {
+                eprintln!("{e:#}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
         let (after, origin) = match &position {
             Some((i, o)) => (Some(*i), o.clone()),
             None => (None, String::new()),

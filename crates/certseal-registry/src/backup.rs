@@ -739,6 +739,12 @@ fn replay_change(
         }
         txn.put(Table::Licences, key, record.clone());
         crate::status_list::put_status_index(txn, &l);
+        if entry.actor_role == "sync"
+            && let Ok(department) = entry.actor_department.parse()
+        {
+            let index = txn.state.next_index();
+            crate::upstream::remember_replayed(txn, &department, &l, index);
+        }
     } else if kind.starts_with("seal.") {
         let seal: Seal = decode("replayed seal", &record)?;
         if seal.id.to_string() != entry.subject {

@@ -23,6 +23,9 @@ use crate::{Registry, RegistryError};
 
 const WATCHING: &str = "following the change feed";
 
+/// Longest log origin a position names.
+const MAX_ORIGIN: usize = 255;
+
 /// Most entries one page of the feed reads.
 pub const MAX_FEED_PAGE: usize = 256;
 
@@ -195,25 +198,34 @@ impl Registry {
                 "required with `after`: the origin the changes you hold came from",
             ));
         }
+        if origin.chars().count() > MAX_ORIGIN || origin.chars().any(char::is_control) {
+            return Err(RegistryError::invalid(
+                "origin",
+                format!("a log origin: at most {MAX_ORIGIN} characters, no control characters"),
+            ));
+        }
         if !origin.is_empty() && origin != latest.origin {
             return Err(RegistryError::FailedPrecondition(
-                match self.restore_state() {
-                    Some(r) if r.old_origin == origin => {
+                match (self.restore_state(), after) {
+                    (Some(r), Some(a)) if r.old_origin == origin => {
                         let b = r.backup_size;
                         let keep = match b.checked_sub(1) {
-                            Some(last) => format!(
-                                "keep the changes up to index {last}, drop any later one, and resume with after = {last}"
-                            ),
+                            Some(last) => {
+                                let resume = a.min(last);
+                                format!(
+                                    "keep the changes you hold up to index {resume}, drop any later one, and resume with after = {resume}"
+                                )
+                            }
                             None => "drop every change you hold and start again without `after`"
                                 .to_owned(),
                         };
                         format!(
-                            "the log '{origin}' you followed was restored from a backup at index {b}: entry {b} starts log '{}', which shares the entries before {b} and no later one; {keep} and origin '{}'",
+                            "the log you followed was restored from a backup at index {b}: entry {b} starts log '{}', which shares the entries before {b} and no later one; {keep} and origin '{}'",
                             r.new_origin, r.new_origin
                         )
                     }
                     _ => format!(
-                        "this registry's log is '{}', not '{origin}': the changes you hold come from another log",
+                        "this registry's log is '{}', not the one given: the changes you hold come from another log",
                         latest.origin
                     ),
                 },

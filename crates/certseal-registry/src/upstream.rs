@@ -4,12 +4,15 @@
 //! with the request's digest, so a retry, however late, returns the first answer.
 
 use certseal_core::licence::MAX_NOTE;
-use certseal_core::{Actor, Licence, LicenceAction, Role, Timestamp, Upstream};
+use certseal_core::{
+    Actor, CreditCode, FieldAccess, Licence, LicenceAction, LicenceStatus, Role, Timestamp,
+    Upstream,
+};
 use certseal_crypto::sha256;
 use certseal_log::Extra;
 use certseal_store::Table;
 
-use crate::audit::append;
+use crate::audit::{RegTxn, append};
 use crate::codec::encode;
 use crate::feed::{UPSTREAM_REF, UPSTREAM_SOURCE, UPSTREAM_TIME};
 use crate::licences::{licence_fields, load_licence_txn, parse_licence_id};
@@ -88,7 +91,7 @@ impl UpstreamChange {
 }
 
 /// The key of a reference.
-fn reference_key(department: &certseal_core::CreditCode, source: &str, reference: &str) -> Vec<u8> {
+fn reference_key(department: &CreditCode, source: &str, reference: &str) -> Vec<u8> {
     [
         department.as_str().as_bytes(),
         &sha256(&[source.as_bytes(), b"\n", reference.as_bytes()]),
@@ -106,6 +109,86 @@ fn parse_outcome(v: &[u8]) -> Result<([u8; 32], u64, String), RegistryError> {
     let id = String::from_utf8(v[40..].to_vec())
         .map_err(|_| RegistryError::Corrupt("upstream change record".into()))?;
     Ok((digest, index, id))
+}
+
+/// A time for a message, RFC 3339 in UTC.
+fn rfc3339(t: Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{} ms", t.0))
+}
+
+/// Whether the caller's sync grants let it change `l` from upstream (`None`: not enforced),
+/// and whether they show it every field.
+fn applying_grant(
+    access: &crate::access::Access,
+    actor: &Actor,
+    l: &Licence,
+) -> Result<bool, RegistryError> {
+    let Some(p) = access.policy() else {
+        return Ok(false);
+    };
+    match p.sync_grant(&l.type_code) {
+        Some(g) if g.may_apply(&l.issuer) => Ok(matches!(g.fields, FieldAccess::All)),
+        _ => Err(crate::access::denied(
+            actor,
+            APPLYING,
+            format!(
+                "department {} may not apply upstream changes to licences of type {} issued by {}",
+                actor.department, l.type_code, l.issuer
+            ),
+        )),
+    }
+}
+
+/// The licence as a platform without every field sees it: no issuer's notes, a person holder
+/// masked (as in the feed).
+fn masked(mut l: Licence) -> Licence {
+    for e in &mut l.history {
+        if e.upstream.is_none() {
+            e.note.clear();
+        }
+    }
+    if l.holder_kind == certseal_core::HolderKind::Person {
+        l.holder_id = crate::public::mask_id(&l.holder_id);
+    }
+    l
+}
+
+/// A restore's replay of an upstream change of the old log: its reference is remembered again
+/// (for the entry the replay appends at `index`), so a late retry still applies once.
+pub(crate) fn remember_replayed(
+    txn: &mut RegTxn<'_>,
+    department: &CreditCode,
+    l: &Licence,
+    index: u64,
+) {
+    let Some(e) = l.history.last() else { return };
+    let Some(u) = &e.upstream else { return };
+    let action = match (e.status, e.reason) {
+        (LicenceStatus::Suspended, _) => LicenceAction::Suspend,
+        (LicenceStatus::Active, _) => LicenceAction::Reinstate,
+        (LicenceStatus::Revoked, Some(r)) => LicenceAction::Revoke(r),
+        _ => return,
+    };
+    let change = UpstreamChange {
+        licence_id: l.id.to_string(),
+        action,
+        source: u.source.clone(),
+        reference: u.reference.clone(),
+        decided_at: u.decided_at,
+        note: e.note.clone(),
+    };
+    let digest = change.digest(&u.source, &u.reference, &e.note);
+    txn.put(
+        Table::UpstreamChanges,
+        reference_key(department, &u.source, &u.reference),
+        [&digest[..], &index.to_be_bytes(), l.id.as_str().as_bytes()].concat(),
+    );
 }
 
 /// How a sequenced upstream change ended.
@@ -140,10 +223,10 @@ impl Registry {
             ));
         }
         let note = change.note.trim();
-        if note.chars().count() > MAX_NOTE {
+        if note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
             return Err(RegistryError::invalid(
                 "note",
-                format!("at most {MAX_NOTE} characters"),
+                format!("at most {MAX_NOTE} characters, no control characters but line breaks"),
             ));
         }
         let note = match note {
@@ -157,7 +240,9 @@ impl Registry {
             reference,
             decided_at: change.decided_at,
         };
+        let actor_ref = actor;
         let (actor, action, licence_id) = (actor.clone(), change.action, id.clone());
+        let txn_access = access.clone();
         let reads = vec![
             (Table::Licences, id.as_str().as_bytes().to_vec()),
             (Table::UpstreamChanges, key.clone()),
@@ -176,20 +261,27 @@ impl Registry {
                     return Ok(Outcome::Before(index));
                 }
                 let mut l = load_licence_txn(txn, &licence_id)?;
-                if let Some(p) = access.policy() {
-                    let granted = p
-                        .sync_grant(&l.type_code)
-                        .is_some_and(|g| g.may_apply(&l.issuer));
-                    if !granted {
-                        return Err(crate::access::denied(
-                            &actor,
-                            APPLYING,
-                            format!(
-                                "department {} may not apply upstream changes to licences of type {} issued by {}",
-                                actor.department, l.type_code, l.issuer
-                            ),
-                        ));
-                    }
+                applying_grant(&txn_access, &actor, &l)?;
+                // Decisions apply in the order they were taken upstream, and none before the
+                // licence existed: a late, older decision must not undo a newer one.
+                let newest = l
+                    .history
+                    .iter()
+                    .filter_map(|e| e.upstream.as_ref().map(|u| u.decided_at))
+                    .max();
+                if upstream.decided_at.0 < l.issued_at.0.div_euclid(1000) * 1000 {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "licence {} was issued at {}, after this decision was taken",
+                        l.id,
+                        rfc3339(l.issued_at)
+                    )));
+                }
+                if let Some(n) = newest.filter(|n| upstream.decided_at.0 < n.0) {
+                    return Err(RegistryError::FailedPrecondition(format!(
+                        "licence {} already carries an upstream decision taken at {}, later than this one",
+                        l.id,
+                        rfc3339(n)
+                    )));
                 }
                 l.apply(action, actor.clone(), Timestamp::now(), &note)?;
                 if let Some(e) = l.history.last_mut() {
@@ -222,21 +314,24 @@ impl Registry {
                 Ok(Outcome::Applied(Box::new(l), index))
             })
             .await?;
-        match outcome {
-            Outcome::Applied(licence, log_index) => Ok(AppliedUpstream {
-                licence: *licence,
-                applied: true,
-                log_index,
-            }),
+        let (licence, applied, log_index) = match outcome {
+            Outcome::Applied(licence, log_index) => (*licence, true, log_index),
             Outcome::Before(log_index) => {
                 let licence = crate::licences::load_licence(self.store.as_ref(), &id)?
                     .ok_or_else(|| RegistryError::Corrupt(format!("licence {id}")))?;
-                Ok(AppliedUpstream {
-                    licence,
-                    applied: false,
-                    log_index,
-                })
+                (licence, false, log_index)
             }
-        }
+        };
+        // A retry answers only while the grant still allows the change.
+        let all = applying_grant(&access, actor_ref, &licence)?;
+        Ok(AppliedUpstream {
+            licence: if all || !access.enforced() {
+                licence
+            } else {
+                masked(licence)
+            },
+            applied,
+            log_index,
+        })
     }
 }
