@@ -27,21 +27,21 @@ fn platform() -> String {
     dept_code(90)
 }
 
-/// A server enforcing the sharing policy, with more `config`.
-async fn enforced(dir: &std::path::Path, config: &str) -> certseal::server::RunningServer {
+/// A server enforcing the sharing policy, with more `config` (on a cluster: a follower).
+async fn enforced(config: &str) -> TestServer {
     let toml = format!("[policy]\nenforce = true\nadmin_department = \"{ADMIN_DEPT}\"\n{config}");
-    let s = start_with_config(dir, &toml).await;
+    let s = TestServer::start_with(&toml).await;
     // The operator audits too (to read every entry).
     register(
         &mut certseal::pb::department_service_client::DepartmentServiceClient::new(
-            connect(s.addr).await,
+            connect(s.addr()).await,
         ),
         ADMIN_DEPT,
         "登记机关",
     )
     .await;
     policy(
-        s.addr,
+        s.addr(),
         pb::SetDepartmentPolicyRequest {
             department: ADMIN_DEPT.into(),
             roles: vec![pb::Role::Admin as i32, pb::Role::Auditor as i32],
@@ -218,9 +218,8 @@ fn follower_cli(addr: SocketAddr, out: &std::path::Path, extra: &[&str]) -> std:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_and_restarted_gets_every_change_once_in_log_order_each_proved() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = enforced(dir.path(), "").await;
-    let addr = s.addr;
+    let s = enforced("").await;
+    let addr = s.addr();
     let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
     let other = issuer(addr, 2, pb::SealAlgorithm::Ed25519).await;
     grants(addr, &a, &[&a.dept]).await;
@@ -238,6 +237,7 @@ async fn a_consumer_killed_and_restarted_gets_every_change_once_in_log_order_eac
         },
     )
     .await;
+    let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("changes.jsonl");
 
     // Issues and changes licences of both types while the consumer is killed and restarted.
@@ -389,7 +389,7 @@ async fn a_consumer_killed_and_restarted_gets_every_change_once_in_log_order_eac
             .iter()
             .all(|l| l["licence"]["type_code"] != other.type_code.as_str())
     );
-    let _ = s.stop().await;
+    s.stop().await;
 }
 
 /// Opens a feed whose client takes in little before it stops reading.
@@ -416,9 +416,8 @@ async fn narrow_feed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_consumer_is_told_to_resume_and_resumes_without_a_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = enforced(dir.path(), "[limits]\nfeed_stall_secs = 1\n").await;
-    let addr = server.addr;
+    let server = enforced("[limits]\nfeed_stall_secs = 1\n").await;
+    let addr = server.addr();
     let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
     grants(addr, &a, &[]).await;
     let mut feed = narrow_feed(addr, None, "").await.unwrap();
@@ -494,14 +493,13 @@ async fn a_stalled_consumer_is_told_to_resume_and_resumes_without_a_gap() {
         &BTreeSet::from([a.type_code.clone()]),
     );
     assert_eq!(received, want);
-    let _ = server.stop().await;
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn positions_from_another_origin_or_past_the_log_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = enforced(dir.path(), "").await;
-    let addr = s.addr;
+    let s = enforced("").await;
+    let addr = s.addr();
     let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
     grants(addr, &a, &[]).await;
     let origin = verifier_key(addr).await.name().to_owned();
@@ -551,14 +549,13 @@ async fn positions_from_another_origin_or_past_the_log_are_refused() {
     open(Some(size - 1), &origin, platform(), "sync")
         .await
         .unwrap();
-    let _ = s.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = enforced(dir.path(), "").await;
-    let addr = s.addr;
+    let s = enforced("").await;
+    let addr = s.addr();
     let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
     let b = issuer(addr, 2, pb::SealAlgorithm::Ed25519).await;
     grants(addr, &a, &[&a.dept]).await;
@@ -763,14 +760,13 @@ async fn an_upstream_cancellation_applies_once_and_then_fails_verification() {
             .unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     }
-    let _ = s.stop().await;
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_sees_what_its_grant_shows_and_proves_only_what_it_follows() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = enforced(dir.path(), "").await;
-    let addr = s.addr;
+    let s = enforced("").await;
+    let addr = s.addr();
     let a = issuer(addr, 1, pb::SealAlgorithm::Ed25519).await;
     let b = issuer(addr, 2, pb::SealAlgorithm::Ed25519).await;
     grants_showing(addr, &a, &[], false).await;
@@ -853,5 +849,5 @@ async fn a_platform_sees_what_its_grant_shows_and_proves_only_what_it_follows() 
             .unwrap_err(),
         Code::PermissionDenied,
     );
-    let _ = s.stop().await;
+    s.stop().await;
 }

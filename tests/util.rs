@@ -35,9 +35,17 @@ struct Pair {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// [`TestServer::start`] with more configuration (TOML sections), on every node.
+    pub async fn start_with(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let Some(c) = test_cluster() else {
-            let server = Some(start_in(dir.path(), true).await);
+            let server = Some(match config {
+                "" => start_in(dir.path(), true).await,
+                toml => start_with_config(dir.path(), toml).await,
+            });
             return Self {
                 server,
                 dir,
@@ -47,10 +55,16 @@ impl TestServer {
         let urls = c.new_database();
         let leader_dir = tempfile::tempdir().unwrap();
         let kek = leader_dir.path().join("kek");
-        let leader = server::start(&node_config(leader_dir.path(), &urls, &kek, "leader"))
-            .await
-            .unwrap();
-        let server = server::start(&node_config(dir.path(), &urls, &kek, "follower"))
+        let leader = server::start(&node_config(
+            leader_dir.path(),
+            &urls,
+            &kek,
+            "leader",
+            config,
+        ))
+        .await
+        .unwrap();
+        let server = server::start(&node_config(dir.path(), &urls, &kek, "follower", config))
             .await
             .unwrap();
         // The test talks to a follower, not to a second writer.
@@ -104,7 +118,7 @@ impl TestServer {
             None => start_in(self.dir.path(), true).await,
             Some(p) => {
                 let kek = p.leader_dir.path().join("kek");
-                server::start(&node_config(self.dir.path(), &p.urls, &kek, "follower"))
+                server::start(&node_config(self.dir.path(), &p.urls, &kek, "follower", ""))
                     .await
                     .unwrap()
             }
@@ -235,13 +249,14 @@ fn node_config(
     urls: &[String],
     kek: &Path,
     node: &str,
+    config: &str,
 ) -> certseal::config::Config {
     let listen = free_addr();
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     let toml = format!(
         "[storage]\nbackend = \"mysql\"\nurls = [{}]\npool_size = 2\n\
          [cluster]\nnode = \"{node}\"\nadvertise = \"{listen}\"\nlease_ms = 2000\n\
-         [keys]\nkek_file = {:?}\n",
+         [keys]\nkek_file = {:?}\n{config}",
         urls.join(", "),
         kek.display().to_string(),
     );
