@@ -184,6 +184,7 @@ impl Registry {
             let chain_ok = certseal_verify::document::chain_ok(&cert, &cas, &seal.intermediates);
             out.push(SealCandidate {
                 seal_id: seal.id,
+                department: seal.lifecycle.department.clone(),
                 cert,
                 chain_ok,
                 not_before: seal.lifecycle.not_before,

@@ -5,8 +5,8 @@
 use certseal_core::licence::{LICENCE_CONTENT_TYPE, LICENCE_V2_CONTENT_TYPE};
 use certseal_core::seal::usability_at;
 use certseal_core::{
-    Indication, LicenceClaims, LicenceStatus, RevocationReason, SealId, SealStatus, SubIndication,
-    Timestamp, TrustList, Usability,
+    CreditCode, Indication, LicenceClaims, LicenceStatus, RevocationReason, SealId, SealStatus,
+    SubIndication, Timestamp, TrustList, Usability,
 };
 use certseal_crypto::{cose, sha256, x509};
 
@@ -18,6 +18,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 pub struct SealCandidate {
     /// The seal.
     pub seal_id: SealId,
+    /// The department that owns it: the only one whose licences it signs.
+    pub department: CreditCode,
     /// Its certificate (DER).
     pub cert: Vec<u8>,
     /// Whether the certificate chains to a CA the checker trusts.
@@ -190,6 +192,17 @@ fn decide(
             ),
         );
     }
+    // A seal signs its own department's licences only: with a stolen key, one department
+    // could otherwise sign documents naming another as their issuer.
+    if claims.issuer != seal.department {
+        return failed(
+            SubIndication::SigCryptoFailure,
+            format!(
+                "the document names department {} as its issuer but seal {} is department {}'s",
+                claims.issuer, seal.seal_id, seal.department
+            ),
+        );
+    }
     let facts = facts(claims);
     if let LicenceFacts::Unavailable = facts {
         return indeterminate(
@@ -336,6 +349,7 @@ pub fn trust_list_candidates(list: &TrustList, kid: &[u8]) -> Vec<SealCandidate>
     list.seals_with_kid(kid)
         .map(|s| SealCandidate {
             seal_id: s.id,
+            department: s.department.clone(),
             chain_ok: chain_ok(&s.cert, &list.cas, &s.chain),
             cert: s.cert.clone(),
             not_before: s.not_before,
@@ -347,4 +361,74 @@ pub fn trust_list_candidates(list: &TrustList, kid: &[u8]) -> Vec<SealCandidate>
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certseal_core::{FieldValue, Holder, HolderKind, LicenceId, TypeCode};
+    use certseal_crypto::x509::{KeyAlgorithm, create_ca, generate_key};
+
+    #[test]
+    fn a_seal_signs_only_its_own_departments_licences() {
+        let key = generate_key(KeyAlgorithm::Ed25519).unwrap();
+        // Only the public key matters here: a self-signed certificate of the seal's key.
+        let cert = create_ca("seal", &key.pkcs8, 1_700_000_000, 2_000_000_000).unwrap();
+        let signer = certseal_crypto::load_signer(KeyAlgorithm::Ed25519, &key.pkcs8).unwrap();
+        let issuer: CreditCode = "11100000000013338W".parse().unwrap();
+        let type_code: TypeCode = "11100000000013338W001".parse().unwrap();
+        let seal = SealId::new(1_700_000_000_000, &[3; 10]);
+        let claims = LicenceClaims {
+            id: LicenceId::new(&type_code, &issuer, "0ABC", 1).unwrap(),
+            issuer: issuer.clone(),
+            exp: None,
+            nbf: 1_800_000_000,
+            iat: 1_800_000_000,
+            type_code,
+            template_version: 1,
+            seal,
+            holder: Holder::new(HolderKind::Person, "11010519491231002X", "张三").unwrap(),
+            fields: [("n".to_owned(), FieldValue::Integer(1))]
+                .into_iter()
+                .collect(),
+            prev: None,
+        };
+        let document = cose::sign1(
+            signer.as_ref(),
+            &sha256(&[&cert.der])[..8],
+            LICENCE_CONTENT_TYPE,
+            None,
+            claims.encode(),
+        )
+        .unwrap();
+        let candidate = |department: &str| SealCandidate {
+            seal_id: seal,
+            department: department.parse().unwrap(),
+            cert: cert.der.clone(),
+            chain_ok: true,
+            not_before: Timestamp(1_700_000_000_000),
+            not_after: Timestamp(2_000_000_000_000),
+            history: vec![(Timestamp(1_700_000_000_000), SealStatus::Active, None)],
+        };
+        let check = |department: &str| {
+            check_document(
+                &document,
+                |_| vec![candidate(department)],
+                |_| LicenceFacts::Listed(None),
+                Timestamp(1_800_000_001_000),
+            )
+        };
+        let own = check("11100000000013338W");
+        assert_eq!(own.indication, Indication::TotalPassed, "{}", own.reason);
+        let other = check("91350200MA2XYW123L");
+        assert_eq!(
+            (other.indication, other.sub),
+            (
+                Indication::TotalFailed,
+                Some(SubIndication::SigCryptoFailure)
+            ),
+            "{}",
+            other.reason
+        );
+    }
 }
