@@ -4,7 +4,7 @@
 use certseal_core::{Actor, Role};
 use certseal_log::merkle::{self, Frontier, Hash};
 use certseal_log::{Checkpoint, Entry, TlogProof, VerifierKey};
-use certseal_store::{Direction, Table};
+use certseal_store::{Direction, Read, Table};
 
 use crate::HolderRef;
 use crate::access::Access;
@@ -56,6 +56,36 @@ pub struct ExportItem {
     pub entry: Vec<u8>,
     /// The record whose SHA-256 is the entry's digest.
     pub record: Vec<u8>,
+}
+
+/// Up to `limit` consecutive entries from index `start`, with their indexes; a gap is
+/// corruption.
+pub(crate) fn log_entries(
+    r: &dyn Read,
+    start: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, RegistryError> {
+    let after = start.checked_sub(1).map(u64::to_be_bytes);
+    let page = r.scan(
+        Table::LogEntries,
+        b"",
+        after.as_ref().map(|a| a.as_slice()),
+        limit,
+        Direction::Forward,
+    )?;
+    page.items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (k, entry))| {
+            let index = start + i as u64;
+            if k != index.to_be_bytes() {
+                return Err(RegistryError::Corrupt(format!(
+                    "log entry {index} is missing"
+                )));
+            }
+            Ok((index, entry))
+        })
+        .collect()
 }
 
 /// Most entries one export page reads.
@@ -337,22 +367,9 @@ impl Registry {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let after = start.checked_sub(1).map(u64::to_be_bytes);
-        let page = snap.scan(
-            Table::LogEntries,
-            b"",
-            after.as_ref().map(|a| a.as_slice()),
-            limit,
-            Direction::Forward,
-        )?;
-        let mut out = Vec::with_capacity(page.items.len());
-        for (i, (k, entry)) in page.items.into_iter().enumerate() {
-            let index = start + i as u64;
-            if k != index.to_be_bytes() {
-                return Err(RegistryError::Corrupt(format!(
-                    "log entry {index} is missing"
-                )));
-            }
+        let entries = log_entries(snap.as_ref(), start, limit)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (index, entry) in entries {
             let digest = Entry::decode(&entry).map_err(log_err)?.digest;
             let record = snap.get(Table::Records, &digest)?.ok_or_else(|| {
                 RegistryError::Corrupt(format!("record of entry {index} is missing"))

@@ -259,26 +259,12 @@ impl Registry {
                 next: from,
             });
         }
-        let after = from.checked_sub(1).map(u64::to_be_bytes);
-        let page = snap.scan(
-            Table::LogEntries,
-            b"",
-            after.as_ref().map(|a| a.as_slice()),
-            limit,
-            Direction::Forward,
-        )?;
         let following = Following(access.policy());
         let mut changes = Vec::new();
         let mut previous_kind: Option<String> = None;
         let mut next = from;
-        for (k, bytes) in page.items {
-            if k != next.to_be_bytes() {
-                return Err(RegistryError::Corrupt(format!(
-                    "log entry {next} is missing"
-                )));
-            }
-            let index = next;
-            next += 1;
+        for (index, bytes) in crate::audit_read::log_entries(snap.as_ref(), from, limit)? {
+            next = index + 1;
             let entry = Entry::decode(&bytes).map_err(log_err)?;
             let kind = entry.kind.clone();
             if let Some(change) = self.change_of(

@@ -1421,28 +1421,7 @@ impl Registry {
                     })?;
                 }
                 l.apply(action, actor.clone(), Timestamp::now(), &note)?;
-                let record = encode(&l);
-                txn.put(
-                    Table::Licences,
-                    l.id.as_str().as_bytes().to_vec(),
-                    record.clone(),
-                );
-                put_status_index(txn, &l);
-                let (kind, reason) = match action {
-                    LicenceAction::Suspend => ("licence.suspended", None),
-                    LicenceAction::Reinstate => ("licence.reinstated", None),
-                    LicenceAction::Revoke(r) => ("licence.revoked", Some(r)),
-                    LicenceAction::Supersede => unreachable!("refused above"),
-                };
-                let reason = reason.map(|r| ("reason", r.code().to_owned()));
-                append(
-                    txn,
-                    &actor,
-                    kind,
-                    l.id.as_str(),
-                    &record,
-                    licence_fields(&l, reason.as_slice()),
-                );
+                let record = write_status_change(txn, &actor, &l, action, BTreeMap::new());
                 if let Some(rid) = &rid {
                     rid.remember(txn, &sha256(&[&record]));
                 }
@@ -1452,6 +1431,35 @@ impl Registry {
         // Err: a concurrent request with the same ID won.
         outcome.or_else(|outcome| replayed(&outcome))
     }
+}
+
+/// Writes a licence whose status `action` just changed, its status index and its log entry
+/// (with `more` fields beside the type, status and reason); returns the record.
+pub(crate) fn write_status_change(
+    txn: &mut RegTxn<'_>,
+    actor: &Actor,
+    l: &Licence,
+    action: LicenceAction,
+    more: BTreeMap<String, Extra>,
+) -> Vec<u8> {
+    let record = encode(l);
+    txn.put(
+        Table::Licences,
+        l.id.as_str().as_bytes().to_vec(),
+        record.clone(),
+    );
+    put_status_index(txn, l);
+    let (kind, reason) = match action {
+        LicenceAction::Suspend => ("licence.suspended", None),
+        LicenceAction::Reinstate => ("licence.reinstated", None),
+        LicenceAction::Revoke(r) => ("licence.revoked", Some(r)),
+        LicenceAction::Supersede => unreachable!("a supersession is written with its successor"),
+    };
+    let reason = reason.map(|r| ("reason", r.code().to_owned()));
+    let mut extra = licence_fields(l, reason.as_slice());
+    extra.extend(more);
+    append(txn, actor, kind, l.id.as_str(), &record, extra);
+    record
 }
 
 /// What makes two amendments or renewals the same request.

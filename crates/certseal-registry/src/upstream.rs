@@ -3,6 +3,8 @@
 //! hold), naming the source and its reference. A reference applies once: it is kept for good
 //! with the request's digest, so a retry, however late, returns the first answer.
 
+use std::collections::BTreeMap;
+
 use certseal_core::licence::MAX_NOTE;
 use certseal_core::{
     Actor, CreditCode, FieldAccess, Licence, LicenceAction, LicenceStatus, Role, Timestamp,
@@ -12,11 +14,9 @@ use certseal_crypto::sha256;
 use certseal_log::Extra;
 use certseal_store::Table;
 
-use crate::audit::{RegTxn, append};
-use crate::codec::encode;
+use crate::audit::RegTxn;
 use crate::feed::{UPSTREAM_REF, UPSTREAM_SOURCE, UPSTREAM_TIME};
-use crate::licences::{licence_fields, load_licence_txn, parse_licence_id};
-use crate::status_list::put_status_index;
+use crate::licences::{load_licence_txn, parse_licence_id, write_status_change};
 use crate::{Registry, RegistryError};
 
 const APPLYING: &str = "applying a change decided upstream";
@@ -287,25 +287,21 @@ impl Registry {
                 if let Some(e) = l.history.last_mut() {
                     e.upstream = Some(upstream.clone());
                 }
-                let record = encode(&l);
-                txn.put(Table::Licences, l.id.as_str().as_bytes().to_vec(), record.clone());
-                put_status_index(txn, &l);
-                let (kind, reason) = match action {
-                    LicenceAction::Suspend => ("licence.suspended", None),
-                    LicenceAction::Reinstate => ("licence.reinstated", None),
-                    LicenceAction::Revoke(r) => ("licence.revoked", Some(r)),
-                    LicenceAction::Supersede => unreachable!("refused above"),
-                };
-                let reason = reason.map(|r| ("reason", r.code().to_owned()));
-                let mut extra = licence_fields(&l, reason.as_slice());
-                extra.insert(UPSTREAM_SOURCE.into(), Extra::Text(upstream.source.clone()));
-                extra.insert(UPSTREAM_REF.into(), Extra::Text(upstream.reference.clone()));
-                extra.insert(
-                    UPSTREAM_TIME.into(),
-                    Extra::Uint(upstream.decided_at.0 as u64),
-                );
                 let index = txn.state.next_index();
-                append(txn, &actor, kind, l.id.as_str(), &record, extra);
+                write_status_change(
+                    txn,
+                    &actor,
+                    &l,
+                    action,
+                    BTreeMap::from([
+                        (UPSTREAM_SOURCE.into(), Extra::Text(upstream.source.clone())),
+                        (UPSTREAM_REF.into(), Extra::Text(upstream.reference.clone())),
+                        (
+                            UPSTREAM_TIME.into(),
+                            Extra::Uint(upstream.decided_at.0 as u64),
+                        ),
+                    ]),
+                );
                 txn.put(
                     Table::UpstreamChanges,
                     key.clone(),
