@@ -13,7 +13,7 @@ use certseal_core::{
 };
 use certseal_crypto::cose;
 use certseal_log::{Entry, Extra};
-use certseal_store::{Direction, Read, Table};
+use certseal_store::{Read, Table};
 
 use crate::access::{Access, Reading};
 use crate::audit::log_err;
