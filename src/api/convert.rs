@@ -80,10 +80,7 @@ pub(crate) fn template_status_to_pb(s: TemplateStatus) -> pb::TemplateStatus {
 fn content_to_pb(c: TemplateContent) -> pb::TemplateContent {
     pb::TemplateContent {
         name: c.name,
-        category: match c.category {
-            TemplateCategory::Licence => pb::TemplateCategory::Licence,
-            TemplateCategory::Approval => pb::TemplateCategory::Approval,
-        } as i32,
+        category: category_to_pb(c.category) as i32,
         default_validity_days: c.default_validity_days,
         fields: c
             .fields
@@ -106,6 +103,13 @@ fn content_to_pb(c: TemplateContent) -> pb::TemplateContent {
     }
 }
 
+fn category_to_pb(c: TemplateCategory) -> pb::TemplateCategory {
+    match c {
+        TemplateCategory::Licence => pb::TemplateCategory::Licence,
+        TemplateCategory::Approval => pb::TemplateCategory::Approval,
+    }
+}
+
 /// One licence type of the catalogue.
 pub(crate) fn catalogue_entry(e: certseal_registry::CatalogueEntry) -> pb::CatalogueEntry {
     let t = e.template;
@@ -114,10 +118,7 @@ pub(crate) fn catalogue_entry(e: certseal_registry::CatalogueEntry) -> pb::Catal
         authority_name: e.authority_name.unwrap_or_default(),
         type_code: t.type_code.to_string(),
         name: t.content.name,
-        category: match t.content.category {
-            TemplateCategory::Licence => pb::TemplateCategory::Licence,
-            TemplateCategory::Approval => pb::TemplateCategory::Approval,
-        } as i32,
+        category: category_to_pb(t.content.category) as i32,
         version: t.version,
         default_validity_days: t.content.default_validity_days,
         // Every type may be held by a person or an organisation: templates do not restrict it.

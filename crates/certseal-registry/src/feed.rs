@@ -176,11 +176,6 @@ impl Registry {
         self.signed.subscribe()
     }
 
-    /// The log origin changes are read from now.
-    pub fn feed_origin(&self) -> String {
-        self.latest_checkpoint().checkpoint.origin
-    }
-
     /// Checks a consumer's position and returns the first index it is to get. `after` is the
     /// last index it holds (`None`: it holds nothing), read from the log `origin`.
     pub fn feed_start(
